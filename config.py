@@ -1,0 +1,203 @@
+"""Configuration classes. Every setting comes from an environment variable.
+
+The helpers raise on malformed values so a typo in production fails at start-up
+instead of silently falling back to a default.
+"""
+import os
+import secrets
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("BACKDESK_INSTANCE_DIR", BASE_DIR / "instance"))
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed."""
+
+
+def env_str(name, default=None):
+    return os.environ.get(name, default)
+
+
+def env_int(name, default):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_bool(name, default=False):
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def _development_secret_key():
+    """Generate a secret once and keep it in instance/, so restarts keep sessions."""
+    path = INSTANCE_DIR / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def _default_database_url():
+    return f"sqlite:///{INSTANCE_DIR / 'backdesk.db'}"
+
+
+class Config:
+    ENV_NAME = "base"
+    SECRET_KEY = None
+    SQLALCHEMY_DATABASE_URI = None
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    REDIS_URL = None
+    LOG_LEVEL = "INFO"
+
+    # Requests: a hard cap on body size (attachments included).
+    MAX_CONTENT_LENGTH = 0
+
+    # Sessions and cookies.
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_SECURE = False
+    WTF_CSRF_TIME_LIMIT = None
+
+    # Outbound mail (replies, acknowledgements, notifications).
+    SMTP_HOST = None
+    SMTP_PORT = 25
+    SMTP_USER = None
+    SMTP_PASSWORD = None
+    SMTP_TLS = "none"  # none | starttls | ssl
+    MAIL_FROM = "backdesk@localhost"
+    MAIL_DOMAIN = "backdesk.example.com"
+
+    # Inbound mail (intake).
+    SMTP_INTAKE_HOST = "127.0.0.1"
+    SMTP_INTAKE_PORT = 2525
+    INTAKE_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+    IMAP_HOST = None
+    IMAP_PORT = 993
+    IMAP_USER = None
+    IMAP_PASSWORD = None
+    IMAP_TLS = "ssl"  # none | starttls | ssl
+    IMAP_FOLDER = "INBOX"
+
+    # Background work.
+    RQ_DEFAULT_TIMEOUT = 180
+    OUTBOX_RELAY_SECONDS = 2
+    # Hand jobs to RQ right after each commit (the relay catches up on anything missed).
+    OUTBOX_DELIVER_ON_COMMIT = True
+    BASE_URL = "http://127.0.0.1:5000"
+
+    @classmethod
+    def load(cls):
+        """Read the environment into a fresh subclass instance (env read at app creation, not import)."""
+        cfg = cls()
+        cfg.SECRET_KEY = env_str("SECRET_KEY")
+        cfg.SQLALCHEMY_DATABASE_URI = normalise_database_url(env_str("DATABASE_URL", _default_database_url()))
+        cfg.REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+        cfg.LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+        cfg.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 30 * 1024 * 1024)
+        cfg.SMTP_HOST = env_str("SMTP_HOST")
+        cfg.SMTP_PORT = env_int("SMTP_PORT", 25)
+        cfg.SMTP_USER = env_str("SMTP_USER")
+        cfg.SMTP_PASSWORD = env_str("SMTP_PASSWORD")
+        cfg.SMTP_TLS = env_str("SMTP_TLS", "none")
+        cfg.MAIL_FROM = env_str("MAIL_FROM", "backdesk@localhost")
+        cfg.MAIL_DOMAIN = env_str("MAIL_DOMAIN", "backdesk.example.com")
+        cfg.SMTP_INTAKE_HOST = env_str("SMTP_INTAKE_HOST", "127.0.0.1")
+        cfg.SMTP_INTAKE_PORT = env_int("SMTP_INTAKE_PORT", 2525)
+        cfg.INTAKE_MAX_MESSAGE_BYTES = env_int("INTAKE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
+        cfg.IMAP_HOST = env_str("IMAP_HOST")
+        cfg.IMAP_PORT = env_int("IMAP_PORT", 993)
+        cfg.IMAP_USER = env_str("IMAP_USER")
+        cfg.IMAP_PASSWORD = env_str("IMAP_PASSWORD")
+        cfg.IMAP_TLS = env_str("IMAP_TLS", "ssl")
+        cfg.IMAP_FOLDER = env_str("IMAP_FOLDER", "INBOX")
+        cfg.RQ_DEFAULT_TIMEOUT = env_int("RQ_DEFAULT_TIMEOUT", 180)
+        cfg.OUTBOX_RELAY_SECONDS = env_int("OUTBOX_RELAY_SECONDS", 2)
+        cfg.OUTBOX_DELIVER_ON_COMMIT = env_bool("OUTBOX_DELIVER_ON_COMMIT", True)
+        cfg.BASE_URL = env_str("BASE_URL", "http://127.0.0.1:5000")
+        cfg.INSTANCE_DIR = str(INSTANCE_DIR)
+        cfg.finish()
+        for tls_setting in ("SMTP_TLS", "IMAP_TLS"):
+            if getattr(cfg, tls_setting) not in ("none", "starttls", "ssl"):
+                raise ConfigError(f"{tls_setting} must be one of none, starttls, ssl")
+        return cfg
+
+    def finish(self):
+        """Per-environment adjustments after the environment has been read."""
+
+    def as_dict(self):
+        return {k: getattr(self, k) for k in dir(self) if k.isupper()}
+
+
+def normalise_database_url(url):
+    """Accept the usual postgres:// spellings and use psycopg 3 for them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+
+    def finish(self):
+        if not self.SECRET_KEY:
+            self.SECRET_KEY = _development_secret_key()
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+
+    def finish(self):
+        self.SECRET_KEY = self.SECRET_KEY or "test-only-secret"
+        self.LOG_LEVEL = env_str("LOG_LEVEL", "WARNING").upper()
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+
+    def finish(self):
+        if not self.SECRET_KEY or len(self.SECRET_KEY) < 32:
+            raise ConfigError("SECRET_KEY must be set to a random value of at least 32 characters in production")
+        if not os.environ.get("REDIS_URL"):
+            raise ConfigError("REDIS_URL must be set in production")
+        if not os.environ.get("DATABASE_URL"):
+            raise ConfigError("DATABASE_URL must be set in production")
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_from_environment():
+    name = env_str("BACKDESK_ENV", "development")
+    if name not in CONFIGS:
+        raise ConfigError(f"BACKDESK_ENV must be one of {', '.join(CONFIGS)}, got {name!r}")
+    return CONFIGS[name].load()

@@ -1,0 +1,29 @@
+"""Every model, imported here so Alembic autogenerate sees every table."""
+from queue_app.models.approval import Approval
+from queue_app.models.calendar import Calendar
+from queue_app.models.check_result import CheckResult
+from queue_app.models.event import Event
+from queue_app.models.message import Attachment, Message
+from queue_app.models.outbox import OutboxJob
+from queue_app.models.routing_rule import RoutingRule
+from queue_app.models.sla_policy import SlaPolicy
+from queue_app.models.team import Team, team_members
+from queue_app.models.user import ApiToken, User
+from queue_app.models.work_item import WorkItem
+
+__all__ = [
+    "ApiToken",
+    "Approval",
+    "Attachment",
+    "Calendar",
+    "CheckResult",
+    "Event",
+    "Message",
+    "OutboxJob",
+    "RoutingRule",
+    "SlaPolicy",
+    "Team",
+    "User",
+    "WorkItem",
+    "team_members",
+]

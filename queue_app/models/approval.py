@@ -1,0 +1,29 @@
+"""Maker-checker approvals: one person asks, another decides."""
+from datetime import datetime
+from typing import Optional
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+
+from queue_app.models.base import db, utcnow
+
+
+class Approval(db.Model):
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    work_item_id: Mapped[int] = mapped_column(sa.ForeignKey("work_items.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(sa.String(40))  # e.g. "resolve"
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending", index=True)
+    requested_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("users.id"))
+    decided_at: Mapped[Optional[datetime]]
+    comment: Mapped[Optional[str]] = mapped_column(sa.Text)
+    data: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+
+    requested_by = relationship("User", foreign_keys=[requested_by_id])
+    decided_by = relationship("User", foreign_keys=[decided_by_id])
+
+    __table_args__ = (sa.CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status"),)

@@ -1,0 +1,87 @@
+"""People who log in, and the API tokens they hold."""
+import hashlib
+import secrets
+from datetime import datetime
+from typing import Optional
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+
+from queue_app.models.base import db, utcnow
+from queue_app.models.team import team_members
+
+ROLES = ("executive", "supervisor", "admin")
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(120))
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(20), default="executive")
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC", server_default="UTC")
+    capacity: Mapped[int] = mapped_column(default=20, server_default="20")
+    skills: Mapped[list] = mapped_column(sa.JSON, default=list)
+    out_of_office_from: Mapped[Optional[datetime]]
+    out_of_office_until: Mapped[Optional[datetime]]
+    is_active_user: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    # Part of the login cookie: rotating it ends every other session on the server side.
+    session_nonce: Mapped[str] = mapped_column(sa.String(32), default=lambda: secrets.token_hex(8))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    teams = relationship("Team", secondary=team_members, back_populates="members", order_by="Team.name")
+
+    __table_args__ = (sa.CheckConstraint("role IN ('executive', 'supervisor', 'admin')", name="role"),)
+
+    def set_password(self, password):
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password):
+        return check_password_hash(self.password_hash, password)
+
+    def rotate_session_nonce(self):
+        self.session_nonce = secrets.token_hex(8)
+
+    def get_id(self):
+        return f"{self.id}:{self.session_nonce}"
+
+    @property
+    def is_active(self):
+        return self.is_active_user
+
+    @property
+    def team_ids(self):
+        return {t.id for t in self.teams}
+
+    def is_out_of_office(self, now):
+        if self.out_of_office_from is None:
+            return False
+        return self.out_of_office_from <= now and (self.out_of_office_until is None or now < self.out_of_office_until)
+
+    def __repr__(self):
+        return f"<User {self.email} {self.role}>"
+
+
+class ApiToken(db.Model):
+    """A bearer token; only its SHA-256 is stored, so a database leak reveals no token."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(120), default="cli")
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[Optional[datetime]]
+    revoked_at: Mapped[Optional[datetime]]
+
+    user = relationship("User")
+
+    @staticmethod
+    def hash(token):
+        return hashlib.sha256(token.encode()).hexdigest()

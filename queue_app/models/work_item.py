@@ -1,0 +1,103 @@
+"""The work item: one unit of back-office work, tracked against its SLA."""
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Optional
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+
+from queue_app.models.base import db, utcnow
+
+TYPES = ("escalation", "return", "document_verification", "discrepancy_fix", "general")
+STATUSES = ("new", "open", "pending_customer", "pending_third_party", "awaiting_approval", "resolved", "closed")
+OPEN_STATUSES = ("new", "open", "pending_customer", "pending_third_party", "awaiting_approval")
+PRIORITIES = ("low", "normal", "high", "urgent")
+SLA_STATES = ("on_track", "at_risk", "breached", "paused", "met")
+SOURCES = ("email", "form", "api", "manual")
+
+
+def format_ref(item_id):
+    return f"BO-{item_id:06d}"
+
+
+class WorkItem(db.Model):
+    __tablename__ = "work_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[Optional[str]] = mapped_column(sa.String(16), unique=True)
+    type: Mapped[str] = mapped_column(sa.String(32))
+    status: Mapped[str] = mapped_column(sa.String(24), default="new")
+    priority: Mapped[str] = mapped_column(sa.String(16), default="normal")
+    source: Mapped[str] = mapped_column(sa.String(16), default="api")
+    subject: Mapped[str] = mapped_column(sa.String(255))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    team_id: Mapped[int] = mapped_column(sa.ForeignKey("teams.id"))
+    assignee_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("users.id"))
+    requester_email: Mapped[Optional[str]] = mapped_column(sa.String(255), index=True)
+    requester_name: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    created_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("users.id"))
+
+    # Type-specific fields (which apply to which type: services/work_types.py).
+    order_number: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
+    purchase_date: Mapped[Optional[date]]
+    amount: Mapped[Optional[Decimal]] = mapped_column(sa.Numeric(14, 2))
+    currency: Mapped[Optional[str]] = mapped_column(sa.String(3))
+    reason: Mapped[Optional[str]] = mapped_column(sa.Text)
+    document_type: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    document_number: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
+    expires_on: Mapped[Optional[date]]
+    account: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
+    expected_amount: Mapped[Optional[Decimal]] = mapped_column(sa.Numeric(14, 2))
+    actual_amount: Mapped[Optional[Decimal]] = mapped_column(sa.Numeric(14, 2))
+    related_ref: Mapped[Optional[str]] = mapped_column(sa.String(16))
+    severity: Mapped[Optional[str]] = mapped_column(sa.String(16))
+
+    # SLA clock. sla_next_due is the earliest pending deadline, the inbox's sort key.
+    sla_policy_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("sla_policies.id", ondelete="SET NULL"))
+    first_response_due: Mapped[Optional[datetime]] = mapped_column(index=True)
+    resolution_due: Mapped[Optional[datetime]] = mapped_column(index=True)
+    sla_next_due: Mapped[Optional[datetime]]
+    first_responded_at: Mapped[Optional[datetime]]
+    sla_state: Mapped[str] = mapped_column(sa.String(16), default="on_track")
+    sla_paused_at: Mapped[Optional[datetime]]
+    sla_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    escalation_level: Mapped[int] = mapped_column(default=0, server_default="0")
+    needs_attention: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[Optional[datetime]]
+    closed_at: Mapped[Optional[datetime]]
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
+
+    team = relationship("Team")
+    assignee = relationship("User", foreign_keys=[assignee_id])
+    created_by = relationship("User", foreign_keys=[created_by_id])
+    sla_policy = relationship("SlaPolicy")
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        # Executive inbox: my items, most urgent first.
+        sa.Index("ix_work_items_assignee_status_due", "assignee_id", "status", "sla_next_due", "id"),
+        # Supervisor view: a team's (unassigned) queue by urgency.
+        sa.Index("ix_work_items_team_assignee_due", "team_id", "assignee_id", "sla_next_due", "id"),
+        sa.Index("ix_work_items_status_due", "status", "sla_next_due"),
+        sa.CheckConstraint(
+            "type IN ('escalation', 'return', 'document_verification', 'discrepancy_fix', 'general')", name="type"
+        ),
+        sa.CheckConstraint(
+            "status IN ('new', 'open', 'pending_customer', 'pending_third_party', 'awaiting_approval', "
+            "'resolved', 'closed')",
+            name="status",
+        ),
+        sa.CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name="priority"),
+    )
+
+    @property
+    def is_open(self):
+        return self.status in OPEN_STATUSES
+
+    def __repr__(self):
+        return f"<WorkItem {self.ref} {self.type} {self.status}>"

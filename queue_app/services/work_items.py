@@ -1,0 +1,265 @@
+"""Work items: create, assign, change status, notes and replies. Used by every entry point.
+
+Invariants:
+- Every change writes an Event (services.audit) with actor and time, in the same flush.
+- Status changes follow TRANSITIONS; anything else is an Invalid error, never a silent change.
+  `awaiting_approval` is entered and left only through services.approvals.
+- Jobs (checks, outbound mail) are recorded with dispatch.enqueue_after_commit, so they
+  reach RQ only if the caller's commit succeeds.
+- Callers that show the item to a person pass expected_version; a mismatch is a Conflict
+  (the item changed since it was read), and the version column catches concurrent writers.
+"""
+import uuid
+
+import sqlalchemy as sa
+from flask import current_app, has_app_context
+
+from queue_app.models import Message, User, WorkItem
+from queue_app.models.base import utcnow
+from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES, SOURCES, STATUSES, TYPES, format_ref
+from queue_app.services import access, sla
+from queue_app.services.audit import record_event
+from queue_app.services.dispatch import enqueue_after_commit
+from queue_app.services.errors import Conflict, Invalid, NotFound
+from queue_app.services.routing import route
+from queue_app.services.work_types import REF_PATTERN, validate_fields
+
+TRANSITIONS = {
+    "new": {"open", "pending_customer", "pending_third_party", "resolved", "closed"},
+    "open": {"pending_customer", "pending_third_party", "resolved"},
+    "pending_customer": {"open", "pending_third_party", "resolved"},
+    "pending_third_party": {"open", "pending_customer", "resolved"},
+    "awaiting_approval": set(),  # decided through services.approvals
+    "resolved": {"open", "closed"},
+    "closed": set(),
+}
+MAX_SUBJECT = 255
+MAX_BODY = 100_000
+
+
+def allowed_transitions(item):
+    return sorted(TRANSITIONS[item.status])
+
+
+def get_item(session, ref):
+    ref = (ref or "").strip().upper()
+    if not REF_PATTERN.fullmatch(ref):
+        raise NotFound(f"no work item {ref!r}")
+    item = session.scalar(sa.select(WorkItem).where(WorkItem.ref == ref))
+    if item is None:
+        raise NotFound(f"no work item {ref}")
+    return item
+
+
+def get_visible_item(session, user, ref):
+    item = get_item(session, ref)
+    access.require_view(user, item)
+    return item
+
+
+def check_version(item, expected_version):
+    if expected_version is not None and int(expected_version) != item.version:
+        raise Conflict(f"{item.ref} was changed by someone else (version {item.version}, you had "
+                       f"{expected_version}); reload to see what changed", {"version": str(item.version)})
+
+
+def _clean_text(value, field, max_length, required=False):
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise Invalid(f"{field} must be a string", {field: "must be a string"})
+    value = value.strip()
+    if required and not value:
+        raise Invalid(f"{field} is required", {field: "is required"})
+    if len(value) > max_length:
+        raise Invalid(f"{field} is too long", {field: f"at most {max_length} characters"})
+    return value
+
+
+def create_item(session, *, actor, source, type=None, subject, description="", fields=None, priority=None,
+                team=None, requester_email=None, requester_name=None, assignee=None, recipient=None,
+                sender=None, require_fields=True, now=None):
+    """Validate, route, start the SLA clock and record the item; checks run after commit.
+
+    `actor` is the User who entered it (None for email intake or the system).
+    """
+    now = now or utcnow()
+    errors = {}
+    if source not in SOURCES:
+        errors["source"] = f"must be one of {', '.join(SOURCES)}"
+    if type is not None and type not in TYPES:
+        errors["type"] = f"must be one of {', '.join(TYPES)}"
+    if priority is not None and priority not in PRIORITIES:
+        errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
+    if errors:
+        raise Invalid("invalid work item", errors)
+    subject = _clean_text(subject, "subject", MAX_SUBJECT, required=True)
+    description = _clean_text(description, "description", MAX_BODY)
+
+    decision = route(session, source=source, work_type=type, team=team, priority=priority, recipient=recipient,
+                     sender=sender or requester_email, subject=subject, body=description)
+    values = validate_fields(decision.type, fields, require=require_fields)
+    if actor is not None and actor.role != "admin" and decision.team.id not in actor.team_ids and source != "form":
+        # API clients file work for their own teams; the front-office form may file for any team.
+        access.require_manage_team(actor, decision.team.id)
+
+    item = WorkItem(
+        type=decision.type, status="new", priority=decision.priority, source=source, subject=subject,
+        description=description, team=decision.team, team_id=decision.team.id,
+        requester_email=(requester_email or None), requester_name=requester_name,
+        created_by_id=actor.id if actor else None, created_at=now, updated_at=now, last_activity_at=now,
+        **values,
+    )
+    session.add(item)
+    session.flush()
+    item.ref = format_ref(item.id)
+    record_event(session, item, "created", actor, {
+        "source": source, "type": item.type, "team": decision.team.name, "priority": item.priority,
+    }, now=now)
+    if decision.rule is not None:
+        record_event(session, item, "routed", actor, {"rule": decision.rule.name, "team": decision.team.name},
+                     now=now)
+    sla.start_clock(session, item, now, actor)
+    if assignee is not None:
+        assign(session, item, assignee, actor=actor, now=now, check_access=actor is not None)
+    enqueue_checks(session, item)
+    session.flush()
+    return item
+
+
+def enqueue_checks(session, item):
+    enqueue_after_commit(session, "workers.checks.run_checks", item.id, item.version)
+
+
+def _touch(item, now):
+    item.updated_at = now
+    item.last_activity_at = now
+
+
+def assign(session, item, assignee, *, actor, now=None, expected_version=None, check_access=True):
+    """Assign to `assignee` (a User) or unassign with None."""
+    now = now or utcnow()
+    if check_access:
+        access.require_assign(actor, item, assignee)
+    check_version(item, expected_version)
+    if not item.is_open:
+        raise Invalid(f"{item.ref} is {item.status}; reopen it before assigning", {"status": item.status})
+    if assignee is not None:
+        if not assignee.is_active:
+            raise Invalid(f"{assignee.email} is not an active user", {"assignee": "inactive user"})
+        if item.team_id not in assignee.team_ids:
+            raise Invalid(f"{assignee.email} is not a member of {item.team.name}",
+                          {"assignee": "not a member of the item's team"})
+    previous = item.assignee
+    if (previous.id if previous else None) == (assignee.id if assignee else None):
+        return item
+    item.assignee = assignee
+    item.assignee_id = assignee.id if assignee else None
+    _touch(item, now)
+    record_event(session, item, "assigned" if assignee else "unassigned", actor, {
+        "from": previous.email if previous else None,
+        "to": assignee.email if assignee else None,
+    }, now=now)
+    session.flush()
+    return item
+
+
+def change_status(session, item, new_status, *, actor, now=None, expected_version=None, comment=None,
+                  check_access=True):
+    now = now or utcnow()
+    if new_status not in STATUSES:
+        raise Invalid(f"unknown status {new_status!r}", {"status": f"must be one of {', '.join(STATUSES)}"})
+    if check_access:
+        access.require_work(actor, item)
+    check_version(item, expected_version)
+    old = item.status
+    if new_status == old:
+        raise Invalid(f"{item.ref} is already {old}", {"status": "unchanged"})
+    if new_status not in TRANSITIONS[old]:
+        allowed = ", ".join(sorted(TRANSITIONS[old])) or "none"
+        raise Invalid(f"cannot change {item.ref} from {old} to {new_status} (allowed: {allowed})",
+                      {"status": f"not allowed from {old}"})
+    if new_status == "resolved":
+        from queue_app.services import approvals
+
+        if approvals.needs_approval(item):
+            return approvals.request_approval(session, item, actor=actor, action="resolve", now=now,
+                                              comment=comment)
+    _apply_status(session, item, new_status, actor=actor, now=now, comment=comment)
+    return item
+
+
+def _apply_status(session, item, new_status, *, actor, now, comment=None, data=None):
+    """Set the status with its side effects; callers have checked the rules."""
+    old = item.status
+    item.status = new_status
+    if new_status == "resolved":
+        item.resolved_at = now
+    elif new_status == "closed":
+        item.closed_at = now
+    elif old in ("resolved", "closed"):
+        item.resolved_at = None
+        item.closed_at = None
+    sla.on_status_change(session, item, old, new_status, now, actor)
+    _touch(item, now)
+    record_event(session, item, "status_changed", actor,
+                 {"from": old, "to": new_status, "comment": comment, **(data or {})}, now=now)
+    session.flush()
+
+
+def add_note(session, item, *, actor, body, now=None):
+    """An internal note: never sent to the requester."""
+    now = now or utcnow()
+    access.require_view(actor, item)
+    body = _clean_text(body, "body", MAX_BODY, required=True)
+    message = Message(work_item_id=item.id, kind="note", body_text=body, author_id=actor.id, created_at=now)
+    session.add(message)
+    _touch(item, now)
+    session.flush()
+    record_event(session, item, "note_added", actor, {"message_id": message.id}, now=now)
+    return message
+
+
+def new_message_id():
+    domain = current_app.config.get("MAIL_DOMAIN", "backdesk.example.com") if has_app_context() else "backdesk.example.com"
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def add_reply(session, item, *, actor, body, now=None, expected_version=None):
+    """An outbound reply to the requester, sent by the mail job after commit."""
+    now = now or utcnow()
+    access.require_work(actor, item)
+    check_version(item, expected_version)
+    body = _clean_text(body, "body", MAX_BODY, required=True)
+    if not item.requester_email:
+        raise Invalid(f"{item.ref} has no requester email to reply to", {"requester_email": "missing"})
+    last_inbound = session.scalar(
+        sa.select(Message).where(Message.work_item_id == item.id, Message.message_id.is_not(None))
+        .order_by(Message.id.desc()).limit(1)
+    )
+    references = []
+    if last_inbound is not None:
+        references = (last_inbound.references or "").split() + [last_inbound.message_id]
+    message = Message(
+        work_item_id=item.id, kind="outbound", message_id=new_message_id(),
+        in_reply_to=last_inbound.message_id if last_inbound else None,
+        references=" ".join(references[-20:]) or None,
+        to_addresses=item.requester_email, subject=f"[{item.ref}] {item.subject}", body_text=body,
+        author_id=actor.id, send_status="queued", created_at=now,
+    )
+    session.add(message)
+    sla.on_first_response(item, now)
+    _touch(item, now)
+    session.flush()
+    record_event(session, item, "reply_sent", actor, {"message_id": message.id, "to": item.requester_email},
+                 now=now)
+    enqueue_after_commit(session, "workers.mail_out.send_message", message.id)
+    return message
+
+
+def open_items_query(user):
+    return sa.select(WorkItem).where(access.visible_items(user), WorkItem.status.in_(OPEN_STATUSES))
+
+
+def user_by_email(session, email):
+    return session.scalar(sa.select(User).where(User.email == (email or "").strip().lower()))

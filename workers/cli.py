@@ -1,0 +1,97 @@
+"""`flask worker`, `flask scheduler` and `flask run-all`."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy.orm import configure_mappers
+
+from workers.queues import QUEUES, get_queue, redis_connection
+
+
+@click.command("worker")
+@click.argument("queues", nargs=-1)
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@with_appcontext
+def worker(queues, burst):
+    """Run an RQ worker (with RQ's scheduler) on QUEUES, default: all, in priority order."""
+    from rq import Worker
+
+    configure_mappers()  # prepare the ORM once before forking work horses
+    names = queues or QUEUES
+    for name in names:
+        if name not in QUEUES:
+            raise click.BadParameter(f"unknown queue {name!r}; known: {', '.join(QUEUES)}")
+    conn = redis_connection()
+    w = Worker([get_queue(n, connection=conn) for n in names], connection=conn)
+    w.work(with_scheduler=True, burst=burst, logging_level=current_app.config.get("LOG_LEVEL", "INFO"))
+
+
+@click.command("scheduler")
+@with_appcontext
+def scheduler():
+    """Run the periodic tasks (outbox relay, sweeps) until interrupted."""
+    from workers.schedule import run_forever
+
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    click.echo("scheduler running")
+    try:
+        run_forever(current_app._get_current_object(), stop=lambda: bool(stopping))
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command("run-all")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--web-workers", default=2, show_default=True, type=int)
+def run_all(host, port, web_workers):
+    """Start web (gunicorn), worker and scheduler (plus later the SMTP intake); Ctrl-C stops them all."""
+    python = sys.executable
+    flask = [python, "-m", "flask", "--app", "wsgi"]
+    children = {
+        "web": [python, "-m", "gunicorn", "-w", str(web_workers), "-b", f"{host}:{port}", "--access-logfile", "-",
+                "wsgi:app"],
+        "worker": flask + ["worker"],
+        "scheduler": flask + ["scheduler"],
+    }
+    children.update(extra_children(flask))
+    procs = {}
+    for name, cmd in children.items():
+        procs[name] = subprocess.Popen(cmd, env=os.environ.copy())
+        click.echo(f"started {name} (pid {procs[name].pid})")
+    click.echo(f"\nBackdesk is running at http://{host}:{port}/  (Ctrl-C stops everything)\n")
+
+    def stop_all(*_):
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.time() + 10
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
+    try:
+        while True:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    click.echo(f"{name} exited with {proc.returncode}; stopping everything", err=True)
+                    stop_all()
+                    sys.exit(1)
+            time.sleep(1)
+    except KeyboardInterrupt:
+        click.echo("\nstopping...")
+        stop_all()
+
+
+def extra_children(flask):
+    """Other long-running parts started by run-all (e.g. the SMTP intake server once it exists)."""
+    return {}

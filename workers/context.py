@@ -1,0 +1,78 @@
+"""Run each job inside an app context with its own database transaction."""
+import functools
+import logging
+import os
+
+import sqlalchemy as sa
+from flask import current_app, has_app_context
+
+log = logging.getLogger(__name__)
+_app = None
+_app_pid = None
+
+
+def _process_app():
+    """One app per worker process; pooled connections inherited across fork are dropped."""
+    global _app, _app_pid
+    if _app is None or _app_pid != os.getpid():
+        if _app is not None:
+            from queue_app.extensions import db
+
+            with _app.app_context():
+                db.engine.dispose(close=False)
+        else:
+            from queue_app import create_app
+
+            _app = create_app()
+        _app_pid = os.getpid()
+    return _app
+
+
+def _mark_outbox_row_started():
+    """A job from the outbox has reached a worker: the relay need not enqueue it again."""
+    from rq import get_current_job
+
+    from queue_app.extensions import db
+    from queue_app.models import OutboxJob
+    from queue_app.models.base import utcnow
+
+    job = get_current_job()
+    if job is None or not job.id.startswith("outbox-"):
+        return
+    try:
+        outbox_id = int(job.id.split("-", 1)[1])
+    except ValueError:
+        return
+    db.session.execute(sa.update(OutboxJob).where(OutboxJob.id == outbox_id, OutboxJob.enqueued_at.is_(None))
+                       .values(enqueued_at=utcnow()))
+
+
+def job_context(func):
+    """Commit on success, roll back on failure (RQ then retries if the job asked for it)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from queue_app.extensions import db
+
+        def run():
+            try:
+                _mark_outbox_row_started()
+                result = func(*args, **kwargs)
+                db.session.commit()
+                return result
+            except Exception:
+                db.session.rollback()
+                raise
+            finally:
+                db.session.remove()
+
+        if has_app_context():
+            return run()
+        with _process_app().app_context():
+            return run()
+
+    return wrapper
+
+
+def config(key, default=None):
+    return current_app.config.get(key, default)

@@ -1,0 +1,43 @@
+"""Periodic work as data, run by `flask scheduler` in a plain loop.
+
+Each entry runs in the scheduler process itself (it only moves rows to RQ) or is
+enqueued with a deterministic job id, so two schedulers cannot double it up.
+"""
+import logging
+import time
+
+from queue_app.extensions import db
+
+log = logging.getLogger(__name__)
+
+
+def _relay():
+    from workers.relay import relay_pending
+
+    sent = relay_pending(db.session)
+    if sent:
+        log.info("outbox relay: enqueued %d pending jobs", sent)
+
+
+# (name, every seconds, function)
+PERIODIC = [
+    ("outbox-relay", 2, _relay),
+]
+
+
+def run_forever(app, stop=lambda: False, tick=0.5):
+    last_run = {}
+    with app.app_context():
+        while not stop():
+            now = time.monotonic()
+            for name, every, func in PERIODIC:
+                if now - last_run.get(name, -every) >= every:
+                    last_run[name] = now
+                    try:
+                        func()
+                    except Exception:
+                        db.session.rollback()
+                        log.exception("periodic task %s failed; it runs again in %ss", name, every)
+                    finally:
+                        db.session.remove()
+            time.sleep(tick)
