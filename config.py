@@ -65,11 +65,11 @@ class Config:
     SECRET_KEY = None
     SQLALCHEMY_DATABASE_URI = None
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
-    REDIS_URL = None
+    REDIS_URL = "redis://127.0.0.1:6379/0"
     LOG_LEVEL = "INFO"
 
     # Requests: a hard cap on body size (attachments included).
-    MAX_CONTENT_LENGTH = 0
+    MAX_CONTENT_LENGTH = 30 * 1024 * 1024
 
     # Sessions and cookies.
     SESSION_COOKIE_HTTPONLY = True
@@ -107,35 +107,26 @@ class Config:
     OUTBOX_DELIVER_ON_COMMIT = True
     BASE_URL = "http://127.0.0.1:5000"
 
+    # Settings read from the environment variable of the same name, with the class value as default.
+    ENV_SETTINGS = {
+        "SECRET_KEY": env_str, "REDIS_URL": env_str, "LOG_LEVEL": env_str, "MAX_CONTENT_LENGTH": env_int,
+        "SMTP_HOST": env_str, "SMTP_PORT": env_int, "SMTP_USER": env_str, "SMTP_PASSWORD": env_str,
+        "SMTP_TLS": env_str, "MAIL_FROM": env_str, "MAIL_DOMAIN": env_str,
+        "SMTP_INTAKE_HOST": env_str, "SMTP_INTAKE_PORT": env_int, "INTAKE_MAX_MESSAGE_BYTES": env_int,
+        "IMAP_HOST": env_str, "IMAP_PORT": env_int, "IMAP_USER": env_str, "IMAP_PASSWORD": env_str,
+        "IMAP_TLS": env_str, "IMAP_FOLDER": env_str,
+        "RQ_DEFAULT_TIMEOUT": env_int, "OUTBOX_RELAY_SECONDS": env_int, "OUTBOX_DELIVER_ON_COMMIT": env_bool,
+        "BASE_URL": env_str,
+    }
+
     @classmethod
     def load(cls):
-        """Read the environment into a fresh subclass instance (env read at app creation, not import)."""
+        """Read the environment into a new instance (at app creation, not at import)."""
         cfg = cls()
-        cfg.SECRET_KEY = env_str("SECRET_KEY")
+        for name, parse in cls.ENV_SETTINGS.items():
+            setattr(cfg, name, parse(name, getattr(cls, name)))
         cfg.SQLALCHEMY_DATABASE_URI = normalise_database_url(env_str("DATABASE_URL", _default_database_url()))
-        cfg.REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-        cfg.LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
-        cfg.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 30 * 1024 * 1024)
-        cfg.SMTP_HOST = env_str("SMTP_HOST")
-        cfg.SMTP_PORT = env_int("SMTP_PORT", 25)
-        cfg.SMTP_USER = env_str("SMTP_USER")
-        cfg.SMTP_PASSWORD = env_str("SMTP_PASSWORD")
-        cfg.SMTP_TLS = env_str("SMTP_TLS", "none")
-        cfg.MAIL_FROM = env_str("MAIL_FROM", "backdesk@localhost")
-        cfg.MAIL_DOMAIN = env_str("MAIL_DOMAIN", "backdesk.example.com")
-        cfg.SMTP_INTAKE_HOST = env_str("SMTP_INTAKE_HOST", "127.0.0.1")
-        cfg.SMTP_INTAKE_PORT = env_int("SMTP_INTAKE_PORT", 2525)
-        cfg.INTAKE_MAX_MESSAGE_BYTES = env_int("INTAKE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
-        cfg.IMAP_HOST = env_str("IMAP_HOST")
-        cfg.IMAP_PORT = env_int("IMAP_PORT", 993)
-        cfg.IMAP_USER = env_str("IMAP_USER")
-        cfg.IMAP_PASSWORD = env_str("IMAP_PASSWORD")
-        cfg.IMAP_TLS = env_str("IMAP_TLS", "ssl")
-        cfg.IMAP_FOLDER = env_str("IMAP_FOLDER", "INBOX")
-        cfg.RQ_DEFAULT_TIMEOUT = env_int("RQ_DEFAULT_TIMEOUT", 180)
-        cfg.OUTBOX_RELAY_SECONDS = env_int("OUTBOX_RELAY_SECONDS", 2)
-        cfg.OUTBOX_DELIVER_ON_COMMIT = env_bool("OUTBOX_DELIVER_ON_COMMIT", True)
-        cfg.BASE_URL = env_str("BASE_URL", "http://127.0.0.1:5000")
+        cfg.LOG_LEVEL = cfg.LOG_LEVEL.upper()
         cfg.INSTANCE_DIR = str(INSTANCE_DIR)
         cfg.finish()
         for tls_setting in ("SMTP_TLS", "IMAP_TLS"):
