@@ -21,7 +21,10 @@ def worker(queues, burst):
     """Run an RQ worker (with RQ's scheduler) on QUEUES, default: all, in priority order."""
     from rq import Worker
 
+    from queue_app.extensions import db
+
     configure_mappers()  # prepare the ORM once before forking work horses
+    db.engine.dispose()  # no pooled connection may be shared with the forked work horses
     names = queues or QUEUES
     for name in names:
         if name not in QUEUES:
