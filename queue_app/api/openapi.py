@@ -1,0 +1,320 @@
+"""The OpenAPI 3.1 document served at /api/v1/openapi.json.
+
+Enumerations and the type-specific fields come from the models and
+services.work_types.FIELDS, so the document cannot drift from what the API accepts.
+"""
+from queue_app.api.schemas import DEFAULT_LIMIT, MAX_LIMIT
+from queue_app.models.check_result import CHECK_STATUSES
+from queue_app.models.work_item import PRIORITIES, SLA_STATES, STATUSES, TYPES
+from queue_app.services.work_items import MAX_BODY, MAX_SUBJECT
+from queue_app.services.work_types import FIELDS
+
+DECIMAL_PATTERN = r"^-?\d+(\.\d{1,2})?$"
+
+
+def _ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema):
+    """JSON Schema 2020-12 spelling of "or null"."""
+    kind = schema.get("type", "string")
+    return {**schema, "type": [kind, "null"]} if isinstance(kind, str) else {**schema, "type": [*kind, "null"]}
+
+
+def _field_schema(spec):
+    schema = {"description": spec.help or spec.title}
+    if spec.kind in ("string", "text"):
+        schema.update(type="string", maxLength=spec.max_length)
+        if spec.pattern:
+            schema["pattern"] = spec.pattern
+    elif spec.kind == "date":
+        schema.update(type="string", format="date")
+    elif spec.kind == "decimal":
+        schema.update(type="string", pattern=DECIMAL_PATTERN,
+                      description=f"{spec.title}: a decimal string with at most 2 decimal places, e.g. \"12.50\"")
+    elif spec.kind == "currency":
+        schema.update(type="string", pattern="^[A-Za-z]{3}$", description="ISO 4217 code, e.g. EUR")
+    elif spec.kind == "choice":
+        schema.update(type="string", enum=list(spec.choices))
+    elif spec.kind == "ref":
+        schema.update(type="string", pattern=r"^BO-\d{6,}$", description="A work item reference, e.g. BO-000123")
+    else:
+        raise AssertionError(f"no OpenAPI mapping for field kind {spec.kind}")
+    return schema
+
+
+def fields_schemas():
+    """Per type: NewFields_<type> (what a client sends) and Fields_<type> (what an item carries)."""
+    schemas = {}
+    for work_type, specs in FIELDS.items():
+        properties = {spec.name: _field_schema(spec) for spec in specs}
+        new = {"type": "object", "additionalProperties": False, "properties": properties,
+               "description": f"Type-specific fields of a {work_type} item."}
+        required = [spec.name for spec in specs if spec.required]
+        if required:
+            new["required"] = required
+        schemas[f"NewFields_{work_type}"] = new
+        schemas[f"Fields_{work_type}"] = {
+            "type": "object", "additionalProperties": False,
+            "properties": {name: _nullable(schema) for name, schema in properties.items()},
+            "required": [spec.name for spec in specs],
+        }
+    return schemas
+
+
+def _fields_by_type(prefix):
+    """`fields` follows `type`: one if/then per work type."""
+    return [
+        {"if": {"properties": {"type": {"const": work_type}}, "required": ["type"]},
+         "then": {"properties": {"fields": _ref(f"{prefix}_{work_type}")}}}
+        for work_type in FIELDS
+    ]
+
+
+def _error_response(description):
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _json(schema_name, description):
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema_name)}}}
+
+
+def _body(schema_name):
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema_name)}}}
+
+
+REF_PARAM = {"name": "ref", "in": "path", "required": True, "description": "Work item reference, e.g. BO-000123",
+             "schema": {"type": "string", "pattern": r"^[Bb][Oo]-\d{6,}$"}}
+ERRORS = {
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "404": {"$ref": "#/components/responses/NotFound"},
+}
+BODY_ERRORS = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
+    "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
+    "422": {"$ref": "#/components/responses/Invalid"},
+}
+
+
+def _list_parameters():
+    def query(name, description, schema):
+        return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+    return [
+        query("status", "Only items in this status.", {"type": "string", "enum": list(STATUSES)}),
+        query("type", "Only items of this type.", {"type": "string", "enum": list(TYPES)}),
+        query("team", "Only items of the team with this name.", {"type": "string"}),
+        query("assignee", "An email address, `me` for the caller, or `none` for unassigned items.",
+              {"type": "string"}),
+        query("priority", "Only items with this priority.", {"type": "string", "enum": list(PRIORITIES)}),
+        query("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                                      "default": DEFAULT_LIMIT}),
+        query("cursor", "The `next_cursor` of the previous page (opaque).", {"type": "string"}),
+    ]
+
+
+def _component_schemas():
+    datetime = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC, ending in Z"}
+    email = {"type": "string", "format": "email"}
+    schemas = {
+        "Error": {
+            "type": "object", "required": ["error"],
+            "properties": {"error": {
+                "type": "object", "required": ["code", "message", "fields"],
+                "properties": {
+                    "code": {"type": "string", "examples": ["invalid", "not_found", "conflict"]},
+                    "message": {"type": "string"},
+                    "fields": {"type": "object", "additionalProperties": {"type": "string"},
+                               "description": "Problem per field; type-specific fields are named `fields.<name>`."},
+                },
+            }},
+        },
+        "Sla": {
+            "type": "object",
+            "properties": {
+                "policy": {"type": ["string", "null"]},
+                "first_response_due": _nullable(datetime),
+                "resolution_due": _nullable(datetime),
+                "next_due": _nullable(datetime),
+                "state": {"type": "string", "enum": list(SLA_STATES)},
+                "first_responded_at": _nullable(datetime),
+                "remaining_minutes": {"type": ["integer", "null"],
+                                      "description": "Business minutes to next_due; negative when overdue."},
+            },
+        },
+        "Item": {
+            "type": "object",
+            "required": ["ref", "type", "status", "priority", "team", "assignee", "requester", "subject",
+                         "description", "fields", "created_at", "updated_at", "version", "needs_attention",
+                         "escalation_level", "sla"],
+            "properties": {
+                "ref": {"type": "string", "examples": ["BO-000123"]},
+                "type": {"type": "string", "enum": list(TYPES)},
+                "status": {"type": "string", "enum": list(STATUSES)},
+                "allowed_transitions": {"type": "array", "items": {"type": "string", "enum": list(STATUSES)}},
+                "priority": {"type": "string", "enum": list(PRIORITIES)},
+                "source": {"type": "string"},
+                "team": {"type": "string", "description": "Team name"},
+                "assignee": _nullable(email),
+                "requester": {"type": "object", "properties": {"email": _nullable(email),
+                                                               "name": {"type": ["string", "null"]}}},
+                "subject": {"type": "string"},
+                "description": {"type": "string"},
+                "fields": {"type": "object", "description": "Type-specific fields; see Fields_<type>."},
+                "created_at": datetime,
+                "updated_at": datetime,
+                "version": {"type": "integer", "description": "Send back as `version` to detect concurrent edits."},
+                "needs_attention": {"type": "boolean"},
+                "escalation_level": {"type": "integer"},
+                "sla": _ref("Sla"),
+            },
+            "allOf": _fields_by_type("Fields"),
+        },
+        "ItemList": {
+            "type": "object", "required": ["items", "next_cursor"],
+            "properties": {"items": {"type": "array", "items": _ref("Item")},
+                           "next_cursor": {"type": ["string", "null"],
+                                           "description": "Pass as `cursor` for the next page; null on the last."}},
+        },
+        "NewItem": {
+            "type": "object", "additionalProperties": False, "required": ["subject"],
+            "properties": {
+                "type": {"type": "string", "enum": list(TYPES),
+                         "description": "Left out, routing rules decide (default general)."},
+                "subject": {"type": "string", "maxLength": MAX_SUBJECT},
+                "description": {"type": "string", "maxLength": MAX_BODY},
+                "priority": {"type": "string", "enum": list(PRIORITIES)},
+                "team": {"type": "string", "description": "Team name; left out, routing decides."},
+                "requester_email": email,
+                "requester_name": {"type": "string"},
+                "assignee": {**email, "description": "Email of a member of the item's team."},
+                "fields": {"type": "object", "description": "Type-specific fields; see NewFields_<type>."},
+            },
+            "allOf": _fields_by_type("NewFields"),
+        },
+        "Assign": {
+            "type": "object", "additionalProperties": False, "required": ["assignee"],
+            "properties": {"assignee": {**_nullable(email), "description": "null unassigns"},
+                           "version": {"type": "integer"}},
+        },
+        "ChangeStatus": {
+            "type": "object", "additionalProperties": False, "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": list(STATUSES)},
+                           "comment": {"type": "string"}, "version": {"type": "integer"}},
+        },
+        "NewNote": {
+            "type": "object", "additionalProperties": False, "required": ["body"],
+            "properties": {"body": {"type": "string", "minLength": 1, "maxLength": MAX_BODY}},
+        },
+        "Note": {
+            "type": "object", "required": ["id", "kind", "body", "author", "created_at"],
+            "properties": {"id": {"type": "integer"}, "kind": {"type": "string", "const": "note"},
+                           "body": {"type": "string"}, "author": _nullable(email), "created_at": datetime},
+        },
+        "Event": {
+            "type": "object", "required": ["id", "kind", "at", "actor", "data"],
+            "properties": {"id": {"type": "integer"},
+                           "kind": {"type": "string", "examples": ["created", "assigned", "status_changed"]},
+                           "at": datetime,
+                           "actor": {"type": "string", "description": "User email, `system` or `worker`"},
+                           "data": {"type": "object"}},
+        },
+        "EventList": {"type": "object", "required": ["events"],
+                      "properties": {"events": {"type": "array", "items": _ref("Event")}}},
+        "Check": {
+            "type": "object", "required": ["name", "status", "message", "data", "at"],
+            "properties": {"name": {"type": "string"}, "status": {"type": "string", "enum": list(CHECK_STATUSES)},
+                           "message": {"type": "string"}, "data": {"type": "object"}, "at": datetime},
+        },
+        "CheckList": {"type": "object", "required": ["checks"],
+                      "properties": {"checks": {"type": "array", "items": _ref("Check"),
+                                                "description": "The latest result of each check."}}},
+    }
+    schemas.update(fields_schemas())
+    return schemas
+
+
+def build_spec():
+    item_ops = {"get": {
+        "operationId": "getItem", "summary": "One work item", "parameters": [REF_PARAM],
+        "responses": {"200": _json("Item", "The item"), **ERRORS},
+    }}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Backdesk API", "version": "1",
+                 "description": "Work items for back-office queues. Every endpoint except this document needs "
+                                "`Authorization: Bearer <token>` (create one with `flask --app wsgi users token "
+                                "EMAIL`). Items of teams the token's user is not in are reported as not found."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearerAuth": []}],
+        "paths": {
+            "/openapi.json": {"get": {
+                "operationId": "getOpenApi", "summary": "This document", "security": [],
+                "responses": {"200": {"description": "OpenAPI document",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}}},
+            }},
+            "/items": {
+                "post": {
+                    "operationId": "createItem", "summary": "Create a work item",
+                    "requestBody": _body("NewItem"),
+                    "responses": {
+                        "201": {**_json("Item", "Created"),
+                                "headers": {"Location": {"schema": {"type": "string"},
+                                                         "description": "URL of the new item"}}},
+                        **BODY_ERRORS, "401": ERRORS["401"],
+                        "403": {"$ref": "#/components/responses/Forbidden"},
+                    },
+                },
+                "get": {
+                    "operationId": "listItems", "summary": "Visible work items, newest first",
+                    "parameters": _list_parameters(),
+                    "responses": {"200": _json("ItemList", "A page of items"), "401": ERRORS["401"],
+                                  "422": BODY_ERRORS["422"]},
+                },
+            },
+            "/items/{ref}": item_ops,
+            "/items/{ref}/assign": {"post": {
+                "operationId": "assignItem", "summary": "Assign, reassign or unassign",
+                "parameters": [REF_PARAM], "requestBody": _body("Assign"),
+                "responses": {"200": _json("Item", "The updated item"), **ERRORS, **BODY_ERRORS,
+                              "403": {"$ref": "#/components/responses/Forbidden"},
+                              "409": {"$ref": "#/components/responses/Conflict"}},
+            }},
+            "/items/{ref}/status": {"post": {
+                "operationId": "changeStatus",
+                "summary": "Change status (resolving above the team's threshold asks for approval)",
+                "parameters": [REF_PARAM], "requestBody": _body("ChangeStatus"),
+                "responses": {"200": _json("Item", "The updated item"), **ERRORS, **BODY_ERRORS,
+                              "403": {"$ref": "#/components/responses/Forbidden"},
+                              "409": {"$ref": "#/components/responses/Conflict"}},
+            }},
+            "/items/{ref}/notes": {"post": {
+                "operationId": "addNote", "summary": "Add an internal note (never sent to the requester)",
+                "parameters": [REF_PARAM], "requestBody": _body("NewNote"),
+                "responses": {"201": _json("Note", "The note"), **ERRORS, **BODY_ERRORS},
+            }},
+            "/items/{ref}/events": {"get": {
+                "operationId": "listEvents", "summary": "The item's history, oldest first",
+                "parameters": [REF_PARAM], "responses": {"200": _json("EventList", "Events"), **ERRORS},
+            }},
+            "/items/{ref}/checks": {"get": {
+                "operationId": "listChecks", "summary": "Latest result of each automated check",
+                "parameters": [REF_PARAM], "responses": {"200": _json("CheckList", "Check results"), **ERRORS},
+            }},
+        },
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                               "description": "An API token from `flask users token EMAIL`"}},
+            "schemas": _component_schemas(),
+            "responses": {
+                "BadRequest": _error_response("Malformed JSON, or a body that is not a JSON object"),
+                "Unauthorized": _error_response("Missing, invalid or revoked token (see WWW-Authenticate)"),
+                "Forbidden": _error_response("The token's user may not do this"),
+                "NotFound": _error_response("No such item, or an item the user may not see"),
+                "Conflict": _error_response("The item changed since `version` was read"),
+                "UnsupportedMediaType": _error_response("The body was not sent as application/json"),
+                "Invalid": _error_response("Well-formed but invalid; `error.fields` names each problem"),
+            },
+        },
+    }

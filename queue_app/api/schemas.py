@@ -1,0 +1,217 @@
+"""Request parsing and JSON serialisation for the API.
+
+Parsing turns every malformed request into a clear 400/415/422 instead of a 500;
+serialisation keeps one JSON shape per object (datetimes ISO 8601 UTC with "Z",
+decimals as strings) so clients never see two spellings of the same thing.
+"""
+import base64
+import binascii
+import json
+from datetime import timezone
+
+from flask import request
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
+from queue_app.services import sla, work_items
+from queue_app.services.errors import Invalid
+from queue_app.services.users import normalise_email
+from queue_app.services.work_types import fields_of
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+CREATE_ITEM = {
+    "type": "string", "subject": "string", "description": "string", "priority": "string", "team": "string",
+    "requester_email": "string", "requester_name": "string", "assignee": "string", "fields": "object",
+}
+ASSIGN = {"assignee": "string", "version": "integer"}
+CHANGE_STATUS = {"status": "string", "comment": "string", "version": "integer"}
+ADD_NOTE = {"body": "string"}
+LIST_FILTERS = ("status", "type", "team", "assignee", "priority", "limit", "cursor")
+
+_JSON_TYPES = {"string": (str, "a string"), "integer": (int, "an integer"), "object": (dict, "an object")}
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def json_object():
+    """The request body as a dict; anything else is the client's mistake (400/415), not ours."""
+    if not request.is_json:
+        raise UnsupportedMediaType(
+            f"the body must be JSON sent with 'Content-Type: application/json' (got {request.mimetype or 'none'})")
+    raw = request.get_data(cache=True)
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"the body must be a JSON object, not {_json_type_name(data)}")
+    return data
+
+
+def _json_type_name(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _matches(kind, value):
+    if kind == "integer" and isinstance(value, bool):
+        return False
+    return isinstance(value, _JSON_TYPES[kind][0])
+
+
+def read_body(spec, required=()):
+    """Parse the JSON body against {key: json type}; unknown keys and wrong types are 422s naming the key.
+
+    null is accepted for every key and means "not given" (or "nobody" for an assignee).
+    """
+    data = json_object()
+    errors = {}
+    for key, value in data.items():
+        if key not in spec:
+            errors[key] = f"unknown key (allowed: {', '.join(spec)})"
+        elif value is not None and not _matches(spec[key], value):
+            errors[key] = f"must be {_JSON_TYPES[spec[key]][1]}, not {_json_type_name(value)}"
+    for key in required:
+        if key not in data:
+            errors[key] = "is required"
+    if errors:
+        listed = "; ".join(f"{key} {problem}" for key, problem in errors.items())
+        raise Invalid(f"invalid request body: {listed}", errors)
+    return data
+
+
+def read_list_filters(args):
+    """Validate the query string of GET /items; names are checked, references resolved by the view."""
+    errors = {}
+    for key in args:
+        if key not in LIST_FILTERS:
+            errors[key] = f"unknown parameter (allowed: {', '.join(LIST_FILTERS)})"
+    filters = {}
+    for key, allowed in (("status", STATUSES), ("type", TYPES), ("priority", PRIORITIES)):
+        value = args.get(key)
+        if value is not None:
+            if value not in allowed:
+                errors[key] = f"must be one of {', '.join(allowed)}"
+            filters[key] = value
+    for key in ("team", "assignee"):
+        value = args.get(key)
+        if value is not None:
+            filters[key] = value.strip()
+    raw_limit = args.get("limit", str(DEFAULT_LIMIT))
+    try:
+        filters["limit"] = int(raw_limit)
+        if not 1 <= filters["limit"] <= MAX_LIMIT:
+            raise ValueError
+    except ValueError:
+        errors["limit"] = f"must be a whole number from 1 to {MAX_LIMIT}"
+    cursor = args.get("cursor")
+    filters["after_id"] = None
+    if cursor:
+        try:
+            filters["after_id"] = decode_cursor(cursor)
+        except ValueError:
+            errors["cursor"] = "is not a cursor returned by this API"
+    if errors:
+        listed = "; ".join(f"{key} {problem}" for key, problem in errors.items())
+        raise Invalid(f"invalid query: {listed}", errors)
+    return filters
+
+
+def email_or_none(value, field):
+    """A normalised email address, or None when not given; a malformed one is a 422 naming the field."""
+    if not value:
+        return None
+    try:
+        return normalise_email(value)
+    except Invalid as exc:
+        raise Invalid(f"{field}: {exc.message}", {field: "is not a valid email address"}) from None
+
+
+def encode_cursor(item_id):
+    """Opaque to clients so the keyset can change without breaking them."""
+    return base64.urlsafe_b64encode(json.dumps({"id": item_id}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor):
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))["id"]
+    except (binascii.Error, UnicodeError, ValueError, KeyError, TypeError):
+        raise ValueError("bad cursor") from None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError("bad cursor")
+    return value
+
+
+def iso(value):
+    """ISO 8601 in UTC with a trailing Z, or None."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _minutes(value):
+    return None if value is None else int(round(value))
+
+
+def item_json(item, now):
+    return {
+        "ref": item.ref,
+        "type": item.type,
+        "status": item.status,
+        "allowed_transitions": work_items.allowed_transitions(item),
+        "priority": item.priority,
+        "source": item.source,
+        "team": item.team.name,
+        "assignee": item.assignee.email if item.assignee else None,
+        "requester": {"email": item.requester_email, "name": item.requester_name},
+        "subject": item.subject,
+        "description": item.description,
+        "fields": fields_of(item),
+        "created_at": iso(item.created_at),
+        "updated_at": iso(item.updated_at),
+        "version": item.version,
+        "needs_attention": item.needs_attention,
+        "escalation_level": item.escalation_level,
+        "sla": {
+            "policy": item.sla_policy.name if item.sla_policy else None,
+            "first_response_due": iso(item.first_response_due),
+            "resolution_due": iso(item.resolution_due),
+            "next_due": iso(item.sla_next_due),
+            "state": sla.state_at(item, now),
+            "first_responded_at": iso(item.first_responded_at),
+            "remaining_minutes": _minutes(sla.remaining_minutes(item, now)),
+        },
+    }
+
+
+def event_json(event):
+    return {"id": event.id, "kind": event.kind, "at": iso(event.at), "actor": event.actor_label,
+            "data": event.data or {}}
+
+
+def check_json(result):
+    return {"name": result.name, "status": result.status, "message": result.message, "data": result.data or {},
+            "at": iso(result.created_at)}
+
+
+def note_json(message):
+    return {"id": message.id, "kind": message.kind, "body": message.body_text,
+            "author": message.author.email if message.author else None, "created_at": iso(message.created_at)}

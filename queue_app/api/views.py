@@ -1,0 +1,144 @@
+"""API v1 endpoints. Each parses the request, calls one service function, commits and serialises."""
+import sqlalchemy as sa
+from flask import jsonify, request, url_for
+from sqlalchemy.orm import selectinload
+
+from queue_app.api import bp, schemas
+from queue_app.api.auth import current_user
+from queue_app.api.openapi import build_spec
+from queue_app.extensions import db
+from queue_app.models import Event, SlaPolicy, Team, WorkItem
+from queue_app.models.base import utcnow
+from queue_app.services import access, checks, work_items
+from queue_app.services.errors import Invalid
+
+# Everything item_json touches, loaded in a few queries instead of a few per item.
+ITEM_LOAD = (
+    selectinload(WorkItem.team).selectinload(Team.calendar),
+    selectinload(WorkItem.assignee),
+    selectinload(WorkItem.sla_policy).selectinload(SlaPolicy.calendar),
+)
+
+
+def _team_named(name, field="team"):
+    team = db.session.scalar(sa.select(Team).where(Team.name == name))
+    if team is None:
+        raise Invalid(f"no team named {name!r}", {field: "no such team"})
+    return team
+
+
+def _user_with_email(email, field="assignee"):
+    user = work_items.user_by_email(db.session, email)
+    if user is None:
+        raise Invalid(f"no user with email {email!r}", {field: "no such user"})
+    return user
+
+
+def _item_response(item, status=200):
+    response = jsonify(schemas.item_json(item, utcnow()))
+    response.status_code = status
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(build_spec())
+
+
+@bp.post("/items")
+def create_item():
+    body = schemas.read_body(schemas.CREATE_ITEM)
+    team = _team_named(body["team"]) if body.get("team") else None
+    assignee = _user_with_email(body["assignee"]) if body.get("assignee") else None
+    requester_email = schemas.email_or_none(body.get("requester_email"), "requester_email")
+    item = work_items.create_item(
+        db.session, actor=current_user(), source="api", type=body.get("type"), subject=body.get("subject"),
+        description=body.get("description") or "", fields=body.get("fields"), priority=body.get("priority"),
+        team=team, requester_email=requester_email, requester_name=body.get("requester_name"),
+        assignee=assignee,
+    )
+    db.session.commit()
+    response = _item_response(item, 201)
+    response.headers["Location"] = url_for("api.get_item", ref=item.ref)
+    return response
+
+
+@bp.get("/items")
+def list_items():
+    """Newest first, keyset-paginated on id; only ever the items the caller may see."""
+    user = current_user()
+    filters = schemas.read_list_filters(request.args)
+    query = sa.select(WorkItem).where(access.visible_items(user)).options(*ITEM_LOAD)
+    for key in ("status", "type", "priority"):
+        if key in filters:
+            query = query.where(getattr(WorkItem, key) == filters[key])
+    if "team" in filters:
+        query = query.where(WorkItem.team_id == _team_named(filters["team"]).id)
+    if "assignee" in filters:
+        wanted = filters["assignee"]
+        if wanted.lower() == "none":
+            query = query.where(WorkItem.assignee_id.is_(None))
+        elif wanted.lower() == "me":
+            query = query.where(WorkItem.assignee_id == user.id)
+        else:
+            query = query.where(WorkItem.assignee_id == _user_with_email(wanted).id)
+    if filters["after_id"] is not None:
+        query = query.where(WorkItem.id < filters["after_id"])
+    limit = filters["limit"]
+    rows = db.session.scalars(query.order_by(WorkItem.id.desc()).limit(limit + 1)).all()
+    page = rows[:limit]
+    next_cursor = schemas.encode_cursor(page[-1].id) if len(rows) > limit else None
+    now = utcnow()
+    return jsonify({"items": [schemas.item_json(item, now) for item in page], "next_cursor": next_cursor})
+
+
+@bp.get("/items/<ref>")
+def get_item(ref):
+    return _item_response(work_items.get_visible_item(db.session, current_user(), ref))
+
+
+@bp.post("/items/<ref>/assign")
+def assign_item(ref):
+    body = schemas.read_body(schemas.ASSIGN, required=("assignee",))
+    user = current_user()
+    item = work_items.get_visible_item(db.session, user, ref)
+    assignee = _user_with_email(body["assignee"]) if body["assignee"] else None
+    work_items.assign(db.session, item, assignee, actor=user, expected_version=body.get("version"))
+    db.session.commit()
+    return _item_response(item)
+
+
+@bp.post("/items/<ref>/status")
+def change_status(ref):
+    body = schemas.read_body(schemas.CHANGE_STATUS, required=("status",))
+    user = current_user()
+    item = work_items.get_visible_item(db.session, user, ref)
+    work_items.change_status(db.session, item, body["status"], actor=user, expected_version=body.get("version"),
+                             comment=body.get("comment"))
+    db.session.commit()
+    return _item_response(item)
+
+
+@bp.post("/items/<ref>/notes")
+def add_note(ref):
+    body = schemas.read_body(schemas.ADD_NOTE, required=("body",))
+    user = current_user()
+    item = work_items.get_visible_item(db.session, user, ref)
+    note = work_items.add_note(db.session, item, actor=user, body=body["body"])
+    db.session.commit()
+    response = jsonify(schemas.note_json(note))
+    response.status_code = 201
+    return response
+
+
+@bp.get("/items/<ref>/events")
+def list_events(ref):
+    item = work_items.get_visible_item(db.session, current_user(), ref)
+    events = db.session.scalars(sa.select(Event).where(Event.work_item_id == item.id).order_by(Event.id))
+    return jsonify({"events": [schemas.event_json(event) for event in events]})
+
+
+@bp.get("/items/<ref>/checks")
+def list_checks(ref):
+    item = work_items.get_visible_item(db.session, current_user(), ref)
+    return jsonify({"checks": [schemas.check_json(result) for result in checks.latest_results(db.session, item)]})
