@@ -9,8 +9,6 @@ Invariants:
 - Every change of due times bumps sla_version, so stale timers can tell they are stale.
 - Resolution ends the clock: `met` when on time, otherwise `breached` stays.
 """
-from datetime import timedelta
-
 import sqlalchemy as sa
 
 from queue_app.models import SlaPolicy
@@ -93,13 +91,13 @@ def on_status_change(session, item, old, new, now, actor=None):
         item.sla_version += 1
         record_event(session, item, "sla_paused", actor, {"status": new}, now=now)
     elif old in paused and new not in paused and item.sla_paused_at is not None:
+        # Keep the business time that was left when the clock stopped, counted again from now.
         calendar = _calendar(item)
         paused_minutes = max(0.0, clock.business_minutes_between(calendar, item.sla_paused_at, now))
-        shift = timedelta(minutes=paused_minutes)
         if item.first_responded_at is None and item.first_response_due:
-            item.first_response_due += shift
+            item.first_response_due = _resume(calendar, item.sla_paused_at, item.first_response_due, now)
         if item.resolution_due:
-            item.resolution_due += shift
+            item.resolution_due = _resume(calendar, item.sla_paused_at, item.resolution_due, now)
         item.sla_paused_at = None
         item.sla_state = "on_track"
         item.sla_state = state_at(item, now)
@@ -117,6 +115,11 @@ def on_status_change(session, item, old, new, now, actor=None):
     _refresh_next_due(item)
 
 
+def _resume(calendar, paused_at, due, now):
+    left = clock.business_minutes_between(calendar, paused_at, due)
+    return clock.add_business_minutes(calendar, now, left)
+
+
 def on_first_response(item, now):
     if item.first_responded_at is None:
         item.first_responded_at = now
@@ -124,22 +127,26 @@ def on_first_response(item, now):
 
 
 def state_at(item, now):
-    """The SLA state as of `now`, derived from the stored due times."""
+    """The SLA state as of `now`, derived from the stored due times.
+
+    At risk once the business time left to a deadline is at most (100 - warn%) of its
+    target, so time spent paused never counts towards the warning.
+    """
     if item.sla_state in ("paused", "met", "breached"):
         return item.sla_state
+    policy = item.sla_policy
     pending = []
     if item.first_responded_at is None and item.first_response_due:
-        pending.append((item.first_response_due, "first_response"))
+        pending.append((item.first_response_due,
+                        policy.first_response_minutes if policy else DEFAULT_FIRST_RESPONSE_MINUTES))
     if item.resolution_due and item.is_open:
-        pending.append((item.resolution_due, "resolution"))
+        pending.append((item.resolution_due, policy.resolution_minutes if policy else DEFAULT_RESOLUTION_MINUTES))
     if any(due <= now for due, _ in pending):
         return "breached"
-    policy = item.sla_policy
     warn = (policy.warn_at_percent if policy else DEFAULT_WARN_PERCENT) / 100
-    start = item.created_at
-    for due, _ in pending:
-        total = (due - start).total_seconds()
-        if total > 0 and (now - start).total_seconds() >= warn * total:
+    calendar = _calendar(item)
+    for due, target in pending:
+        if clock.business_minutes_between(calendar, now, due) <= (1 - warn) * target:
             return "at_risk"
     return "on_track"
 

@@ -34,3 +34,27 @@ def test_state_moves_from_on_track_to_at_risk_to_breached(session, make_team, ma
     sla.on_first_response(item, NOW + timedelta(minutes=10))
     assert sla.state_at(item, NOW + timedelta(minutes=100)) == "on_track"
     assert sla.remaining_minutes(item, NOW + timedelta(minutes=100)) == 900
+
+
+def test_pause_keeps_the_business_time_left_under_working_hours(session, make_team, make_user, make_item):
+    from queue_app.models import Calendar
+    from queue_app.services import work_items
+
+    office = Calendar(name="Pune office", timezone="Asia/Kolkata",
+                      hours={d: ["09:30-13:00", "14:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")})
+    session.add(office)
+    session.flush()
+    make_policy(session, calendar_id=office.id, first_response_minutes=90, resolution_minutes=120)
+    team = make_team()
+    sup = make_user(teams=[team], role="supervisor")
+    friday_1600_ist = datetime(2026, 11, 20, 10, 30, tzinfo=timezone.utc)
+    item = make_item(team=team, actor=sup, now=friday_1600_ist)
+    assert item.resolution_due == datetime(2026, 11, 20, 12, 30, tzinfo=timezone.utc)  # Friday 18:00 IST
+    work_items.change_status(session, item, "pending_customer", actor=sup,
+                             now=datetime(2026, 11, 20, 11, 30, tzinfo=timezone.utc))  # 17:00 IST, 60 min left
+    monday_1000_ist = datetime(2026, 11, 23, 4, 30, tzinfo=timezone.utc)
+    work_items.change_status(session, item, "open", actor=sup, now=monday_1000_ist)
+    assert item.resolution_due == datetime(2026, 11, 23, 5, 30, tzinfo=timezone.utc)  # Monday 11:00 IST
+    assert item.first_response_due == datetime(2026, 11, 23, 5, 0, tzinfo=timezone.utc)  # 30 min left
+    assert sla.state_at(item, monday_1000_ist) == "on_track"  # the paused weekend does not count
+    assert sla.state_at(item, datetime(2026, 11, 23, 4, 40, tzinfo=timezone.utc)) == "at_risk"  # 20 of 90 left
