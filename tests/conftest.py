@@ -9,9 +9,12 @@ REDIS_URL points at the private Redis server `make test` starts.
 import os
 import re
 import tempfile
+from functools import partial
 
 import pytest
 import sqlalchemy as sa
+from flask.testing import FlaskClient
+from werkzeug.security import generate_password_hash
 
 os.environ.setdefault("BACKDESK_ENV", "testing")
 _TMP = tempfile.mkdtemp(prefix="backdesk-test-")
@@ -33,9 +36,22 @@ def _test_config():
     return cfg
 
 
+class ServerLikeClient(FlaskClient):
+    """Each request runs in its own app context, as under a real server.
+
+    The tests hold an app context of their own; without this, requests would share its `g`
+    (the signed-in user, the CSRF token) and its database session with each other.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def app():
     app = create_app(_test_config())
+    app.test_client_class = ServerLikeClient
     with app.app_context():
         _db.drop_all()
         _db.create_all()
@@ -50,6 +66,13 @@ def empty_all_tables():
     with _db.engine.begin() as conn:
         for table in reversed(_db.metadata.sorted_tables):
             conn.execute(table.delete())
+
+
+@pytest.fixture(autouse=True)
+def quick_password_hashing(monkeypatch):
+    """Tests make many accounts; a cheap hash keeps that fast (checking a password works the same)."""
+    monkeypatch.setattr("queue_app.models.user.generate_password_hash",
+                        partial(generate_password_hash, method="pbkdf2:sha256:1000"))
 
 
 @pytest.fixture(autouse=True)

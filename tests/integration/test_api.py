@@ -1,13 +1,10 @@
 """JSON API v1 through the real app: token auth, the item life cycle, errors and the OpenAPI document."""
-import functools
 import re
 from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
-from werkzeug.security import generate_password_hash
 
-import queue_app.models.user
 
 from queue_app.models import ApiToken, WorkItem
 from queue_app.models.base import utcnow
@@ -39,13 +36,6 @@ def assert_error(response, status, code=None, field=None):
     if field:
         assert field in error["fields"], error
     return error
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashes(monkeypatch):
-    """API tests never log in with a password; a one-round hash keeps the many users they make fast."""
-    monkeypatch.setattr(queue_app.models.user, "generate_password_hash",
-                        functools.partial(generate_password_hash, method="pbkdf2:sha256:1"))
 
 
 class World:

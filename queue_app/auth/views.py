@@ -1,0 +1,79 @@
+"""Sign in, sign out (everywhere) and personal settings."""
+from urllib.parse import urlsplit
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from queue_app.auth import bp
+from queue_app.auth.forms import LoginForm, PasswordForm, TimezoneForm
+from queue_app.extensions import db
+from queue_app.services import users
+from queue_app.services.errors import Invalid
+
+LOGIN_FAILED = "Unknown email or wrong password."
+
+
+def safe_next(target, default="inbox.index"):
+    """Only a path on this site: an absolute or protocol-relative URL would be an open redirect."""
+    if target and "\\" not in target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
+            return target
+    return url_for(default)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    next_url = request.args.get("next")
+    if form.validate_on_submit():
+        user = users.authenticate(db.session, form.email.data, form.password.data)
+        if user is not None:
+            login_user(user)
+            return redirect(safe_next(next_url))
+    if form.is_submitted():
+        flash(LOGIN_FAILED, "error")
+    return render_template("auth/login.html", form=form, next_url=next_url)
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout():
+    """Signing out rotates the session nonce, which ends this person's sessions on every device."""
+    users.end_all_sessions(current_user)
+    db.session.commit()
+    logout_user()
+    flash("You are signed out on every device.", "success")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@login_required
+def settings():
+    tz_form = TimezoneForm(timezone=current_user.timezone)
+    pw_form = PasswordForm()
+    if "save_timezone" in request.form and tz_form.validate_on_submit():
+        try:
+            current_user.timezone = users.check_timezone(tz_form.timezone.data)
+        except Invalid as exc:
+            tz_form.timezone.errors.append(exc.fields.get("timezone", exc.message))
+        else:
+            db.session.commit()
+            flash(f"Times are now shown in {current_user.timezone}.", "success")
+            return redirect(url_for("auth.settings"))
+    elif "change_password" in request.form and pw_form.validate_on_submit():
+        try:
+            users.change_password(db.session, current_user, pw_form.current_password.data, pw_form.new_password.data)
+        except Invalid as exc:
+            db.session.rollback()
+            for name, problem in exc.fields.items():
+                field = pw_form._fields.get("new_password" if name == "password" else name)
+                if field is not None:
+                    field.errors.append(problem.capitalize())
+        else:
+            db.session.commit()
+            login_user(current_user._get_current_object())  # the new nonce keeps only this session alive
+            flash("Password changed. Your other sessions have been signed out.", "success")
+            return redirect(url_for("auth.settings"))
+    status = 422 if request.method == "POST" else 200
+    return render_template("auth/settings.html", tz_form=tz_form, pw_form=pw_form), status

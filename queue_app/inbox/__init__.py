@@ -1,0 +1,6 @@
+"""The executive's web inbox: my queue, my teams' unassigned queue, and the item page."""
+from flask import Blueprint
+
+bp = Blueprint("inbox", __name__)
+
+from queue_app.inbox import views  # noqa: E402,F401

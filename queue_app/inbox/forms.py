@@ -1,0 +1,40 @@
+"""Forms on the item page. Each carries its CSRF token; status and approval forms carry the item version."""
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, StringField, SubmitField, TextAreaField
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms.widgets import HiddenInput
+
+from queue_app.services.work_items import MAX_BODY
+
+
+class NoteForm(FlaskForm):
+    note = TextAreaField("Internal note", validators=[DataRequired(message="Write the note first."),
+                                                      Length(max=MAX_BODY)],
+                         description="Visible to colleagues only; never sent to the requester.")
+    submit = SubmitField("Add note")
+
+
+class ReplyForm(FlaskForm):
+    reply = TextAreaField("Reply to the requester", validators=[DataRequired(message="Write the reply first."),
+                                                               Length(max=MAX_BODY)])
+    submit = SubmitField("Send reply")
+
+
+class VersionedForm(FlaskForm):
+    """The version the person saw, so a change made meanwhile is refused instead of overwritten."""
+
+    version = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
+
+
+class StatusForm(VersionedForm):
+    status = StringField("New status", validators=[DataRequired()])
+    comment = StringField("Comment (optional)", validators=[Optional(), Length(max=2000)])
+
+
+class DecisionForm(FlaskForm):
+    decision = StringField("Decision", validators=[DataRequired()])
+    comment = StringField("Comment (optional)", validators=[Optional(), Length(max=2000)])
+
+
+class TakeForm(VersionedForm):
+    submit = SubmitField("Take")

@@ -1,0 +1,175 @@
+"""My queue, the team queue and the item page. Each post makes one service call, commits and redirects."""
+import sqlalchemy as sa
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.exc import StaleDataError
+
+from queue_app.extensions import db
+from queue_app.inbox import bp, paging
+from queue_app.inbox.forms import DecisionForm, NoteForm, ReplyForm, StatusForm, TakeForm
+from queue_app.models import Event, WorkItem
+from queue_app.services import access, approvals, checks, work_items, work_types
+from queue_app.services.errors import Conflict, Invalid, PermissionDenied
+
+STALE = "This item was changed by someone else while you were looking at it. Reload the page and try again."
+
+
+def attempt(action, success=None):
+    """Run a service call and commit; a refusal becomes a flash message, never an error page."""
+    try:
+        action()
+        db.session.commit()
+    except (Invalid, Conflict, PermissionDenied) as exc:
+        db.session.rollback()
+        flash(exc.message[:1].upper() + exc.message[1:], "error")
+        return False
+    except StaleDataError:
+        db.session.rollback()
+        flash(STALE, "error")
+        return False
+    if success:
+        flash(success, "success")
+    return True
+
+
+def me():
+    """The signed-in User itself (services compare and store it; a proxy would not do)."""
+    return current_user._get_current_object()
+
+
+def flash_form_errors(form):
+    for field in form:
+        for error in field.errors:
+            flash(f"{field.label.text}: {error}" if field.label.text else error, "error")
+
+
+def with_listing_relations(query):
+    return query.options(selectinload(WorkItem.sla_policy), selectinload(WorkItem.team))
+
+
+@bp.route("/")
+@login_required
+def index():
+    mine = work_items.open_items_query(current_user).where(WorkItem.assignee_id == current_user.id)
+    items, next_cursor = paging.page(db.session, with_listing_relations(mine), request.args.get("after"))
+    team_ids = sorted(current_user.team_ids)
+    team_items, team_next = [], None
+    if team_ids:
+        unassigned = work_items.open_items_query(current_user).where(
+            WorkItem.assignee_id.is_(None), WorkItem.team_id.in_(team_ids))
+        team_items, team_next = paging.page(db.session, with_listing_relations(unassigned),
+                                            request.args.get("team_after"))
+    return render_template("inbox/index.html", items=items, next_cursor=next_cursor, team_items=team_items,
+                           team_next=team_next)
+
+
+def _may_work(item):
+    try:
+        access.require_work(current_user, item)
+    except PermissionDenied:
+        return False
+    return True
+
+
+@bp.route("/items/<ref>")
+@login_required
+def item(ref):
+    item = work_items.get_visible_item(db.session, me(), ref)
+    events = db.session.scalars(sa.select(Event).where(Event.work_item_id == item.id).order_by(Event.id)).all()
+    approval = approvals.pending_approval(db.session, item)
+    manages = access.manages_team(current_user, item.team_id)
+    may_work = _may_work(item)
+    members = [u for u in item.team.members if u.is_active] if manages else []
+    return render_template(
+        "inbox/item.html", item=item, specs=work_types.FIELDS[item.type], fields=work_types.fields_of(item),
+        results=checks.latest_results(db.session, item), messages=item.messages, events=events,
+        approval=approval, may_work=may_work, manages=manages, members=members,
+        transitions=work_items.allowed_transitions(item) if may_work else [],
+        may_take=item.is_open and item.assignee_id is None and item.team_id in current_user.team_ids,
+        may_decide=approval is not None and manages and approval.requested_by_id != current_user.id,
+        may_reply=may_work and bool(item.requester_email),
+        note_form=NoteForm(), reply_form=ReplyForm(),
+    )
+
+
+def back_to(item):
+    return redirect(url_for("inbox.item", ref=item.ref))
+
+
+@bp.route("/items/<ref>/notes", methods=["POST"])
+@login_required
+def add_note(ref):
+    item = work_items.get_visible_item(db.session, me(), ref)
+    form = NoteForm()
+    if form.validate_on_submit():
+        attempt(lambda: work_items.add_note(db.session, item, actor=me(), body=form.note.data),
+                "Note added.")
+    else:
+        flash_form_errors(form)
+    return back_to(item)
+
+
+@bp.route("/items/<ref>/replies", methods=["POST"])
+@login_required
+def add_reply(ref):
+    item = work_items.get_visible_item(db.session, me(), ref)
+    form = ReplyForm()
+    if form.validate_on_submit():
+        attempt(lambda: work_items.add_reply(db.session, item, actor=me(), body=form.reply.data),
+                f"Reply queued for {item.requester_email}.")
+    else:
+        flash_form_errors(form)
+    return back_to(item)
+
+
+@bp.route("/items/<ref>/status", methods=["POST"])
+@login_required
+def change_status(ref):
+    item = work_items.get_visible_item(db.session, me(), ref)
+    form = StatusForm()
+    if form.validate_on_submit():
+        new_status = form.status.data
+        done = attempt(lambda: work_items.change_status(db.session, item, new_status, actor=me(),
+                                                        expected_version=form.version.data,
+                                                        comment=form.comment.data or None))
+        if done and item.status == "awaiting_approval":
+            flash("The amount is above the team's threshold, so a supervisor must approve the resolution.", "info")
+        elif done:
+            flash(f"{item.ref} is now {new_status.replace('_', ' ')}.", "success")
+    else:
+        flash_form_errors(form)
+    return back_to(item)
+
+
+@bp.route("/items/<ref>/take", methods=["POST"])
+@login_required
+def take(ref):
+    item = work_items.get_visible_item(db.session, me(), ref)
+    form = TakeForm()
+    if not form.validate_on_submit():
+        flash_form_errors(form)
+    elif item.assignee_id is not None and item.assignee_id != current_user.id:
+        flash(f"{item.ref} was already taken by {item.assignee.name}.", "error")
+        return redirect(url_for("inbox.index"))
+    else:
+        attempt(lambda: work_items.assign(db.session, item, me(), actor=me(),
+                                          expected_version=form.version.data),
+                f"{item.ref} is now in your queue.")
+    return back_to(item)
+
+
+@bp.route("/items/<ref>/approval", methods=["POST"])
+@login_required
+def decide(ref):
+    item = work_items.get_visible_item(db.session, me(), ref)
+    form = DecisionForm()
+    if form.validate_on_submit() and form.decision.data in ("approve", "reject"):
+        approve = form.decision.data == "approve"
+        attempt(lambda: approvals.decide(db.session, item, actor=me(), approve=approve,
+                                         comment=form.comment.data or None),
+                "Approved: the item is resolved." if approve else "Rejected: the item is open again.")
+    else:
+        flash("Choose approve or reject.", "error")
+    return back_to(item)
+
