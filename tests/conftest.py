@@ -8,6 +8,7 @@ REDIS_URL points at the private Redis server `make test` starts.
 """
 import os
 import re
+import shutil
 import tempfile
 from functools import partial
 
@@ -59,6 +60,7 @@ def app():
     with app.app_context():
         _db.session.remove()
         _db.engine.dispose()
+    shutil.rmtree(_TMP, ignore_errors=True)
 
 
 def empty_all_tables():

@@ -19,9 +19,9 @@ def _relay():
         log.info("outbox relay: enqueued %d pending jobs", sent)
 
 
-# (name, every seconds, function)
+# (name, config key holding its interval in seconds, function)
 PERIODIC = [
-    ("outbox-relay", 2, _relay),
+    ("outbox-relay", "OUTBOX_RELAY_SECONDS", _relay),
 ]
 
 
@@ -30,7 +30,8 @@ def run_forever(app, stop=lambda: False, tick=0.5):
     with app.app_context():
         while not stop():
             now = time.monotonic()
-            for name, every, func in PERIODIC:
+            for name, interval_key, func in PERIODIC:
+                every = app.config[interval_key]
                 if now - last_run.get(name, -every) >= every:
                     last_run[name] = now
                     try:

@@ -1,7 +1,7 @@
 """`flask seed-demo`: teams, people, SLA policies and about 200 work items to explore."""
 import random
 import secrets
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -119,10 +119,10 @@ def seed_demo(items, if_empty, seed):
         fields = _fields(rng, work_type, today)
         subject = rng.choice(SUBJECTS[work_type]).format(n=fields.get("order_number", "ORD-1"),
                                                          a=fields.get("account", "ACC-1"))
-        created = now - timedelta(minutes=rng.randint(5, 60 * 24 * 6))
+        created = now - timedelta(minutes=rng.randint(5, 60 * 36))
         item = work_items.create_item(
             db.session, actor=admin, source=rng.choice(["email", "form", "api"]), type=work_type, subject=subject,
-            description=f"Demo item {i + 1}: {subject.lower()}.", fields=fields,
+            description=f"Demo item {i + 1}: {subject}.", fields=fields,
             priority=rng.choices(["low", "normal", "high", "urgent"], [2, 6, 2, 1])[0], team=team,
             requester_email=rng.choice(REQUESTERS), now=created,
         )

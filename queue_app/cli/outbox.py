@@ -7,6 +7,7 @@ outbox = AppGroup("outbox", help="Jobs waiting to be handed to RQ.")
 
 @outbox.command("relay")
 def relay():
+    """Enqueue every pending job now."""
     from workers.relay import pending_count, relay_pending
 
     sent = relay_pending()
@@ -15,6 +16,7 @@ def relay():
 
 @outbox.command("status")
 def status():
+    """Count the jobs not yet handed to RQ."""
     from workers.relay import pending_count
 
     click.echo(f"{pending_count()} jobs pending")

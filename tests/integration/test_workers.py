@@ -1,0 +1,250 @@
+"""Workers on a real Redis server: outbox → RQ → job → database.
+
+Each test uses Redis database 15 of the server REDIS_URL points at, flushed before and
+after. Jobs run in a SimpleWorker burst inside the test process (same app context), except
+for one test that starts a real `flask worker` process.
+"""
+import email
+import email.policy
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+import sqlalchemy as sa
+from rq import Queue, SimpleWorker
+
+from queue_app.models import CheckResult, Event, Message, OutboxJob, WorkItem
+from queue_app.services import work_items
+from workers import relay
+from workers.mail_out import send_message
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_REDIS_DB = 15
+
+
+def _use_redis(app, url):
+    """Point the app at another Redis URL; the next redis_connection() reconnects."""
+    app.config["REDIS_URL"] = url
+    old = app.extensions.pop("backdesk_redis", None)
+    if old is not None:
+        old.close()
+
+
+@pytest.fixture
+def worker_redis_url(redis_url):
+    return urlsplit(redis_url)._replace(path=f"/{TEST_REDIS_DB}").geturl()
+
+
+@pytest.fixture
+def rconn(app, worker_redis_url):
+    """A connection to the test's own, empty Redis database, which the app uses too."""
+    saved = app.config["REDIS_URL"]
+    _use_redis(app, worker_redis_url)
+    conn = redis.Redis.from_url(worker_redis_url)
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+    conn.close()
+    _use_redis(app, saved)
+
+
+@pytest.fixture
+def deliver_on_commit(app):
+    saved = app.config["OUTBOX_DELIVER_ON_COMMIT"]
+    app.config["OUTBOX_DELIVER_ON_COMMIT"] = True
+    yield
+    app.config["OUTBOX_DELIVER_ON_COMMIT"] = saved
+
+
+def queue(conn, name="checks"):
+    return Queue(name, connection=conn)
+
+
+def run_burst(conn, *names):
+    """Run every queued job of the queues in this process, then return.
+
+    The worker installs its own SIGINT/SIGTERM handlers; put pytest's back afterwards so
+    Ctrl-C still stops the test run.
+    """
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        SimpleWorker([queue(conn, n) for n in names or ("checks",)], connection=conn).work(burst=True)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def outbox_rows(session):
+    session.expire_all()
+    return session.scalars(sa.select(OutboxJob).order_by(OutboxJob.id)).all()
+
+
+def check_results(session, item_id):
+    return session.scalars(sa.select(CheckResult).where(CheckResult.work_item_id == item_id)).all()
+
+
+def closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_new_item_is_checked_by_a_worker_after_commit(session, rconn, deliver_on_commit, make_item):
+    good = make_item()
+    bad = work_items.create_item(session, actor=None, source="api", type="return", subject="No order number",
+                                 fields={}, team=good.team, require_fields=False)
+    session.commit()
+    good_id, bad_id = good.id, bad.id
+    rows = outbox_rows(session)
+    job_ids = {row.args[0]: f"outbox-{row.id}" for row in rows}
+
+    assert sorted(queue(rconn).get_job_ids()) == sorted([job_ids[good_id], job_ids[bad_id]])
+    job = queue(rconn).fetch_job(job_ids[good_id])
+    assert job.func_name == "workers.checks.run_checks" and job.args[0] == good_id
+    assert all(row.enqueued_at is not None for row in rows)
+
+    run_burst(rconn, "checks")
+
+    assert queue(rconn).count == 0
+    assert queue(rconn).fetch_job(job_ids[good_id]).get_status() == "finished"
+    [passed] = check_results(session, good_id)
+    assert (passed.name, passed.status) == ("required_fields", "passed")
+    [failed] = check_results(session, bad_id)
+    assert (failed.name, failed.status) == ("required_fields", "failed")
+    assert "order_number" in failed.message
+    event = session.scalar(sa.select(Event).where(Event.work_item_id == good_id, Event.kind == "check_result"))
+    assert event.actor_label == "worker" and event.data["status"] == "passed"
+    assert session.get(WorkItem, good_id).needs_attention is False
+    assert session.get(WorkItem, bad_id).needs_attention is True
+
+
+def test_a_redis_outage_loses_nothing(app, session, rconn, worker_redis_url, deliver_on_commit, make_item, caplog):
+    _use_redis(app, f"redis://127.0.0.1:{closed_port()}/{TEST_REDIS_DB}")
+
+    item = make_item()
+    with caplog.at_level(logging.WARNING, logger="queue_app.services.dispatch"):
+        session.commit()  # succeeds although the job cannot be handed over
+    item_id = item.id
+
+    [row] = outbox_rows(session)
+    assert row.enqueued_at is None
+    assert "the relay will retry" in caplog.text
+    assert relay.relay_pending() == 0  # Redis still down: the row waits, the attempt is noted
+    [row] = outbox_rows(session)
+    assert (row.enqueued_at, row.attempts) == (None, 1) and "ConnectionError" in row.last_error
+
+    _use_redis(app, worker_redis_url)
+    assert relay.relay_pending() == 1
+    assert queue(rconn).get_job_ids() == [f"outbox-{row.id}"]
+    assert outbox_rows(session)[0].enqueued_at is not None
+
+    run_burst(rconn, "checks")
+    assert [r.status for r in check_results(session, item_id)] == ["passed"]
+
+
+def test_relaying_twice_enqueues_once(session, rconn, make_item):
+    item = make_item()
+    session.commit()  # delivery on commit is off: the row waits for the relay
+    item_id = item.id
+    [row] = outbox_rows(session)
+
+    assert relay.relay_pending() == 1
+    assert relay.relay_pending() == 0
+    # Even a relay that dies after enqueueing but before marking the row does not double the job.
+    session.execute(sa.update(OutboxJob).values(enqueued_at=None))
+    session.commit()
+    assert relay.relay_pending() == 1
+    relay.deliver([(row.id, row.job_path, row.args)])
+
+    assert queue(rconn).get_job_ids() == [f"outbox-{row.id}"]
+    run_burst(rconn, "checks")
+    assert len(check_results(session, item_id)) == 1
+
+
+def test_outbox_relay_command(runner, session, rconn, make_item):
+    make_item()
+    session.commit()
+
+    result = runner.invoke(args=["outbox", "relay"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "enqueued 1 jobs; 0 still pending"
+    assert queue(rconn).count == 1
+
+
+def test_no_job_is_visible_before_commit_or_after_rollback(session, rconn, deliver_on_commit, make_item, make_team):
+    make_item()
+    session.flush()
+
+    assert queue(rconn).count == 0
+    assert not rconn.keys("rq:job:*")
+
+    session.rollback()
+    make_team(name="Unrelated")
+    session.commit()  # a later commit must not deliver the rolled-back job either
+
+    assert relay.relay_pending() == 0
+    assert outbox_rows(session) == []
+    assert queue(rconn).count == 0
+    assert not rconn.keys("rq:job:*")
+
+
+def test_outbound_mail_is_written_to_the_outbox_dir_once_without_injected_headers(
+        app, session, rconn, deliver_on_commit, make_team, make_user, make_item, tmp_path, monkeypatch):
+    monkeypatch.setitem(app.config, "INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setitem(app.config, "SMTP_HOST", None)
+    team = make_team()
+    supervisor = make_user(role="supervisor", teams=[team])
+    item = make_item(team=team, subject="Refund please\r\nBcc: x@example.com")
+    reply = work_items.add_reply(session, item, actor=supervisor, body="We are on it.")
+    session.commit()
+    message_id, ref = reply.id, item.ref
+
+    run_burst(rconn, "mail_out")
+
+    path = tmp_path / "outbox" / f"message-{message_id}.eml"
+    raw = path.read_bytes()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Bcc"] is None
+    assert not any(line.lower().startswith(b"bcc:") for line in raw.splitlines())
+    assert parsed["Subject"] == f"[{ref}] Refund please Bcc: x@example.com"
+    assert parsed["To"] == "customer@example.com"
+    assert parsed.get_content().strip() == "We are on it."
+    session.expire_all()
+    assert session.get(Message, message_id).send_status == "sent"
+
+    path.unlink()
+    assert send_message(message_id) == "skipped"  # a re-delivered job sends nothing
+    assert not path.exists()
+    sent_events = session.scalars(sa.select(Event).where(Event.kind == "mail_sent")).all()
+    assert len(sent_events) == 1
+
+
+def test_a_forked_worker_process_runs_the_checks(app, session, rconn, worker_redis_url, deliver_on_commit,
+                                                 make_item, tmp_path):
+    item = make_item()
+    session.commit()
+    item_id = item.id
+    [row] = outbox_rows(session)
+    assert queue(rconn).count == 1
+    env = dict(os.environ, BACKDESK_ENV="testing", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+               REDIS_URL=worker_redis_url, BACKDESK_INSTANCE_DIR=str(tmp_path), LOG_LEVEL="INFO")
+
+    proc = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "worker", "checks", "--burst"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert f"outbox-{row.id}" in output  # job ids appear in the worker's log
+    assert queue(rconn).count == 0
+    session.expire_all()
+    assert [(r.name, r.status) for r in check_results(session, item_id)] == [("required_fields", "passed")]
+    assert session.scalar(sa.select(sa.func.count()).select_from(Event)
+                          .where(Event.work_item_id == item_id, Event.kind == "check_result")) == 1
