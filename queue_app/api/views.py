@@ -9,7 +9,7 @@ from queue_app.api.openapi import build_spec
 from queue_app.extensions import db
 from queue_app.models import Event, SlaPolicy, Team, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import access, checks, work_items
+from queue_app.services import checks, work_items
 from queue_app.services.errors import Invalid
 
 # Everything item_json touches, loaded in a few queries instead of a few per item.
@@ -68,24 +68,16 @@ def list_items():
     """Newest first, keyset-paginated on id; only ever the items the caller may see."""
     user = current_user()
     filters = schemas.read_list_filters(request.args)
-    query = sa.select(WorkItem).where(access.visible_items(user)).options(*ITEM_LOAD)
-    for key in ("status", "type", "priority"):
-        if key in filters:
-            query = query.where(getattr(WorkItem, key) == filters[key])
-    if "team" in filters:
-        query = query.where(WorkItem.team_id == _team_named(filters["team"]).id)
-    if "assignee" in filters:
-        wanted = filters["assignee"]
-        if wanted.lower() == "none":
-            query = query.where(WorkItem.assignee_id.is_(None))
-        elif wanted.lower() == "me":
-            query = query.where(WorkItem.assignee_id == user.id)
-        else:
-            query = query.where(WorkItem.assignee_id == _user_with_email(wanted).id)
-    if filters["after_id"] is not None:
-        query = query.where(WorkItem.id < filters["after_id"])
+    team = _team_named(filters["team"]) if "team" in filters else None
+    assignee = filters.get("assignee")
+    if assignee is not None and assignee.lower() not in ("me", "none"):
+        assignee = _user_with_email(assignee)
     limit = filters["limit"]
-    rows = db.session.scalars(query.order_by(WorkItem.id.desc()).limit(limit + 1)).all()
+    rows = work_items.list_items(
+        db.session, user, status=filters.get("status"), type=filters.get("type"),
+        priority=filters.get("priority"), team=team, assignee=assignee, before_id=filters["after_id"],
+        limit=limit + 1, options=ITEM_LOAD,
+    )
     page = rows[:limit]
     next_cursor = schemas.encode_cursor(page[-1].id) if len(rows) > limit else None
     now = utcnow()

@@ -257,6 +257,29 @@ def add_reply(session, item, *, actor, body, now=None, expected_version=None):
     return message
 
 
+def list_items(session, user, *, status=None, type=None, priority=None, team=None, assignee=None,
+               before_id=None, limit=50, options=()):
+    """Items the user may see, newest first, keyset-paginated on id (pass the last id seen as before_id).
+
+    `assignee` is a User, "me" or "none" (unassigned).
+    """
+    query = sa.select(WorkItem).where(access.visible_items(user)).options(*options)
+    for column, value in ((WorkItem.status, status), (WorkItem.type, type), (WorkItem.priority, priority)):
+        if value is not None:
+            query = query.where(column == value)
+    if team is not None:
+        query = query.where(WorkItem.team_id == team.id)
+    if isinstance(assignee, str) and assignee.lower() == "none":
+        query = query.where(WorkItem.assignee_id.is_(None))
+    elif isinstance(assignee, str) and assignee.lower() == "me":
+        query = query.where(WorkItem.assignee_id == user.id)
+    elif assignee is not None:
+        query = query.where(WorkItem.assignee_id == assignee.id)
+    if before_id is not None:
+        query = query.where(WorkItem.id < before_id)
+    return session.scalars(query.order_by(WorkItem.id.desc()).limit(limit)).all()
+
+
 def open_items_query(user):
     return sa.select(WorkItem).where(access.visible_items(user), WorkItem.status.in_(OPEN_STATUSES))
 
