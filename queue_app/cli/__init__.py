@@ -4,11 +4,13 @@
 def register_cli(app):
     from queue_app.cli.demo import seed_demo
     from queue_app.cli.outbox import outbox
+    from queue_app.cli.sla import sla
     from queue_app.cli.users import users
 
     app.cli.add_command(users)
     app.cli.add_command(seed_demo)
     app.cli.add_command(outbox)
+    app.cli.add_command(sla)
 
     from workers.cli import run_all, scheduler, worker  # imported lazily: only the CLI needs RQ's worker
 

@@ -66,7 +66,8 @@ def load_config(session, data):
     existing = {p.name: p for p in session.scalars(sa.select(SlaPolicy))}
     for values in policies:
         values = dict(values)
-        values["calendar_id"] = by_name[values.pop("calendar")].id if values["calendar"] else None
+        calendar = values.pop("calendar")
+        values["calendar_id"] = by_name[calendar].id if calendar else None
         team = values.pop("match_team")
         values["match_team_id"] = teams[team] if team else None
         _upsert(session, SlaPolicy, existing, values, _policy_state, "policies", summary)
