@@ -102,6 +102,7 @@ class Config:
 
     # Background work.
     OUTBOX_RELAY_SECONDS = 2
+    SLA_SWEEP_SECONDS = 30
     # Hand jobs to RQ right after each commit (the relay catches up on anything missed).
     OUTBOX_DELIVER_ON_COMMIT = True
     BASE_URL = "http://127.0.0.1:5000"
@@ -114,7 +115,7 @@ class Config:
         "SMTP_INTAKE_HOST": env_str, "SMTP_INTAKE_PORT": env_int, "INTAKE_MAX_MESSAGE_BYTES": env_int,
         "IMAP_HOST": env_str, "IMAP_PORT": env_int, "IMAP_USER": env_str, "IMAP_PASSWORD": env_str,
         "IMAP_TLS": env_str, "IMAP_FOLDER": env_str,
-        "OUTBOX_RELAY_SECONDS": env_int, "OUTBOX_DELIVER_ON_COMMIT": env_bool,
+        "OUTBOX_RELAY_SECONDS": env_int, "SLA_SWEEP_SECONDS": env_int, "OUTBOX_DELIVER_ON_COMMIT": env_bool,
         "BASE_URL": env_str,
     }
 

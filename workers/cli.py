@@ -16,10 +16,12 @@ from workers.queues import QUEUES, get_queue, redis_connection
 @click.command("worker")
 @click.argument("queues", nargs=-1)
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.option("--no-fork", "no_fork", is_flag=True,
+              help="Run jobs in this process (for the short SLA timer jobs: no fork per job).")
 @with_appcontext
-def worker(queues, burst):
+def worker(queues, burst, no_fork):
     """Run an RQ worker (with RQ's scheduler) on QUEUES, default: all, in priority order."""
-    from rq import Worker
+    from rq import SimpleWorker, Worker
 
     from queue_app.extensions import db
 
@@ -30,7 +32,8 @@ def worker(queues, burst):
         if name not in QUEUES:
             raise click.BadParameter(f"unknown queue {name!r}; known: {', '.join(QUEUES)}")
     conn = redis_connection()
-    w = Worker([get_queue(n, connection=conn) for n in names], connection=conn)
+    worker_class = SimpleWorker if no_fork else Worker
+    w = worker_class([get_queue(n, connection=conn) for n in names], connection=conn)
     w.work(with_scheduler=True, burst=burst, logging_level=current_app.config.get("LOG_LEVEL", "INFO"))
 
 
@@ -60,7 +63,8 @@ def run_all(host, port, web_workers):
     children = {
         "web": [python, "-m", "gunicorn", "-w", str(web_workers), "-b", f"{host}:{port}", "--access-logfile", "-",
                 "wsgi:app"],
-        "worker": flask + ["worker"],
+        "worker": flask + ["worker", "checks", "mail_out", "intake", "default"],
+        "sla-worker": flask + ["worker", "sla", "--no-fork"],
         "scheduler": flask + ["scheduler"],
     }
     children.update(extra_children(flask))

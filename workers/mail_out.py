@@ -10,7 +10,7 @@ from pathlib import Path
 from flask import current_app
 
 from queue_app.extensions import db
-from queue_app.models import Message
+from queue_app.models import Message, Notification
 from queue_app.models.base import utcnow
 from queue_app.services.audit import record_event
 from workers.context import job_context
@@ -54,13 +54,36 @@ def _deliver_smtp(email, cfg):
         client.send_message(email)
 
 
-def _deliver_file(email, message, cfg):
+def _write_outbox_file(email, name, cfg):
     """Development: no SMTP server configured, so write the message where a person can read it."""
     outbox = Path(cfg.get("INSTANCE_DIR") or current_app.instance_path) / "outbox"
     outbox.mkdir(parents=True, exist_ok=True)
-    path = outbox / f"message-{message.id}.eml"
+    path = outbox / name
     path.write_bytes(bytes(email))
     return path
+
+
+@job_context
+def send_notification(notification_id):
+    """An internal notification to a member of staff; sent once."""
+    note = db.session.get(Notification, notification_id)
+    if note is None or note.send_status == "sent":
+        return "skipped"
+    cfg = current_app.config
+    email = EmailMessage()
+    email["From"] = header_value(cfg["MAIL_FROM"])
+    email["To"] = header_value(note.to_address)
+    email["Subject"] = header_value(note.subject)
+    email["Date"] = formatdate(localtime=False)
+    email["Auto-Submitted"] = "auto-generated"
+    email.set_content(f"{note.body}\n\n{cfg['BASE_URL'].rstrip('/')}/items/{note.work_item.ref}\n")
+    if cfg.get("SMTP_HOST"):
+        _deliver_smtp(email, cfg)
+    else:
+        _write_outbox_file(email, f"notification-{note.id}.eml", cfg)
+    note.send_status = "sent"
+    note.sent_at = utcnow()
+    return "sent"
 
 
 @job_context
@@ -75,7 +98,7 @@ def send_message(message_id):
             _deliver_smtp(email, cfg)
             where = "smtp"
         else:
-            where = str(_deliver_file(email, message, cfg))
+            where = str(_write_outbox_file(email, f"message-{message.id}.eml", cfg))
     except (OSError, smtplib.SMTPException) as exc:
         message.send_status = "failed"
         record_event(db.session, message.work_item, "mail_failed", "worker",

@@ -16,7 +16,7 @@ JOB_QUEUES = {
 JOB_TIMEOUTS = {"sla": 60, "checks": 120, "mail_out": 60, "intake": 300, "default": 180}
 
 # Retries with backoff for transient failures (SMTP down, a locked database), per queue.
-RETRY_INTERVALS = {"checks": [5, 30, 120], "mail_out": [10, 60, 300, 900, 3600], "intake": [10, 60, 300]}
+RETRY_INTERVALS = {"sla": [1, 5, 15], "checks": [5, 30, 120], "mail_out": [10, 60, 300, 900, 3600], "intake": [10, 60, 300]}
 
 
 def retry_for(queue_name):

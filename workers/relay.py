@@ -13,21 +13,24 @@ from workers.queues import get_queue, queue_for, retry_for
 log = logging.getLogger(__name__)
 
 
-def _enqueue(outbox_id, job_path, args):
+def _enqueue(outbox_id, job_path, args, run_at=None):
     name = queue_for(job_path)
     queue = get_queue(name)
+    options = dict(job_id=f"outbox-{outbox_id}", unique=True, failure_ttl=7 * 24 * 3600, retry=retry_for(name))
     try:
-        queue.enqueue(job_path, *args, job_id=f"outbox-{outbox_id}", unique=True, failure_ttl=7 * 24 * 3600,
-                      retry=retry_for(name))
+        if run_at is not None and run_at > utcnow():
+            queue.enqueue_at(run_at, job_path, *args, **options)  # RQ's scheduler moves it to the queue on time
+        else:
+            queue.enqueue(job_path, *args, **options)
     except DuplicateJobError:
-        pass  # already queued or running: the unique id did its job
+        pass  # already queued, scheduled or running: the unique id did its job
 
 
 def deliver(jobs):
-    """Enqueue just-committed jobs [(id, job_path, args)], then mark them in a short transaction of our own."""
+    """Enqueue just-committed jobs [(id, job_path, args, run_at)], then mark them in a short transaction."""
     delivered = []
-    for outbox_id, job_path, args in jobs:
-        _enqueue(outbox_id, job_path, args)
+    for outbox_id, job_path, args, run_at in jobs:
+        _enqueue(outbox_id, job_path, args, run_at)
         delivered.append(outbox_id)
     if delivered:
         with db.engine.begin() as conn:
@@ -43,7 +46,7 @@ def relay_pending(session=None, limit=500):
     sent = 0
     for row in rows:
         try:
-            _enqueue(row.id, row.job_path, row.args)
+            _enqueue(row.id, row.job_path, row.args, row.run_at)
         except RedisError as exc:
             row.attempts += 1
             row.last_error = f"{exc.__class__.__name__}: {exc}"

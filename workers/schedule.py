@@ -19,9 +19,18 @@ def _relay():
         log.info("outbox relay: enqueued %d pending jobs", sent)
 
 
+def _sla_sweep():
+    from workers.sla_timers import sweep
+
+    taken = sweep()
+    if taken:
+        log.info("SLA sweep: took %d overdue steps the timers had not", taken)
+
+
 # (name, config key holding its interval in seconds, function)
 PERIODIC = [
     ("outbox-relay", "OUTBOX_RELAY_SECONDS", _relay),
+    ("sla-sweep", "SLA_SWEEP_SECONDS", _sla_sweep),
 ]
 
 

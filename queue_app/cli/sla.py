@@ -64,3 +64,19 @@ def _parse(file):
             raise click.ClickException(
                 f"{file.name}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     raise click.ClickException(f"{file.name}: unknown format; use a .yml, .yaml or .json file")
+
+
+@sla.command("sweep")
+def sweep_command():
+    """Take every warning, breach and escalation that is due now (the scheduler does this every 30 s)."""
+    from workers.sla_timers import sweep
+
+    click.echo(f"{sweep()} SLA steps taken")
+
+
+@sla.command("recalculate")
+def recalculate_command():
+    """Re-derive the due times of every open item from the current policies and calendars."""
+    from workers.sla_timers import recalculate_open_items
+
+    click.echo(f"{recalculate_open_items()} open items changed")

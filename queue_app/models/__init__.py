@@ -4,8 +4,10 @@ from queue_app.models.calendar import Calendar
 from queue_app.models.check_result import CheckResult
 from queue_app.models.event import Event
 from queue_app.models.message import Attachment, Message
+from queue_app.models.notification import Notification
 from queue_app.models.outbox import OutboxJob
 from queue_app.models.routing_rule import RoutingRule
+from queue_app.models.sla_escalation import SlaEscalation
 from queue_app.models.sla_policy import SlaPolicy
 from queue_app.models.team import Team, team_members
 from queue_app.models.user import ApiToken, User
@@ -19,8 +21,10 @@ __all__ = [
     "CheckResult",
     "Event",
     "Message",
+    "Notification",
     "OutboxJob",
     "RoutingRule",
+    "SlaEscalation",
     "SlaPolicy",
     "Team",
     "User",

@@ -16,6 +16,7 @@ class OutboxJob(db.Model):
     job_path: Mapped[str] = mapped_column(sa.String(255))  # dotted path, e.g. "workers.checks.run_checks"
     args: Mapped[list] = mapped_column(sa.JSON, default=list)
     queue: Mapped[str] = mapped_column(sa.String(32), default="default")
+    run_at: Mapped[Optional[datetime]]  # a timer: enqueue for this instant with RQ's scheduler
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     enqueued_at: Mapped[Optional[datetime]]
     attempts: Mapped[int] = mapped_column(default=0)

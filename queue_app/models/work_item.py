@@ -62,6 +62,13 @@ class WorkItem(db.Model):
     sla_state: Mapped[str] = mapped_column(sa.String(16), default="on_track")
     sla_paused_at: Mapped[Optional[datetime]]
     sla_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Business minutes spent paused so far: recalculation adds them back to the targets.
+    sla_paused_minutes: Mapped[float] = mapped_column(sa.Float, default=0.0, server_default="0")
+    # How far each target's ladder has gone: 0 nothing, 1 warned, 2 breached, 2+k escalation level k+1.
+    first_response_stage: Mapped[int] = mapped_column(default=0, server_default="0")
+    resolution_stage: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The next instant an SLA step (warning, breach, escalation) is due; the sweep's indexed key.
+    sla_next_check_at: Mapped[Optional[datetime]] = mapped_column(index=True)
     escalation_level: Mapped[int] = mapped_column(default=0, server_default="0")
     needs_attention: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 

@@ -24,12 +24,12 @@ log = logging.getLogger(__name__)
 _PENDING = "backdesk_outbox_pending"
 
 
-def enqueue_after_commit(session, job_path, *args):
-    """Record a job to run once the current transaction commits."""
-    job = OutboxJob(job_path=job_path, args=list(args))
+def enqueue_after_commit(session, job_path, *args, run_at=None):
+    """Record a job to run once the current transaction commits (at `run_at`, if given)."""
+    job = OutboxJob(job_path=job_path, args=list(args), run_at=run_at)
     session.add(job)
     session.flush()
-    session.info.setdefault(_PENDING, []).append((job.id, job_path, list(args)))
+    session.info.setdefault(_PENDING, []).append((job.id, job_path, list(args), run_at))
     return job
 
 

@@ -28,6 +28,7 @@ from queue_app.models.calendar import WEEKDAYS, round_the_clock_hours
 from queue_app.models.sla_policy import DEFAULT_PAUSE_STATUSES
 from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
 from queue_app.services import clock
+from queue_app.services.dispatch import enqueue_after_commit
 from queue_app.services.errors import Invalid
 
 DEFAULT_WARN_PERCENT = 75
@@ -72,6 +73,9 @@ def load_config(session, data):
         values["match_team_id"] = teams[team] if team else None
         _upsert(session, SlaPolicy, existing, values, _policy_state, "policies", summary)
     session.flush()
+    if any(count for key, count in summary.items() if key != "unchanged"):
+        # Open items may now match another policy or calendar: re-derive their due times.
+        enqueue_after_commit(session, "workers.sla_timers.recalculate_open_items")
     return summary
 
 

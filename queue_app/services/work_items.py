@@ -207,6 +207,51 @@ def _apply_status(session, item, new_status, *, actor, now, comment=None, data=N
     session.flush()
 
 
+def reclassify(session, item, *, actor, type=None, priority=None, team=None, now=None, expected_version=None):
+    """Change type, priority or team; the SLA policy and due times are recalculated.
+
+    Moving an item to another team needs a supervisor of its current team; the assignee
+    is dropped when they are not a member of the new team.
+    """
+    now = now or utcnow()
+    access.require_work(actor, item)
+    check_version(item, expected_version)
+    errors = {}
+    if type is not None and type not in TYPES:
+        errors["type"] = f"must be one of {', '.join(TYPES)}"
+    if priority is not None and priority not in PRIORITIES:
+        errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
+    if errors:
+        raise Invalid("invalid change", errors)
+    if not item.is_open:
+        raise Invalid(f"{item.ref} is {item.status}; reopen it before changing it", {"status": item.status})
+    changes = {}
+    if type is not None and type != item.type:
+        changes["type"] = [item.type, type]
+        item.type = type
+    if priority is not None and priority != item.priority:
+        changes["priority"] = [item.priority, priority]
+        item.priority = priority
+    if team is not None and team.id != item.team_id:
+        access.require_manage_team(actor, item.team_id)
+        changes["team"] = [item.team.name, team.name]
+        item.team = team
+        item.team_id = team.id
+        if item.assignee is not None and team.id not in item.assignee.team_ids:
+            changes["assignee"] = [item.assignee.email, None]
+            item.assignee = None
+            item.assignee_id = None
+    if not changes:
+        return item
+    _touch(item, now)
+    record_event(session, item, "reclassified", actor, changes, now=now)
+    sla.recalculate(session, item, now, actor, reason=", ".join(sorted(changes)))
+    if "type" in changes:
+        enqueue_checks(session, item)
+    session.flush()
+    return item
+
+
 def add_note(session, item, *, actor, body, now=None):
     """An internal note: never sent to the requester."""
     now = now or utcnow()
@@ -248,7 +293,7 @@ def add_reply(session, item, *, actor, body, now=None, expected_version=None):
         author_id=actor.id, send_status="queued", created_at=now,
     )
     session.add(message)
-    sla.on_first_response(item, now)
+    sla.on_first_response(session, item, now)
     _touch(item, now)
     session.flush()
     record_event(session, item, "reply_sent", actor, {"message_id": message.id, "to": item.requester_email},

@@ -138,7 +138,7 @@ def test_outbox_status_counts_pending_jobs(runner, session, make_item):
     result = invoke(runner, "outbox", "status")
 
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "2 jobs pending"
+    assert result.output.strip() == "4 jobs pending"  # per item: its checks and its first SLA timer
 
 
 def test_outbox_status_on_an_empty_outbox(runner):

@@ -161,7 +161,7 @@ def test_relaying_twice_enqueues_once(session, rconn, make_item):
     session.execute(sa.update(OutboxJob).values(enqueued_at=None))
     session.commit()
     assert relay.relay_pending() == 1
-    relay.deliver([(row.id, row.job_path, row.args)])
+    relay.deliver([(row.id, row.job_path, row.args, row.run_at)])
 
     assert queue(rconn).get_job_ids() == [f"outbox-{row.id}"]
     run_burst(rconn, "checks")

@@ -31,7 +31,7 @@ def test_state_moves_from_on_track_to_at_risk_to_breached(session, make_team, ma
     assert sla.state_at(item, NOW + timedelta(minutes=74)) == "on_track"
     assert sla.state_at(item, NOW + timedelta(minutes=75)) == "at_risk"
     assert sla.state_at(item, NOW + timedelta(minutes=100)) == "breached"
-    sla.on_first_response(item, NOW + timedelta(minutes=10))
+    sla.on_first_response(session, item, NOW + timedelta(minutes=10))
     assert sla.state_at(item, NOW + timedelta(minutes=100)) == "on_track"
     assert sla.remaining_minutes(item, NOW + timedelta(minutes=100)) == 900
 

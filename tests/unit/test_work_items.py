@@ -27,8 +27,12 @@ def test_create_sets_reference_sla_events_and_outbox_job(session, make_team, mak
     assert item.resolution_due == NOW + timedelta(minutes=2880)
     assert item.sla_next_due == item.first_response_due
     assert kinds(session, item) == ["created", "sla_set"]
-    job = session.scalar(sa.select(OutboxJob))
-    assert job.job_path == "workers.checks.run_checks" and job.args[0] == item.id and job.enqueued_at is None
+    jobs = {job.job_path: job for job in session.scalars(sa.select(OutboxJob))}
+    assert set(jobs) == {"workers.checks.run_checks", "workers.sla_timers.fire_sla_timer"}
+    assert jobs["workers.checks.run_checks"].args[0] == item.id and jobs["workers.checks.run_checks"].enqueued_at is None
+    timer = jobs["workers.sla_timers.fire_sla_timer"]
+    assert timer.args == [item.id, item.sla_version]
+    assert timer.run_at == item.sla_next_check_at == NOW + timedelta(minutes=180)  # 75% of the first response
 
 
 def test_create_validates_type_specific_fields(session, make_team):
