@@ -81,9 +81,10 @@ def run_burst(conn, *names):
             signal.signal(sig, handler)
 
 
-def outbox_rows(session):
+def outbox_rows(session, job_path="workers.checks.run_checks"):
+    """The outbox rows of one job (items also get SLA timer rows, scheduled for later)."""
     session.expire_all()
-    return session.scalars(sa.select(OutboxJob).order_by(OutboxJob.id)).all()
+    return session.scalars(sa.select(OutboxJob).where(OutboxJob.job_path == job_path).order_by(OutboxJob.id)).all()
 
 
 def check_results(session, item_id):
@@ -136,12 +137,14 @@ def test_a_redis_outage_loses_nothing(app, session, rconn, worker_redis_url, del
     [row] = outbox_rows(session)
     assert row.enqueued_at is None
     assert "the relay will retry" in caplog.text
-    assert relay.relay_pending() == 0  # Redis still down: the row waits, the attempt is noted
+    assert relay.relay_pending() == 0  # Redis still down: the rows wait, the attempt is noted
+    first = session.scalars(sa.select(OutboxJob).order_by(OutboxJob.id)).first()
+    assert (first.enqueued_at, first.attempts) == (None, 1) and "ConnectionError" in first.last_error
     [row] = outbox_rows(session)
-    assert (row.enqueued_at, row.attempts) == (None, 1) and "ConnectionError" in row.last_error
+    assert row.enqueued_at is None
 
     _use_redis(app, worker_redis_url)
-    assert relay.relay_pending() == 1
+    assert relay.relay_pending() == 2  # the checks, and the SLA timer (scheduled for later)
     assert queue(rconn).get_job_ids() == [f"outbox-{row.id}"]
     assert outbox_rows(session)[0].enqueued_at is not None
 
@@ -155,12 +158,12 @@ def test_relaying_twice_enqueues_once(session, rconn, make_item):
     item_id = item.id
     [row] = outbox_rows(session)
 
-    assert relay.relay_pending() == 1
+    assert relay.relay_pending() == 2  # the checks and the SLA timer
     assert relay.relay_pending() == 0
     # Even a relay that dies after enqueueing but before marking the row does not double the job.
     session.execute(sa.update(OutboxJob).values(enqueued_at=None))
     session.commit()
-    assert relay.relay_pending() == 1
+    assert relay.relay_pending() == 2
     relay.deliver([(row.id, row.job_path, row.args, row.run_at)])
 
     assert queue(rconn).get_job_ids() == [f"outbox-{row.id}"]
@@ -175,7 +178,7 @@ def test_outbox_relay_command(runner, session, rconn, make_item):
     result = runner.invoke(args=["outbox", "relay"])
 
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "enqueued 1 jobs; 0 still pending"
+    assert result.output.strip() == "enqueued 2 jobs; 0 still pending"  # the checks and the SLA timer
     assert queue(rconn).count == 1
 
 
