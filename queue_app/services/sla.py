@@ -285,13 +285,15 @@ def _supervisors(item):
     return [u for u in item.team.members if u.role == "supervisor" and u.is_active]
 
 
-def _notify(session, item, who, subject, body, now):
+def _notify(session, item, who, subject, body, now, skip=()):
     recipients = {}
     for group in who:
         if group == "assignee" and item.assignee is not None:
             recipients[item.assignee.email] = item.assignee
         elif group == "supervisors":
             recipients.update({u.email: u for u in _supervisors(item)})
+    for email in skip:
+        recipients.pop(email, None)
     for email, user in sorted(recipients.items()):
         note = Notification(work_item_id=item.id, user_id=user.id, to_address=email, subject=subject, body=body,
                             created_at=now)
@@ -325,6 +327,11 @@ def _take_step(session, item, target, stage, kind, level, rung, due, now):
     rung = rung or {}
     if rung.get("raise_priority") and _raise_priority(item):
         data["priority"] = item.priority
+    title = "breached" if kind == "breach" else f"escalated to level {level}"
+    who = rung.get("notify", ["assignee", "supervisors"])
+    subject = f"[{item.ref}] {label} {title}"
+    body = f"The {label} of {item.ref} ({item.subject}) was due at {due:%Y-%m-%d %H:%M} UTC and is {title}."
+    data["notified"] = _notify(session, item, who, subject, body, now)
     team_name = rung.get("reassign_to_team")
     if team_name:
         team = session.scalar(sa.select(Team).where(Team.name == team_name))
@@ -335,11 +342,9 @@ def _take_step(session, item, target, stage, kind, level, rung, due, now):
             item.team_id = team.id
             item.assignee = None
             item.assignee_id = None
-    title = "breached" if kind == "breach" else f"escalated to level {level}"
-    data["notified"] = _notify(session, item, rung.get("notify", ["assignee", "supervisors"]),
-                               f"[{item.ref}] {label} {title}",
-                               f"The {label} of {item.ref} ({item.subject}) was due at {due:%Y-%m-%d %H:%M} UTC "
-                               f"and is {title}.", now)
+            # The receiving team's supervisors learn of it too.
+            data["notified"] += _notify(session, item, ["supervisors"], subject, body, now,
+                                        skip=data["notified"])
     record_event(session, item, "sla_breached" if kind == "breach" else "escalated", "sla", data, now=now)
 
 
