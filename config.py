@@ -93,6 +93,8 @@ class Config:
     SMTP_INTAKE_HOST = "127.0.0.1"
     SMTP_INTAKE_PORT = 2525
     INTAKE_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+    INTAKE_ACKS_PER_SENDER_HOUR = 5  # acknowledgements to one sender per hour, at most
+    INTAKE_POLL_SECONDS = 60  # IMAP polling interval
     IMAP_HOST = None
     IMAP_PORT = 993
     IMAP_USER = None
@@ -113,6 +115,7 @@ class Config:
         "SMTP_HOST": env_str, "SMTP_PORT": env_int, "SMTP_USER": env_str, "SMTP_PASSWORD": env_str,
         "SMTP_TLS": env_str, "MAIL_FROM": env_str, "MAIL_DOMAIN": env_str,
         "SMTP_INTAKE_HOST": env_str, "SMTP_INTAKE_PORT": env_int, "INTAKE_MAX_MESSAGE_BYTES": env_int,
+        "INTAKE_ACKS_PER_SENDER_HOUR": env_int, "INTAKE_POLL_SECONDS": env_int,
         "IMAP_HOST": env_str, "IMAP_PORT": env_int, "IMAP_USER": env_str, "IMAP_PASSWORD": env_str,
         "IMAP_TLS": env_str, "IMAP_FOLDER": env_str,
         "OUTBOX_RELAY_SECONDS": env_int, "SLA_SWEEP_SECONDS": env_int, "OUTBOX_DELIVER_ON_COMMIT": env_bool,

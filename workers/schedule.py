@@ -27,10 +27,19 @@ def _sla_sweep():
         log.info("SLA sweep: took %d overdue steps the timers had not", taken)
 
 
+def _intake_sweep():
+    from workers.intake_jobs import sweep
+
+    done = sweep()
+    if done:
+        log.info("intake sweep: processed %d stored emails nobody had processed", done)
+
+
 # (name, config key holding its interval in seconds, function)
 PERIODIC = [
     ("outbox-relay", "OUTBOX_RELAY_SECONDS", _relay),
     ("sla-sweep", "SLA_SWEEP_SECONDS", _sla_sweep),
+    ("intake-sweep", "SLA_SWEEP_SECONDS", _intake_sweep),
 ]
 
 

@@ -132,15 +132,23 @@ def _component_schemas():
         },
         "Sla": {
             "type": "object",
+            "required": ["policy", "state", "paused", "first_response_due", "resolution_due", "next_due",
+                         "next_check_at", "first_responded_at", "remaining_minutes", "escalation_level"],
             "properties": {
                 "policy": {"type": ["string", "null"]},
                 "first_response_due": _nullable(datetime),
                 "resolution_due": _nullable(datetime),
                 "next_due": _nullable(datetime),
-                "state": {"type": "string", "enum": list(SLA_STATES)},
+                "state": {"type": "string", "enum": list(SLA_STATES), "description": "As of the response."},
+                "paused": {"type": "boolean", "description": "The clock is stopped (a pending status)."},
+                "next_check_at": {**_nullable(datetime),
+                                  "description": "When the next warning, breach or escalation step is due."},
                 "first_responded_at": _nullable(datetime),
-                "remaining_minutes": {"type": ["integer", "null"],
-                                      "description": "Business minutes to next_due; negative when overdue."},
+                "remaining_minutes": {"type": ["number", "null"],
+                                      "description": "Business minutes to next_due, to one decimal; negative when "
+                                                     "overdue, null when paused or stopped."},
+                "escalation_level": {"type": "integer", "minimum": 0,
+                                     "description": "0 until breached, then the highest ladder level reached."},
             },
         },
         "Item": {
@@ -198,6 +206,16 @@ def _component_schemas():
             "properties": {"assignee": {**_nullable(email), "description": "null unassigns"},
                            "version": {"type": "integer"}},
         },
+        "Reclassify": {
+            "type": "object", "additionalProperties": False, "minProperties": 1,
+            "description": "At least one of type, priority and team. Changing the team needs a supervisor of "
+                           "the item's current team; an assignee who is not a member of the new team is dropped.",
+            "properties": {"type": {"type": "string", "enum": list(TYPES)},
+                           "priority": {"type": "string", "enum": list(PRIORITIES)},
+                           "team": {"type": "string", "description": "Team name"},
+                           "version": {"type": "integer"}},
+            "anyOf": [{"required": ["type"]}, {"required": ["priority"]}, {"required": ["team"]}],
+        },
         "ChangeStatus": {
             "type": "object", "additionalProperties": False, "required": ["status"],
             "properties": {"status": {"type": "string", "enum": list(STATUSES)},
@@ -236,10 +254,20 @@ def _component_schemas():
 
 
 def build_spec():
-    item_ops = {"get": {
-        "operationId": "getItem", "summary": "One work item", "parameters": [REF_PARAM],
-        "responses": {"200": _json("Item", "The item"), **ERRORS},
-    }}
+    item_ops = {
+        "get": {
+            "operationId": "getItem", "summary": "One work item", "parameters": [REF_PARAM],
+            "responses": {"200": _json("Item", "The item"), **ERRORS},
+        },
+        "patch": {
+            "operationId": "reclassifyItem",
+            "summary": "Change type, priority or team; the SLA policy and due times are recalculated",
+            "parameters": [REF_PARAM], "requestBody": _body("Reclassify"),
+            "responses": {"200": _json("Item", "The updated item"), **ERRORS, **BODY_ERRORS,
+                          "403": {"$ref": "#/components/responses/Forbidden"},
+                          "409": {"$ref": "#/components/responses/Conflict"}},
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "Backdesk API", "version": "1",

@@ -28,6 +28,8 @@ CREATE_ITEM = {
 ASSIGN = {"assignee": "string", "version": "integer"}
 CHANGE_STATUS = {"status": "string", "comment": "string", "version": "integer"}
 ADD_NOTE = {"body": "string"}
+RECLASSIFY = {"type": "string", "priority": "string", "team": "string", "version": "integer"}
+RECLASSIFY_CHANGES = ("type", "priority", "team")
 LIST_FILTERS = ("status", "type", "team", "assignee", "priority", "limit", "cursor")
 
 _JSON_TYPES = {"string": (str, "a string"), "integer": (int, "an integer"), "object": (dict, "an object")}
@@ -168,7 +170,33 @@ def iso(value):
 
 
 def _minutes(value):
-    return None if value is None else int(round(value))
+    """Business minutes to one decimal: enough for a countdown, free of float noise."""
+    return None if value is None else round(value, 1)
+
+
+def read_reclassify_body():
+    """The PATCH body; it must name at least one of type, priority and team (a bare version changes nothing)."""
+    body = read_body(RECLASSIFY)
+    if not any(body.get(key) is not None for key in RECLASSIFY_CHANGES):
+        message = f"give at least one of {', '.join(RECLASSIFY_CHANGES)}"
+        raise Invalid(f"invalid request body: {message}", {key: message for key in RECLASSIFY_CHANGES})
+    return body
+
+
+def sla_json(item, now):
+    state = sla.state_at(item, now)
+    return {
+        "policy": item.sla_policy.name if item.sla_policy else None,
+        "state": state,
+        "paused": state == "paused",
+        "first_response_due": iso(item.first_response_due),
+        "resolution_due": iso(item.resolution_due),
+        "next_due": iso(item.sla_next_due),
+        "next_check_at": iso(item.sla_next_check_at),
+        "first_responded_at": iso(item.first_responded_at),
+        "remaining_minutes": _minutes(sla.remaining_minutes(item, now)),
+        "escalation_level": item.escalation_level or 0,
+    }
 
 
 def item_json(item, now):
@@ -190,15 +218,7 @@ def item_json(item, now):
         "version": item.version,
         "needs_attention": item.needs_attention,
         "escalation_level": item.escalation_level,
-        "sla": {
-            "policy": item.sla_policy.name if item.sla_policy else None,
-            "first_response_due": iso(item.first_response_due),
-            "resolution_due": iso(item.resolution_due),
-            "next_due": iso(item.sla_next_due),
-            "state": sla.state_at(item, now),
-            "first_responded_at": iso(item.first_responded_at),
-            "remaining_minutes": _minutes(sla.remaining_minutes(item, now)),
-        },
+        "sla": sla_json(item, now),
     }
 
 

@@ -89,6 +89,19 @@ def get_item(ref):
     return _item_response(work_items.get_visible_item(db.session, current_user(), ref))
 
 
+@bp.patch("/items/<ref>")
+def reclassify_item(ref):
+    """Change type, priority or team; the SLA policy and due times follow."""
+    body = schemas.read_reclassify_body()
+    user = current_user()
+    item = work_items.get_visible_item(db.session, user, ref)
+    team = _team_named(body["team"]) if body.get("team") is not None else None
+    work_items.reclassify(db.session, item, actor=user, type=body.get("type"), priority=body.get("priority"),
+                          team=team, expected_version=body.get("version"))
+    db.session.commit()
+    return _item_response(item)
+
+
 @bp.post("/items/<ref>/assign")
 def assign_item(ref):
     body = schemas.read_body(schemas.ASSIGN, required=("assignee",))

@@ -3,6 +3,7 @@
 Time is UTC inside and local at the edges, so templates never format a datetime themselves.
 """
 import re
+from collections import namedtuple
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,8 +20,19 @@ LABELS = {
     "pending_customer": "Pending customer", "pending_third_party": "Pending third party",
     "awaiting_approval": "Awaiting approval", "document_verification": "Document verification",
     "discrepancy_fix": "Discrepancy fix", "api": "API",
+    # Event kinds of the SLA ladder and reclassification.
+    "sla_set": "SLA set", "sla_warning": "SLA warning", "sla_breached": "SLA breached", "escalated": "Escalated",
+    "sla_recalculated": "SLA recalculated", "sla_paused": "SLA paused", "sla_resumed": "SLA resumed",
+    "reclassified": "Reclassified",
+    # Ladder targets and step kinds (SlaEscalation.kind).
+    "first_response": "First response", "resolution": "Resolution",
+    "warning": "Warning", "breach": "Breach", "escalation": "Escalation",
+    # Event data keys whose plain spelling reads oddly.
+    "reassigned_to": "Reassigned to", "reassigned_from": "Reassigned from", "paused_minutes": "Paused (business min)",
 }
-CODES = set(STATUSES) | set(TYPES) | set(PRIORITIES) | set(SLA_STATES) | set(SOURCES)
+CODES = set(STATUSES) | set(TYPES) | set(PRIORITIES) | set(SLA_STATES) | set(SOURCES) | set(sla.TARGETS)
+# Events whose data maps each changed attribute to [old, new].
+CHANGE_EVENTS = {"reclassified"}
 
 
 def viewer_zone():
@@ -68,6 +80,44 @@ def relative(value, now=None):
     return f"in {text}" if minutes >= 0 else f"{text} overdue"
 
 
+Countdown = namedtuple("Countdown", "minutes text overdue")
+
+
+def business_span(minutes, overdue=None):
+    """Business minutes as words: "2 h 15 min left", "35 min overdue".
+
+    `overdue` is decided by the caller from wall-clock time when it can be: past a deadline
+    outside working hours no business time has passed yet, but the item is still late.
+    """
+    if minutes is None:
+        return ""
+    whole = int(round(minutes))
+    overdue = whole < 0 if overdue is None else overdue
+    span = abs(whole)
+    if span == 0:
+        text = "under 1 min"
+    elif span < 60:
+        text = f"{span} min"
+    else:
+        text = f"{span // 60} h {span % 60} min" if span % 60 else f"{span // 60} h"
+    return f"{text} overdue" if overdue else f"{text} left"
+
+
+@bp.app_template_filter("sla_countdown")
+def sla_countdown(item, now=None):
+    """Business time to the item's next deadline as of now, or None when no clock is running.
+
+    Business time, not wall-clock time: 30 minutes before closing on a Friday is 30 minutes
+    left, not a whole weekend.
+    """
+    now = now or utcnow()
+    minutes = sla.remaining_minutes(item, now)
+    if minutes is None:
+        return None
+    overdue = item.sla_next_due <= now
+    return Countdown(minutes, business_span(minutes, overdue), overdue)
+
+
 @bp.app_template_filter("sla_state")
 def sla_state(item):
     """The state as of now, so an item past its deadline shows breached before the sweep records it."""
@@ -100,10 +150,19 @@ def _display_value(value):
     return value
 
 
+def _display_change(value):
+    """[old, new] as "Old → New", so a reclassification reads as what changed."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        before, after = (_display_value(v) if v is not None else "none" for v in value)
+        return f"{before} → {after}"
+    return _display_value(value)
+
+
 @bp.app_template_filter("event_data")
-def event_data(data):
+def event_data(data, kind=None):
     """An event's data as "key: value" pairs, datetimes shown in the viewer's zone."""
-    parts = [Markup("<span><span class=\"k\">{}</span> {}</span>").format(label(k), _display_value(v))
+    show = _display_change if kind in CHANGE_EVENTS else _display_value
+    parts = [Markup("<span><span class=\"k\">{}</span> {}</span>").format(label(k), show(v))
              for k, v in (data or {}).items() if v not in (None, "", [], {}) and not k.endswith("_id")]
     return Markup(" ").join(parts) if parts else Markup("")
 

@@ -3,6 +3,7 @@
 
 def register_cli(app):
     from queue_app.cli.demo import seed_demo
+    from queue_app.cli.intake import intake, mailboxes
     from queue_app.cli.outbox import outbox
     from queue_app.cli.sla import sla
     from queue_app.cli.users import users
@@ -10,6 +11,8 @@ def register_cli(app):
     app.cli.add_command(users)
     app.cli.add_command(seed_demo)
     app.cli.add_command(outbox)
+    app.cli.add_command(intake)
+    app.cli.add_command(mailboxes)
     app.cli.add_command(sla)
 
     from workers.cli import run_all, scheduler, worker  # imported lazily: only the CLI needs RQ's worker

@@ -1,9 +1,11 @@
 """Forms on the item page. Each carries its CSRF token; status and approval forms carry the item version."""
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, StringField, SubmitField, TextAreaField
+from wtforms import IntegerField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 from wtforms.widgets import HiddenInput
 
+from queue_app.auth.templating import label
+from queue_app.models.work_item import PRIORITIES, TYPES
 from queue_app.services.work_items import MAX_BODY
 
 
@@ -38,3 +40,16 @@ class DecisionForm(FlaskForm):
 
 class TakeForm(VersionedForm):
     submit = SubmitField("Take")
+
+
+class ClassifyForm(VersionedForm):
+    """Type, priority and (for a supervisor of the item's team) team; the SLA follows the change.
+
+    The team select is only rendered for those who manage the team, so team_id is optional:
+    left out, the team stays. Its choices depend on the viewer, so the template builds it.
+    """
+
+    type = SelectField("Type", choices=[(t, label(t)) for t in TYPES], id="classify-type")
+    priority = SelectField("Priority", choices=[(p, label(p)) for p in PRIORITIES], id="classify-priority")
+    team_id = IntegerField("Team", validators=[Optional()], id="classify-team")
+    submit = SubmitField("Save classification")

@@ -7,12 +7,14 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from queue_app.extensions import db
 from queue_app.inbox import bp, paging
-from queue_app.inbox.forms import DecisionForm, NoteForm, ReplyForm, StatusForm, TakeForm
-from queue_app.models import Event, WorkItem
+from queue_app.inbox.forms import ClassifyForm, DecisionForm, NoteForm, ReplyForm, StatusForm, TakeForm
+from queue_app.models import Event, SlaPolicy, Team, WorkItem
 from queue_app.services import access, approvals, checks, work_items, work_types
 from queue_app.services.errors import Conflict, Invalid, PermissionDenied
 
 STALE = "This item was changed by someone else while you were looking at it. Reload the page and try again."
+# Events that are steps of the SLA ladder, shown on the item page's SLA panel.
+LADDER_EVENTS = ("sla_warning", "sla_breached", "escalated")
 
 
 def attempt(action, success=None):
@@ -45,7 +47,9 @@ def flash_form_errors(form):
 
 
 def with_listing_relations(query):
-    return query.options(selectinload(WorkItem.sla_policy), selectinload(WorkItem.team))
+    """Everything a queue row shows, calendars included: remaining business time needs them."""
+    return query.options(selectinload(WorkItem.sla_policy).selectinload(SlaPolicy.calendar),
+                         selectinload(WorkItem.team).selectinload(Team.calendar))
 
 
 @bp.route("/")
@@ -81,6 +85,7 @@ def item(ref):
     manages = access.manages_team(current_user, item.team_id)
     may_work = _may_work(item)
     members = [u for u in item.team.members if u.is_active] if manages else []
+    teams = db.session.scalars(sa.select(Team).order_by(Team.name)).all() if manages else []
     return render_template(
         "inbox/item.html", item=item, specs=work_types.FIELDS[item.type], fields=work_types.fields_of(item),
         results=checks.latest_results(db.session, item), messages=item.messages, events=events,
@@ -90,6 +95,8 @@ def item(ref):
         may_decide=approval is not None and manages and approval.requested_by_id != current_user.id,
         may_reply=may_work and bool(item.requester_email),
         note_form=NoteForm(), reply_form=ReplyForm(),
+        classify_form=ClassifyForm(obj=item) if may_work and item.is_open else None, teams=teams,
+        ladder=[e for e in events if e.kind in LADDER_EVENTS],
     )
 
 
@@ -173,3 +180,33 @@ def decide(ref):
         flash("Choose approve or reject.", "error")
     return back_to(item)
 
+
+@bp.route("/items/<ref>/classification", methods=["POST"])
+@login_required
+def reclassify(ref):
+    item = work_items.get_visible_item(db.session, me(), ref)
+    form = ClassifyForm()
+    if not form.validate_on_submit():
+        flash_form_errors(form)
+        return back_to(item)
+    team = None
+    if form.team_id.data is not None:
+        team = db.session.get(Team, form.team_id.data)
+        if team is None:
+            flash("That team does not exist any more.", "error")
+            return back_to(item)
+    before = (item.type, item.priority, item.team_id)
+    done = attempt(lambda: work_items.reclassify(db.session, item, actor=me(), type=form.type.data,
+                                                 priority=form.priority.data, team=team,
+                                                 expected_version=form.version.data))
+    if not done:
+        return back_to(item)
+    if before == (item.type, item.priority, item.team_id):
+        flash("Nothing changed.", "info")
+        return back_to(item)
+    flash(f"{item.ref} is now {item.type.replace('_', ' ')}, {item.priority} priority, in {item.team.name}.",
+          "success")
+    if not access.can_view(current_user, item):
+        # Moved to a team this supervisor is not in: the item page would be a 404 now.
+        return redirect(url_for("inbox.index"))
+    return back_to(item)

@@ -1,8 +1,11 @@
 """Every model, imported here so Alembic autogenerate sees every table."""
 from queue_app.models.approval import Approval
+from queue_app.models.blob import Blob
 from queue_app.models.calendar import Calendar
 from queue_app.models.check_result import CheckResult
 from queue_app.models.event import Event
+from queue_app.models.inbound_email import InboundEmail
+from queue_app.models.mailbox import Mailbox
 from queue_app.models.message import Attachment, Message
 from queue_app.models.notification import Notification
 from queue_app.models.outbox import OutboxJob
@@ -17,9 +20,12 @@ __all__ = [
     "ApiToken",
     "Approval",
     "Attachment",
+    "Blob",
     "Calendar",
     "CheckResult",
     "Event",
+    "InboundEmail",
+    "Mailbox",
     "Message",
     "Notification",
     "OutboxJob",

@@ -28,7 +28,10 @@ class Message(db.Model):
     body_text: Mapped[str] = mapped_column(sa.Text, default="")
     body_html: Mapped[Optional[str]] = mapped_column(sa.Text)  # already sanitised
     author_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("users.id"))
-    raw: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)  # the raw email, kept as received
+    # The email this message came from (its raw bytes are kept there).
+    inbound_email_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("inbound_emails.id", ondelete="SET NULL"))
+    # Sent by Backdesk itself (acknowledgements), not written by a person.
+    is_automatic: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     flagged_for_review: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     send_status: Mapped[Optional[str]] = mapped_column(sa.String(16))  # outbound: queued, sent, failed
     sent_at: Mapped[Optional[datetime]]
@@ -55,9 +58,10 @@ class Attachment(db.Model):
     content_type: Mapped[str] = mapped_column(sa.String(127))  # sniffed from the bytes, not the name
     declared_content_type: Mapped[Optional[str]] = mapped_column(sa.String(127))
     size: Mapped[int]
-    sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
+    sha256: Mapped[str] = mapped_column(sa.ForeignKey("blobs.sha256"), index=True)
     content_id: Mapped[Optional[str]] = mapped_column(sa.String(255))
     is_inline: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     message = relationship("Message", back_populates="attachments")
+    blob = relationship("Blob")

@@ -48,7 +48,8 @@ def rule_matches(rule, *, source, recipient, sender, subject, body, work_type):
 
 
 def route(session, *, source, work_type=None, team=None, priority=None, recipient=None, sender=None,
-          subject="", body=""):
+          subject="", body="", defaults=None):
+    """Decide type, team and priority. `defaults` (e.g. a mailbox's) apply after rules, before fallbacks."""
     rules = session.scalars(
         sa.select(RoutingRule).where(RoutingRule.active.is_(True)).order_by(RoutingRule.position, RoutingRule.id)
     )
@@ -62,6 +63,10 @@ def route(session, *, source, work_type=None, team=None, priority=None, recipien
         work_type = work_type or matched.set_type
         team = team or matched.team
         priority = priority or matched.set_priority
+    if defaults is not None:
+        work_type = work_type or defaults.type
+        team = team or defaults.team
+        priority = priority or defaults.priority
     work_type = work_type or "general"
     if team is None:
         team = default_team_for(session, work_type)

@@ -78,7 +78,7 @@ def _clean_text(value, field, max_length, required=False):
 
 def create_item(session, *, actor, source, type=None, subject, description="", fields=None, priority=None,
                 team=None, requester_email=None, requester_name=None, assignee=None, recipient=None,
-                sender=None, require_fields=True, now=None):
+                sender=None, require_fields=True, route_defaults=None, now=None):
     """Validate, route, start the SLA clock and record the item; checks run after commit.
 
     `actor` is the User who entered it (None for email intake or the system).
@@ -97,7 +97,8 @@ def create_item(session, *, actor, source, type=None, subject, description="", f
     description = _clean_text(description, "description", MAX_BODY)
 
     decision = route(session, source=source, work_type=type, team=team, priority=priority, recipient=recipient,
-                     sender=sender or requester_email, subject=subject, body=description)
+                     sender=sender or requester_email, subject=subject, body=description,
+                     defaults=route_defaults)
     values = validate_fields(decision.type, fields, require=require_fields)
     if actor is not None and actor.role != "admin" and decision.team.id not in actor.team_ids and source != "form":
         # API clients file work for their own teams; the front-office form may file for any team.

@@ -1,0 +1,136 @@
+"""`flask intake file|smtp|imap` and `flask mailboxes add|list`."""
+import hashlib
+import mailbox as mailbox_lib
+from collections import Counter
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from queue_app.extensions import db
+from queue_app.services import mailboxes as mailbox_service
+from queue_app.services.errors import DomainError
+
+intake = AppGroup("intake", help="Receive email: import files, run the SMTP server, poll IMAP.")
+mailboxes = AppGroup("mailboxes", help="The addresses Backdesk receives work for.")
+
+SUMMARY_KEYS = {"created": "new items", "followup": "follow-ups", "duplicate": "duplicates",
+                "quarantined": "quarantined"}
+
+
+def read_messages(path):
+    """Yield the raw bytes of each message in an .eml file, an mbox file or a Maildir folder."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "cur").is_dir() and not (path / "new").is_dir():
+            raise click.ClickException(f"{path} is a folder but not a Maildir (no cur/ or new/)")
+        box = mailbox_lib.Maildir(str(path), factory=None, create=False)
+        for key in sorted(box.keys()):
+            yield box.get_bytes(key)
+        return
+    with path.open("rb") as handle:
+        start = handle.read(5)
+    if start == b"From ":
+        box = mailbox_lib.mbox(str(path), factory=None, create=False)
+        for key in box.keys():
+            yield box.get_bytes(key)
+        box.close()
+    else:
+        yield path.read_bytes()
+
+
+def import_messages(raws, fallback_mailbox=None, batch=100):
+    """Store and process each message; returns a Counter of outcomes. Re-importing creates nothing."""
+    from queue_app.services import intake as intake_service
+
+    counts = Counter()
+    for index, raw in enumerate(raws, 1):
+        known = intake_service.find_known(db.session, intake_service._peek_message_id(raw),
+                                          hashlib.sha256(raw).hexdigest())
+        if known is not None:
+            counts["duplicate"] += 1
+            continue
+        inbound = intake_service.receive(db.session, raw, source="file")
+        counts[intake_service.process(db.session, inbound, fallback_mailbox=fallback_mailbox).status] += 1
+        if index % batch == 0:
+            db.session.commit()
+    db.session.commit()
+    return counts
+
+
+@intake.command("file")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--mailbox", "mailbox_address", help="Mailbox for messages addressed to none of ours.")
+def import_files(paths, mailbox_address):
+    """Import .eml files, mbox files and Maildir folders."""
+    fallback = None
+    if mailbox_address:
+        fallback = mailbox_service.find_mailbox(db.session, mailbox_address)
+        if fallback is None:
+            raise click.ClickException(f"no mailbox {mailbox_address}; add it with `flask mailboxes add`")
+    counts = import_messages((raw for path in paths for raw in read_messages(path)), fallback)
+    total = sum(counts.values())
+    parts = ", ".join(f"{counts[key]} {label}" for key, label in SUMMARY_KEYS.items())
+    click.echo(f"{total} messages: {parts}")
+
+
+@intake.command("smtp")
+@click.option("--host", default=None, help="Default: SMTP_INTAKE_HOST.")
+@click.option("--port", default=None, type=int, help="Default: SMTP_INTAKE_PORT.")
+def smtp(host, port):
+    """Run the SMTP intake server until interrupted."""
+    from workers.smtp_server import serve
+
+    serve(current_app._get_current_object(), host or current_app.config["SMTP_INTAKE_HOST"],
+          port or current_app.config["SMTP_INTAKE_PORT"])
+
+
+@intake.command("imap")
+@click.option("--once", is_flag=True, help="Poll every mailbox once and exit.")
+def imap(once):
+    """Poll the IMAP mailboxes: fetch unseen messages, store, process, then mark them."""
+    from workers.intake_poll import poll_forever, poll_all
+
+    if once:
+        for address, counts in poll_all().items():
+            click.echo(f"{address}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    else:
+        poll_forever(current_app._get_current_object())
+
+
+@mailboxes.command("add")
+@click.argument("address")
+@click.option("--type", "work_type", default="general", show_default=True)
+@click.option("--team", required=True)
+@click.option("--priority", default="normal", show_default=True)
+@click.option("--imap-host")
+@click.option("--imap-port", type=int)
+@click.option("--imap-tls", type=click.Choice(["none", "starttls", "ssl"]), default="ssl", show_default=True)
+@click.option("--imap-user")
+@click.option("--imap-password", help="Better: set it through the admin page; shells keep history.")
+@click.option("--imap-folder", default="INBOX", show_default=True)
+@click.option("--imap-processed-folder", help="Move processed mail here (default: just mark it seen).")
+def add_mailbox(address, work_type, team, priority, imap_host, imap_port, imap_tls, imap_user, imap_password,
+                imap_folder, imap_processed_folder):
+    """Add a mailbox we receive mail for."""
+    try:
+        box = mailbox_service.create_mailbox(
+            db.session, address=address, type=work_type, team_name=team, priority=priority, imap_host=imap_host,
+            imap_port=imap_port, imap_tls=imap_tls, imap_user=imap_user, imap_password=imap_password,
+            imap_folder=imap_folder, imap_processed_folder=imap_processed_folder)
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        details = "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
+        raise click.ClickException(f"{exc.message}{' (' + details + ')' if details else ''}") from None
+    click.echo(f"added {box.address}: {box.type} for {box.team.name}, priority {box.priority}")
+
+
+@mailboxes.command("list")
+def list_mailboxes():
+    """List mailboxes."""
+    for box in mailbox_service.list_mailboxes(db.session):
+        imap = f" imap {box.imap_user}@{box.imap_host}:{box.imap_port or ''}/{box.imap_folder}" if box.imap_host else ""
+        click.echo(f"{box.address:35} {box.type:22} {box.team.name:16} {box.priority:7}"
+                   f"{'' if box.active else ' (inactive)'}{imap}")

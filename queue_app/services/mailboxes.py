@@ -1,0 +1,55 @@
+"""Mailboxes: the addresses we receive work for."""
+import sqlalchemy as sa
+
+from queue_app.models import Mailbox, Team
+from queue_app.models.work_item import PRIORITIES, TYPES
+from queue_app.services.errors import Conflict, Invalid
+from queue_app.services.users import normalise_email
+
+
+def create_mailbox(session, *, address, type, team_name, priority="normal", **imap):
+    address = normalise_email(address)
+    errors = {}
+    if type not in TYPES:
+        errors["type"] = f"must be one of {', '.join(TYPES)}"
+    if priority not in PRIORITIES:
+        errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
+    team = session.scalar(sa.select(Team).where(Team.name == team_name))
+    if team is None:
+        errors["team"] = f"no team named {team_name!r}"
+    if imap.get("imap_tls", "ssl") not in ("none", "starttls", "ssl"):
+        errors["imap_tls"] = "must be one of none, starttls, ssl"
+    if errors:
+        raise Invalid("invalid mailbox", errors)
+    if find_mailbox(session, address) is not None:
+        raise Conflict(f"a mailbox {address} exists already", {"address": "already exists"})
+    mailbox = Mailbox(address=address, type=type, team=team, team_id=team.id, priority=priority,
+                      **{k: v for k, v in imap.items() if v is not None})
+    session.add(mailbox)
+    session.flush()
+    return mailbox
+
+
+def find_mailbox(session, address):
+    return session.scalar(sa.select(Mailbox).where(Mailbox.address == (address or "").strip().lower()))
+
+
+def active_addresses(session):
+    return set(session.scalars(sa.select(Mailbox.address).where(Mailbox.active.is_(True))))
+
+
+def mailbox_for(session, addresses):
+    """The first active mailbox among `addresses` (envelope recipients first, then To/Cc)."""
+    wanted = [a.strip().lower() for a in addresses if a]
+    if not wanted:
+        return None
+    found = {m.address: m for m in session.scalars(
+        sa.select(Mailbox).where(Mailbox.address.in_(wanted), Mailbox.active.is_(True)))}
+    for address in wanted:
+        if address in found:
+            return found[address]
+    return None
+
+
+def list_mailboxes(session):
+    return session.scalars(sa.select(Mailbox).order_by(Mailbox.address)).all()

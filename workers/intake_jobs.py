@@ -1,0 +1,33 @@
+"""Intake jobs: process a stored email; the sweep finds any left unprocessed."""
+import logging
+from datetime import timedelta
+
+from queue_app.extensions import db
+from queue_app.models import InboundEmail
+from queue_app.models.base import utcnow
+from queue_app.services import intake
+from workers.context import job_context
+
+log = logging.getLogger(__name__)
+
+
+@job_context
+def process_inbound(inbound_id):
+    inbound = db.session.get(InboundEmail, inbound_id)
+    if inbound is None:
+        return "gone"
+    return intake.process(db.session, inbound).status
+
+
+def sweep(older_than_seconds=60, limit=200):
+    """Process stored emails nobody processed (the job was lost or the process died)."""
+    done = 0
+    for inbound_id in intake.pending_ids(db.session, utcnow() - timedelta(seconds=older_than_seconds), limit):
+        try:
+            intake.process(db.session, db.session.get(InboundEmail, inbound_id))
+            db.session.commit()
+            done += 1
+        except Exception:
+            db.session.rollback()
+            log.exception("intake sweep: email %s failed; it stays stored and is tried again", inbound_id)
+    return done
