@@ -1,6 +1,10 @@
 """My queue, the team queue and the item page. Each post makes one service call, commits and redirects."""
+import re
+import unicodedata
+from urllib.parse import quote
+
 import sqlalchemy as sa
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -8,7 +12,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from queue_app.extensions import db
 from queue_app.inbox import bp, paging
 from queue_app.inbox.forms import ClassifyForm, DecisionForm, NoteForm, ReplyForm, StatusForm, TakeForm
-from queue_app.models import Event, SlaPolicy, Team, WorkItem
+from queue_app.models import Attachment, Event, Message, SlaPolicy, Team, WorkItem
 from queue_app.services import access, approvals, checks, work_items, work_types
 from queue_app.services.errors import Conflict, Invalid, PermissionDenied
 
@@ -88,7 +92,7 @@ def item(ref):
     teams = db.session.scalars(sa.select(Team).order_by(Team.name)).all() if manages else []
     return render_template(
         "inbox/item.html", item=item, specs=work_types.FIELDS[item.type], fields=work_types.fields_of(item),
-        results=checks.latest_results(db.session, item), messages=item.messages, events=events,
+        results=checks.latest_results(db.session, item), messages=thread_of(item), events=events,
         approval=approval, may_work=may_work, manages=manages, members=members,
         transitions=work_items.allowed_transitions(item) if may_work else [],
         may_take=item.is_open and item.assignee_id is None and item.team_id in current_user.team_ids,
@@ -98,6 +102,13 @@ def item(ref):
         classify_form=ClassifyForm(obj=item) if may_work and item.is_open else None, teams=teams,
         ladder=[e for e in events if e.kind in LADDER_EVENTS],
     )
+
+
+def thread_of(item):
+    """The item's messages with their attachments and authors, in three queries whatever the thread's length."""
+    return db.session.scalars(
+        sa.select(Message).where(Message.work_item_id == item.id)
+        .options(selectinload(Message.attachments), selectinload(Message.author)).order_by(Message.id)).all()
 
 
 def back_to(item):
@@ -210,3 +221,62 @@ def reclassify(ref):
         # Moved to a team this supervisor is not in: the item page would be a 404 now.
         return redirect(url_for("inbox.index"))
     return back_to(item)
+
+
+# --- attachments ------------------------------------------------------------------------
+# Attachments come from strangers' email, so they are never rendered as pages of this site:
+# downloads are always `attachment`, typed by the sniffed content (not the sender's claim),
+# and only the plain image types below are ever shown inline.
+
+INLINE_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
+
+
+def attachment_of(ref, attachment_id):
+    """The item (if the viewer may see it) and its attachment; anything else is a 404."""
+    item = work_items.get_visible_item(db.session, me(), ref)
+    attachment = db.session.get(Attachment, attachment_id)
+    if attachment is None or attachment.message.work_item_id != item.id or attachment.blob is None:
+        abort(404)
+    return item, attachment
+
+
+def safe_filename(name):
+    """The name without path parts or control characters, and an ASCII-only fallback of it."""
+    name = re.split(r"[/\\]", name or "")[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip().lstrip(".")[:200]
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    ascii_name = re.sub(r"[^A-Za-z0-9._ ()+-]", "_", ascii_name).strip(" .") or "attachment"
+    return name or ascii_name, ascii_name
+
+
+def file_response(attachment, content_type, disposition):
+    unicode_name, ascii_name = safe_filename(attachment.filename)
+    response = make_response(attachment.blob.data)
+    response.headers["Content-Type"] = content_type
+    response.headers["Content-Disposition"] = (
+        f'{disposition}; filename="{ascii_name}"; filename*=UTF-8\'\'{quote(unicode_name, safe="")}')
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'"
+    response.headers["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+@bp.route("/items/<ref>/attachments/<int:attachment_id>")
+@login_required
+def attachment_download(ref, attachment_id):
+    """Always a download. Plain images keep their sniffed type; everything else (HTML, SVG, PDF, ...)
+    is application/octet-stream, so no browser ever renders it as part of this site."""
+    _item, attachment = attachment_of(ref, attachment_id)
+    content_type = attachment.content_type if attachment.content_type in INLINE_IMAGE_TYPES \
+        else "application/octet-stream"
+    return file_response(attachment, content_type, "attachment")
+
+
+@bp.route("/items/<ref>/attachments/<int:attachment_id>/inline")
+@login_required
+def attachment_inline(ref, attachment_id):
+    """Shown in the page (inline `cid:` images of HTML mail, previews): PNG, JPEG and GIF only."""
+    _item, attachment = attachment_of(ref, attachment_id)
+    if attachment.content_type not in INLINE_IMAGE_TYPES:
+        abort(404)
+    return file_response(attachment, attachment.content_type, "inline")

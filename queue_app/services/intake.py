@@ -154,7 +154,8 @@ def process(session, inbound, *, fallback_mailbox=None, now=None):
             return _add_follow_up(session, inbound, parsed, item, now)
         if mailbox is None:
             return quarantine(inbound, "no_mailbox", now,
-                              "Addressed to " + (", ".join(recipients) or "nobody") + "; none is one of our mailboxes")
+                              "Addressed to " + (", ".join(dict.fromkeys(recipients)) or "nobody")
+                              + "; none is one of our mailboxes")
         return _create_item(session, inbound, parsed, mailbox, now, closed=item)
     except DomainError as exc:
         return quarantine(inbound, "rejected", now, exc.message)
@@ -349,7 +350,8 @@ def release(session, inbound, *, actor, mailbox, now=None):
     except MailParseError:
         parsed = None
         subject, sender = "(unreadable email released from quarantine)", None
-        body = inbound.raw.decode("utf-8", "replace")[:work_items.MAX_BODY]
+        # NUL bytes removed: PostgreSQL text cannot hold them, and garbage mail often has some.
+        body = inbound.raw.decode("utf-8", "replace").replace("\x00", "")[:work_items.MAX_BODY]
     item = work_items.create_item(
         session, actor=actor, source="email", subject=subject or "(no subject)", description=body,
         requester_email=sender, recipient=mailbox.address, require_fields=False, route_defaults=mailbox, now=now,

@@ -53,3 +53,47 @@ def mailbox_for(session, addresses):
 
 def list_mailboxes(session):
     return session.scalars(sa.select(Mailbox).order_by(Mailbox.address)).all()
+
+
+IMAP_SETTINGS = ("imap_host", "imap_port", "imap_tls", "imap_user", "imap_password", "imap_folder",
+                 "imap_processed_folder")
+
+
+def update_mailbox(session, mailbox, **changes):
+    """Change a mailbox's defaults, IMAP settings or active flag (its address stays).
+
+    Keys: type, team_name, priority, active and the IMAP settings. A changed IMAP account or
+    folder forgets the stored UIDVALIDITY: the UIDs seen so far belong to the old folder.
+    """
+    allowed = {"type", "team_name", "priority", "active", *IMAP_SETTINGS}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise Invalid(f"cannot change {', '.join(sorted(unknown))}", {k: "cannot be changed" for k in unknown})
+    errors = {}
+    if "type" in changes and changes["type"] not in TYPES:
+        errors["type"] = f"must be one of {', '.join(TYPES)}"
+    if "priority" in changes and changes["priority"] not in PRIORITIES:
+        errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
+    if "imap_tls" in changes and changes["imap_tls"] not in ("none", "starttls", "ssl"):
+        errors["imap_tls"] = "must be one of none, starttls, ssl"
+    team = None
+    if "team_name" in changes:
+        team = session.scalar(sa.select(Team).where(Team.name == changes["team_name"]))
+        if team is None:
+            errors["team"] = f"no team named {changes['team_name']!r}"
+    if errors:
+        raise Invalid("invalid mailbox", errors)
+    account_before = (mailbox.imap_host, mailbox.imap_user, mailbox.imap_folder)
+    for key, value in changes.items():
+        if key == "team_name":
+            mailbox.team, mailbox.team_id = team, team.id
+        elif key == "active":
+            mailbox.active = bool(value)
+        elif key == "imap_folder":
+            mailbox.imap_folder = value or "INBOX"
+        else:
+            setattr(mailbox, key, value)
+    if (mailbox.imap_host, mailbox.imap_user, mailbox.imap_folder) != account_before:
+        mailbox.imap_uidvalidity = None
+    session.flush()
+    return mailbox
