@@ -42,13 +42,15 @@ run_pytest() {
 
 start=$SECONDS
 
-# 1. System packages: Redis, the PostgreSQL server, Chromium and fonts for the browser tests.
-#    Root installs what is missing; anyone else is told what to install.
+# 1. System packages: Redis, the PostgreSQL server, Chromium and fonts for the browser tests,
+#    Dovecot for the IMAP intake tests. Root installs what is missing; anyone else is told
+#    what to install.
 packages=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || packages+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 command -v chromium >/dev/null || packages+=(chromium)
 have_package fonts-liberation || packages+=(fonts-liberation)
+have_package dovecot-imapd || packages+=(dovecot-imapd)
 [ "${#packages[@]}" -eq 0 ] || apt_install "${packages[@]}"
 
 # 2. Python packages.

@@ -100,5 +100,8 @@ def run_all(host, port, web_workers):
 
 
 def extra_children(flask):
-    """Other long-running parts started by run-all (e.g. the SMTP intake server once it exists)."""
-    return {}
+    """Other long-running parts started by run-all: the SMTP intake server (SMTP_INTAKE_HOST/PORT).
+
+    IMAP mailboxes need no process of their own: the scheduler queues their polls.
+    """
+    return {"smtp-intake": flask + ["intake", "smtp"]}

@@ -35,11 +35,18 @@ def _intake_sweep():
         log.info("intake sweep: processed %d stored emails nobody had processed", done)
 
 
+def _imap_poll():
+    from workers.intake_poll import enqueue_polls
+
+    enqueue_polls()  # one RQ job per active IMAP mailbox; nothing at all when there is none
+
+
 # (name, config key holding its interval in seconds, function)
 PERIODIC = [
     ("outbox-relay", "OUTBOX_RELAY_SECONDS", _relay),
     ("sla-sweep", "SLA_SWEEP_SECONDS", _sla_sweep),
     ("intake-sweep", "SLA_SWEEP_SECONDS", _intake_sweep),
+    ("imap-poll", "INTAKE_POLL_SECONDS", _imap_poll),
 ]
 
 

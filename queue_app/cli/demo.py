@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from queue_app.extensions import db
-from queue_app.models import Calendar, RoutingRule, SlaPolicy, Team, User, WorkItem
+from queue_app.models import Calendar, Mailbox, RoutingRule, SlaPolicy, Team, User, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.calendar import round_the_clock_hours
 from queue_app.services import users as user_service
@@ -107,6 +107,11 @@ def seed_demo(items, if_empty, seed):
                                  calendar=calendar, first_response_minutes=first, resolution_minutes=resolution))
     db.session.add(SlaPolicy(name="Urgent anything", match_priority="urgent", calendar=calendar,
                              first_response_minutes=30, resolution_minutes=240))
+    for address, work_type, team_name in [("returns@backdesk.example.com", "return", "Returns"),
+                                          ("docs@backdesk.example.com", "document_verification", "Documents"),
+                                          ("recon@backdesk.example.com", "discrepancy_fix", "Reconciliation"),
+                                          ("help@backdesk.example.com", "general", "Escalations")]:
+        db.session.add(Mailbox(address=address, type=work_type, team=teams[team_name]))
     db.session.add(RoutingRule(name="Refund keywords go to Returns", position=10, keywords=["refund", "return"],
                                source="email", set_type="return", set_team_id=teams["Returns"].id))
     db.session.flush()
@@ -133,7 +138,7 @@ def seed_demo(items, if_empty, seed):
     db.session.commit()
     path = _save_logins(logins)
     count = db.session.scalar(sa.select(sa.func.count()).select_from(WorkItem))
-    click.echo(f"Seeded {len(teams)} teams, {len(people)} people and {count} work items.")
+    click.echo(f"Seeded {len(teams)} teams, {len(people)} people, 4 mailboxes and {count} work items.")
     click.echo(f"Demo logins (also in {path}):")
     for email, password, role in logins:
         click.echo(f"  {email:34} {password}  ({role})")

@@ -1,6 +1,7 @@
 """`flask intake file|smtp|imap` and `flask mailboxes add|list`."""
 import hashlib
 import mailbox as mailbox_lib
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -19,14 +20,19 @@ SUMMARY_KEYS = {"created": "new items", "followup": "follow-ups", "duplicate": "
                 "quarantined": "quarantined"}
 
 
+def _check_path(path):
+    path = Path(path)
+    if path.is_dir() and not ((path / "cur").is_dir() and (path / "new").is_dir()):
+        raise click.ClickException(f"{path} is a folder but not a Maildir (no cur/ and new/)")
+    return path
+
+
 def read_messages(path):
     """Yield the raw bytes of each message in an .eml file, an mbox file or a Maildir folder."""
-    path = Path(path)
+    path = _check_path(path)
     if path.is_dir():
-        if not (path / "cur").is_dir() and not (path / "new").is_dir():
-            raise click.ClickException(f"{path} is a folder but not a Maildir (no cur/ or new/)")
         box = mailbox_lib.Maildir(str(path), factory=None, create=False)
-        for key in sorted(box.keys()):
+        for key in sorted(box.keys(), key=_maildir_order):
             yield box.get_bytes(key)
         return
     with path.open("rb") as handle:
@@ -38,6 +44,11 @@ def read_messages(path):
         box.close()
     else:
         yield path.read_bytes()
+
+
+def _maildir_order(key):
+    """Maildir names start with the delivery time ("1700000000.M5P12Q3..."): numbers compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
 
 
 def import_messages(raws, fallback_mailbox=None, batch=100):
@@ -69,6 +80,8 @@ def import_files(paths, mailbox_address):
         fallback = mailbox_service.find_mailbox(db.session, mailbox_address)
         if fallback is None:
             raise click.ClickException(f"no mailbox {mailbox_address}; add it with `flask mailboxes add`")
+    for path in paths:  # every path checked before anything is imported
+        _check_path(path)
     counts = import_messages((raw for path in paths for raw in read_messages(path)), fallback)
     total = sum(counts.values())
     parts = ", ".join(f"{counts[key]} {label}" for key, label in SUMMARY_KEYS.items())
@@ -113,7 +126,12 @@ def imap(once):
 @click.option("--imap-processed-folder", help="Move processed mail here (default: just mark it seen).")
 def add_mailbox(address, work_type, team, priority, imap_host, imap_port, imap_tls, imap_user, imap_password,
                 imap_folder, imap_processed_folder):
-    """Add a mailbox we receive mail for."""
+    """Add a mailbox we receive mail for. IMAP_HOST/PORT/TLS/USER/FOLDER are the IMAP defaults."""
+    cfg = current_app.config
+    if imap_host is None and cfg.get("IMAP_HOST"):
+        imap_host, imap_port = cfg["IMAP_HOST"], imap_port or cfg.get("IMAP_PORT")
+        imap_tls, imap_user = cfg.get("IMAP_TLS", imap_tls), imap_user or cfg.get("IMAP_USER")
+        imap_folder = cfg.get("IMAP_FOLDER") or imap_folder
     try:
         box = mailbox_service.create_mailbox(
             db.session, address=address, type=work_type, team_name=team, priority=priority, imap_host=imap_host,

@@ -92,7 +92,7 @@ def test_seed_demo_fills_an_empty_database(runner, session, app):
     result = invoke(runner, "seed-demo", "--items", "30")
 
     assert result.exit_code == 0, result.output
-    assert "Seeded 4 teams, 9 people and 30 work items." in result.output
+    assert "Seeded 4 teams, 9 people, 4 mailboxes and 30 work items." in result.output
     assert set(session.scalars(sa.select(Team.name))) == {"Returns", "Documents", "Reconciliation", "Escalations"}
     roles = [role for (role,) in session.execute(sa.select(User.role))]
     assert (roles.count("admin"), roles.count("supervisor"), roles.count("executive")) == (1, 2, 6)
