@@ -1,31 +1,39 @@
-"""Check jobs: run an item's automated checks and store the results."""
-from rq import Retry, get_current_job
+"""Check jobs: run an item's automated checks and store the results.
+
+The relay enqueues them on the "checks" queue with the queue's time limit
+(workers.queues.JOB_TIMEOUTS) and retries with backoff (RETRY_INTERVALS). A transient
+failure raises, so the whole job is retried; on the last attempt it is stored as an
+`error` result instead, so the item still shows that the check could not run.
+"""
+import logging
+
+from rq import get_current_job
 
 from queue_app.extensions import db
-from queue_app.models import WorkItem
 from queue_app.services import checks
 from workers.context import job_context
-from workers.queues import get_queue
+
+log = logging.getLogger(__name__)
 
 
-@job_context
-def run_checks(item_id, item_version=None):
-    """Run every check for the item's type; each result is stored once per item version."""
-    item = db.session.get(WorkItem, item_id)
-    if item is None:
-        return []
-    results = [checks.run_check(db.session, item_id, name) for name in checks.checks_for(item)]
-    return [(r.name, r.status) for r in results if r is not None]
-
-
-@job_context
-def run_check(item_id, name):
-    result = checks.run_check(db.session, item_id, name)
-    return (result.name, result.status) if result else None
-
-
-def enqueue_check_now(item_id, name):
-    """Used by the re-run button: a direct enqueue with retries on transient failures."""
+def is_final_attempt():
+    """True outside RQ, or when RQ has no retry left for this job."""
     job = get_current_job()
-    queue = get_queue("checks", connection=job.connection if job else None)
-    return queue.enqueue(run_check, item_id, name, retry=Retry(max=3, interval=[5, 30, 120]))
+    return job is None or not job.retries_left
+
+
+@job_context
+def run_checks(item_id, item_version=None, run_key=None):
+    """Run every check of the item's type. `item_version` is the version that asked (for the log);
+    the run is keyed by the version found now, or by `run_key` for a re-run someone asked for."""
+    results = checks.run_checks(db.session, item_id, run_key=run_key, final_attempt=is_final_attempt())
+    if results is None:
+        log.info("item %s is gone; no checks to run", item_id)
+        return []
+    return [(r.name, r.status) for r in results]
+
+
+@job_context
+def run_check(item_id, name, run_key=None):
+    result = checks.run_check(db.session, item_id, name, run_key=run_key, final_attempt=is_final_attempt())
+    return (result.name, result.status) if result else None

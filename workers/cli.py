@@ -10,14 +10,14 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy.orm import configure_mappers
 
-from workers.queues import QUEUES, get_queue, redis_connection
+from workers.queues import JOB_QUEUES, QUEUES, get_queue, redis_connection
 
 
 @click.command("worker")
 @click.argument("queues", nargs=-1)
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--no-fork", "no_fork", is_flag=True,
-              help="Run jobs in this process (for the short SLA timer jobs: no fork per job).")
+              help="Run jobs in this process (for the short SLA timer and check jobs: no fork per job).")
 @with_appcontext
 def worker(queues, burst, no_fork):
     """Run an RQ worker (with RQ's scheduler) on QUEUES, default: all, in priority order."""
@@ -26,6 +26,7 @@ def worker(queues, burst, no_fork):
     from queue_app.extensions import db
 
     configure_mappers()  # prepare the ORM once before forking work horses
+    preload_job_modules()  # and import the jobs once, not again in every forked work horse
     db.engine.dispose()  # no pooled connection may be shared with the forked work horses
     names = queues or QUEUES
     for name in names:
@@ -35,6 +36,15 @@ def worker(queues, burst, no_fork):
     worker_class = SimpleWorker if no_fork else Worker
     w = worker_class([get_queue(n, connection=conn) for n in names], connection=conn)
     w.work(with_scheduler=True, burst=burst, logging_level=current_app.config.get("LOG_LEVEL", "INFO"))
+
+
+def preload_job_modules():
+    """A forked work horse inherits what its parent imported; importing a job module in each horse costs
+    more than most jobs (the checks import pypdf, for one)."""
+    import importlib
+
+    for module in JOB_QUEUES:
+        importlib.import_module(module)
 
 
 @click.command("scheduler")
@@ -63,7 +73,9 @@ def run_all(host, port, web_workers):
     children = {
         "web": [python, "-m", "gunicorn", "-w", str(web_workers), "-b", f"{host}:{port}", "--access-logfile", "-",
                 "wsgi:app"],
-        "worker": flask + ["worker", "checks", "mail_out", "intake", "default"],
+        "worker": flask + ["worker", "mail_out", "intake", "default"],
+        # Short jobs run in the worker process itself: a fork per job would cost more than the job.
+        "checks-worker": flask + ["worker", "checks", "--no-fork"],
         "sla-worker": flask + ["worker", "sla", "--no-fork"],
         "scheduler": flask + ["scheduler"],
     }

@@ -7,14 +7,19 @@ indexed sla_next_check_at column. Steps are claimed in the database, so whoever 
 there first takes a step and everyone else does nothing.
 """
 import logging
+from datetime import timedelta
 
 from queue_app.extensions import db
 from queue_app.models import WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services import sla
+from queue_app.services.dispatch import enqueue_after_commit
 from workers.context import job_context
 
 log = logging.getLogger(__name__)
+# RQ's scheduler keeps whole seconds (it floors the instant), so a timer can start up to a
+# second before its instant; one that finds its step that close schedules itself again.
+EARLY_MARGIN = timedelta(seconds=2)
 
 
 @job_context
@@ -22,7 +27,12 @@ def fire_sla_timer(item_id, sla_version):
     item = db.session.get(WorkItem, item_id)
     if item is None or item.sla_version != sla_version:
         return "stale"
-    taken = sla.process_due(db.session, item, utcnow(), fired_by="timer")
+    now = utcnow()
+    taken = sla.process_due(db.session, item, now, fired_by="timer")
+    upcoming = item.sla_next_check_at
+    if not taken and upcoming is not None and now < upcoming <= now + EARLY_MARGIN:
+        enqueue_after_commit(db.session, sla.TIMER_JOB, item.id, item.sla_version, run_at=upcoming)
+        return "early"
     return taken or "nothing due"
 
 

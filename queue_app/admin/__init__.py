@@ -1,6 +1,8 @@
-"""Administration: the email quarantine and the mailboxes we receive work for. Admins only."""
+"""Administration: people, teams, SLA calendars and policies, routing rules, mailboxes and the
+email quarantine. Admins only."""
 from flask import Blueprint
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 from queue_app.admin import views  # noqa: E402,F401
+from queue_app.admin import people, routing, sla  # noqa: E402,F401

@@ -1,14 +1,33 @@
-"""Admin forms. Choices that come from the database (teams, mailboxes) are filled in by the view."""
+"""Admin forms. Choices that come from the database (teams, calendars, mailboxes) are filled in by the view."""
+from zoneinfo import available_timezones
+
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
+from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField,
+                     SubmitField, TextAreaField)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from queue_app.auth.templating import label
-from queue_app.models.work_item import PRIORITIES, TYPES
+from queue_app.models.routing_rule import SOURCES as RULE_SOURCES
+from queue_app.models.user import ROLES
+from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
 from queue_app.services.errors import Invalid
 from queue_app.services.users import normalise_email
 
 TLS_CHOICES = [("ssl", "SSL/TLS (port 993)"), ("starttls", "STARTTLS (port 143)"), ("none", "None (testing only)")]
+
+
+class CleanForm(FlaskForm):
+    """Refuses NUL characters in any text: PostgreSQL cannot store them, and no one types them."""
+
+    def validate(self, extra_validators=None):
+        ok = super().validate(extra_validators)
+        for field in self:
+            values = field.data if isinstance(field.data, (list, tuple)) else [field.data]
+            if any(isinstance(v, str) and "\x00" in v for v in values):
+                field.errors = list(field.errors) + ["Contains a character that is not allowed."]
+                ok = False
+        return ok
 
 
 class ActionForm(FlaskForm):
@@ -36,7 +55,7 @@ class ImapFieldsMixin:
                                         description="Empty: processed mail is only marked as seen.")
 
 
-class MailboxForm(ImapFieldsMixin, FlaskForm):
+class MailboxForm(ImapFieldsMixin, CleanForm):
     address = StringField("Address", validators=[DataRequired(message="Enter the mailbox address.")],
                           render_kw={"type": "email", "autocomplete": "off"})
     type = SelectField("Work type", choices=[(t, label(t)) for t in TYPES], default="general")
@@ -54,7 +73,7 @@ class MailboxForm(ImapFieldsMixin, FlaskForm):
             raise ValidationError(exc.fields.get("email", exc.message)) from None
 
 
-class MailboxEditForm(ImapFieldsMixin, FlaskForm):
+class MailboxEditForm(ImapFieldsMixin, CleanForm):
     active = BooleanField("Active", description="Inactive mailboxes are not polled and do not receive new items.")
     type = SelectField("Work type", choices=[(t, label(t)) for t in TYPES])
     team = SelectField("Team", validators=[DataRequired(message="Choose a team.")])
@@ -64,3 +83,116 @@ class MailboxEditForm(ImapFieldsMixin, FlaskForm):
                                   render_kw={"autocomplete": "new-password"})
     clear_password = BooleanField("Remove the stored IMAP password")
     submit = SubmitField("Save mailbox")
+
+
+# --- people, teams, SLA and routing ---------------------------------------------------------------
+
+class MultiCheckboxField(SelectMultipleField):
+    """A list of checkboxes (one per choice) instead of a multi-select box."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+def timezone_choices():
+    return [(name, name) for name in sorted(available_timezones()) if "/" in name or name == "UTC"]
+
+
+class UserForm(CleanForm):
+    email = StringField("Email", validators=[Optional(), Length(max=255)],
+                        render_kw={"type": "email", "autocomplete": "off"})
+    name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)])
+    role = SelectField("Role", choices=[(r, label(r)) for r in ROLES], default="executive")
+    teams = MultiCheckboxField("Teams", coerce=int, validate_choice=True)
+    skills = MultiCheckboxField("Skills", choices=[(t, label(t)) for t in TYPES],
+                                description="The work types skills-based and SLA-aware assignment give them.")
+    capacity = IntegerField("Capacity", default=20, validators=[InputRequired(message="Enter a number."),
+                                                                NumberRange(min=0, max=1000)],
+                            description="How many open items auto-assignment may give them at most.")
+    timezone = SelectField("Time zone", default="UTC")
+    active = BooleanField("Active", default=True, description="Inactive people cannot sign in and get no work.")
+    password = PasswordField("Password", validators=[Optional(), Length(max=200)],
+                             render_kw={"autocomplete": "new-password"})
+    submit = SubmitField("Save")
+
+
+class TeamForm(CleanForm):
+    name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)])
+    email = StringField("Team address", validators=[Optional(), Length(max=255)], render_kw={"type": "email"},
+                        description="Optional: where the team can be reached.")
+    work_types = MultiCheckboxField("Work types", choices=[(t, label(t)) for t in TYPES],
+                                    description="Items of these types go to this team when nothing else decides.")
+    auto_assign = SelectField("Auto-assignment", choices=[
+        ("manual", "Manual: supervisors assign"),
+        ("round_robin", "Round robin: take turns"),
+        ("least_loaded", "Least loaded: fewest open items"),
+        ("skills", "Skills-based: has the item's type, fewest open items"),
+        ("sla_aware", "SLA-aware: most urgent first, to the most free capacity"),
+    ], default="manual")
+    approval_threshold = StringField("Approval threshold", validators=[Optional(), Length(max=20)],
+                                     render_kw={"inputmode": "decimal"},
+                                     description="Resolutions above this amount need a second person. Empty: none.")
+    calendar = SelectField("Business calendar", coerce=int, default=0,
+                           description="Used when the item's SLA policy names no calendar.")
+    submit = SubmitField("Save team")
+
+
+class CalendarForm(CleanForm):
+    name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)])
+    timezone = SelectField("Time zone", default="UTC")
+    hours_mon = StringField("Monday")
+    hours_tue = StringField("Tuesday")
+    hours_wed = StringField("Wednesday")
+    hours_thu = StringField("Thursday")
+    hours_fri = StringField("Friday")
+    hours_sat = StringField("Saturday")
+    hours_sun = StringField("Sunday")
+    holiday_country = StringField("Public holidays of country", validators=[Optional(), Length(max=8)],
+                                  description="A country code such as IN, DE or US. Empty: no public holidays.")
+    holiday_subdivision = StringField("Region", validators=[Optional(), Length(max=16)],
+                                      description="Optional subdivision code, such as MH for Maharashtra.")
+    closed_dates = TextAreaField("Other closed dates", validators=[Optional(), Length(max=20000)],
+                                 description="YYYY-MM-DD, one per line or separated by commas.")
+    submit = SubmitField("Save calendar")
+
+
+class PolicyForm(CleanForm):
+    name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)])
+    match_type = SelectField("Work type", choices=[("", "Any type")] + [(t, label(t)) for t in TYPES], default="")
+    match_priority = SelectField("Priority", choices=[("", "Any priority")] + [(p, label(p)) for p in PRIORITIES],
+                                 default="")
+    match_team = SelectField("Team", default="")
+    calendar = SelectField("Calendar", default="", description="Empty: the team's calendar, else round the clock.")
+    first_response_minutes = IntegerField("First response (business minutes)", default=240,
+                                          validators=[InputRequired(message="Enter a number.")])
+    resolution_minutes = IntegerField("Resolution (business minutes)", default=2880,
+                                      validators=[InputRequired(message="Enter a number.")])
+    warn_at_percent = IntegerField("Warn at (% of the time used)", default=75,
+                                   validators=[InputRequired(message="Enter a number.")])
+    pause_statuses = MultiCheckboxField("Statuses that pause the clock",
+                                        choices=[(s, label(s)) for s in STATUSES])
+    escalation = TextAreaField("Escalation ladder (JSON)", validators=[Optional(), Length(max=20000)],
+                               render_kw={"class": "code", "spellcheck": "false"},
+                               description='For example [{"after_breach_minutes": 0, "notify": ["assignee", '
+                                           '"supervisors"], "raise_priority": true}]. Empty: the default ladder.')
+    submit = SubmitField("Save policy")
+
+
+class RoutingRuleForm(CleanForm):
+    name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)])
+    position = IntegerField("Position", default=100, validators=[InputRequired(message="Enter a number.")],
+                            description="Lower runs first; the first matching rule wins.")
+    active = BooleanField("Active", default=True)
+    source = SelectField("Arrived by", choices=[("", "Any way")] + [(s, label(s)) for s in RULE_SOURCES], default="")
+    recipient = StringField("Sent to address", validators=[Optional(), Length(max=255)])
+    sender = StringField("From", validators=[Optional(), Length(max=255)],
+                         description="A full address, or @domain for everyone there.")
+    subject_contains = StringField("Subject contains", validators=[Optional(), Length(max=255)])
+    keywords = TextAreaField("Any of these keywords", validators=[Optional(), Length(max=6000)],
+                             description="In the subject or body; separated by commas or new lines.")
+    match_type = SelectField("Work type is", choices=[("", "Any type")] + [(t, label(t)) for t in TYPES], default="")
+    set_type = SelectField("Set type", choices=[("", "Leave as is")] + [(t, label(t)) for t in TYPES], default="")
+    set_team = SelectField("Set team", coerce=int, default=0)
+    set_priority = SelectField("Set priority", choices=[("", "Leave as is")] + [(p, label(p)) for p in PRIORITIES],
+                               default="")
+    submit = SubmitField("Save rule")

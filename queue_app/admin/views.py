@@ -249,9 +249,11 @@ def team_choices():
                                         db.session.scalars(sa.select(Team).order_by(Team.name))]
 
 
-def attach_errors(form, exc):
+MAILBOX_FIELD_NAMES = {"team_name": "team", "email": "address"}
+
+
+def attach_errors(form, exc, names=MAILBOX_FIELD_NAMES):
     """Put the service's field errors next to their inputs; flash the rest."""
-    names = {"team_name": "team", "email": "address"}
     leftover = []
     for key, problem in exc.fields.items():
         field = form._fields.get(names.get(key, key))

@@ -4,6 +4,7 @@ Enumerations and the type-specific fields come from the models and
 services.work_types.FIELDS, so the document cannot drift from what the API accepts.
 """
 from queue_app.api.schemas import DEFAULT_LIMIT, MAX_LIMIT
+from queue_app.models.approval import APPROVAL_STATUSES
 from queue_app.models.check_result import CHECK_STATUSES
 from queue_app.models.work_item import PRIORITIES, SLA_STATES, STATUSES, TYPES
 from queue_app.services.work_items import MAX_BODY, MAX_SUBJECT
@@ -241,13 +242,75 @@ def _component_schemas():
         "EventList": {"type": "object", "required": ["events"],
                       "properties": {"events": {"type": "array", "items": _ref("Event")}}},
         "Check": {
-            "type": "object", "required": ["name", "status", "message", "data", "at"],
+            "type": "object", "required": ["name", "status", "message", "data", "mandatory", "run", "at"],
             "properties": {"name": {"type": "string"}, "status": {"type": "string", "enum": list(CHECK_STATUSES)},
-                           "message": {"type": "string"}, "data": {"type": "object"}, "at": datetime},
+                           "message": {"type": "string"},
+                           "data": {"type": "object", "description": "Details; `related_refs` lists other items "
+                                                                     "the result points at (duplicates)."},
+                           "mandatory": {"type": "boolean",
+                                         "description": "A failed mandatory check marks the item needs_attention."},
+                           "run": {"type": ["string", "null"],
+                                   "description": "v<version> for automatic runs, rerun-<key> for re-runs"},
+                           "at": datetime},
         },
         "CheckList": {"type": "object", "required": ["checks"],
                       "properties": {"checks": {"type": "array", "items": _ref("Check"),
                                                 "description": "The latest result of each check."}}},
+        "CheckRun": {
+            "type": "object", "required": ["run", "checks", "results"],
+            "properties": {"run": {"type": "string", "description": "The key of this run (see Check.run)."},
+                           "checks": {"type": "array", "items": {"type": "string"},
+                                      "description": "The checks that will run, in order."},
+                           "results": {"type": "string", "description": "Where the results will appear."}},
+        },
+        "UpdateFields": {
+            "type": "object", "additionalProperties": False, "required": ["fields"],
+            "description": "Only the fields given change; an empty string or null clears a field. Items "
+                           "awaiting approval cannot change.",
+            "properties": {"fields": {"type": "object", "minProperties": 1,
+                                      "description": "Type-specific fields; see NewFields_<type>."},
+                           "version": {"type": "integer"}},
+        },
+        "Upload": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary",
+                                    "description": "The document (PDF, PNG, JPEG or TIFF for document checks)."}},
+        },
+        "Attachment": {
+            "type": "object", "required": ["id", "filename", "content_type", "size", "sha256", "created_at"],
+            "properties": {"id": {"type": "integer"}, "filename": {"type": "string"},
+                           "content_type": {"type": "string", "description": "Sniffed from the content"},
+                           "size": {"type": "integer"}, "sha256": {"type": "string"}, "created_at": datetime},
+        },
+        "Decision": {
+            "type": "object", "additionalProperties": False, "required": ["decision"],
+            "properties": {"decision": {"type": "string", "enum": ["approve", "reject"]},
+                           "comment": {"type": "string", "maxLength": 2000,
+                                       "description": "Required to reject."}},
+        },
+        "Approval": {
+            "type": "object",
+            "required": ["id", "ref", "team", "type", "action", "status", "requested_by", "requested_at", "comment",
+                         "amount", "currency", "base_amount", "base_currency", "threshold", "may_decide"],
+            "properties": {
+                "id": {"type": "integer"}, "ref": {"type": "string"}, "team": {"type": "string"},
+                "type": {"type": "string", "enum": list(TYPES)}, "action": {"type": "string"},
+                "status": {"type": "string", "enum": list(APPROVAL_STATUSES)},
+                "requested_by": _nullable(email), "requested_at": datetime, "comment": {"type": ["string", "null"]},
+                "amount": {"type": ["string", "null"], "pattern": DECIMAL_PATTERN},
+                "currency": {"type": ["string", "null"]},
+                "base_amount": {"type": ["string", "null"], "description": "null when no exchange rate converts it"},
+                "base_currency": {"type": ["string", "null"]},
+                "threshold": {"type": ["string", "null"], "description": "The team's limit, in base_currency"},
+                "may_decide": {"type": "boolean",
+                               "description": "The caller may decide it (false for their own request)."},
+            },
+        },
+        "ApprovalList": {
+            "type": "object", "required": ["approvals", "next_cursor"],
+            "properties": {"approvals": {"type": "array", "items": _ref("Approval")},
+                           "next_cursor": {"type": ["string", "null"]}},
+        },
     }
     schemas.update(fields_schemas())
     return schemas
@@ -329,6 +392,47 @@ def build_spec():
             "/items/{ref}/checks": {"get": {
                 "operationId": "listChecks", "summary": "Latest result of each automated check",
                 "parameters": [REF_PARAM], "responses": {"200": _json("CheckList", "Check results"), **ERRORS},
+            }},
+            "/items/{ref}/checks/run": {"post": {
+                "operationId": "runChecks",
+                "summary": "Run every check of the item again, on a worker after the request",
+                "parameters": [REF_PARAM], "responses": {"202": _json("CheckRun", "The run is queued"), **ERRORS},
+            }},
+            "/items/{ref}/fields": {"patch": {
+                "operationId": "updateFields", "summary": "Change type-specific fields; the checks run again",
+                "parameters": [REF_PARAM], "requestBody": _body("UpdateFields"),
+                "responses": {"200": _json("Item", "The updated item"), **ERRORS, **BODY_ERRORS,
+                              "403": {"$ref": "#/components/responses/Forbidden"},
+                              "409": {"$ref": "#/components/responses/Conflict"}},
+            }},
+            "/items/{ref}/attachments": {"post": {
+                "operationId": "addAttachment", "summary": "Upload a file to the item; the checks run again",
+                "parameters": [REF_PARAM],
+                "requestBody": {"required": True,
+                                "content": {"multipart/form-data": {"schema": _ref("Upload")}}},
+                "responses": {"201": _json("Attachment", "The stored file"), **ERRORS, **BODY_ERRORS,
+                              "413": _error_response("The file is larger than the request limit")},
+            }},
+            "/items/{ref}/approval": {"post": {
+                "operationId": "decideApproval",
+                "summary": "Approve (the item is resolved) or reject (it is open again) its pending approval",
+                "description": "Only a supervisor or designated checker of the item's team, never the person who "
+                               "asked for the approval (403).",
+                "parameters": [REF_PARAM], "requestBody": _body("Decision"),
+                "responses": {"200": _json("Item", "The decided item"), **ERRORS, **BODY_ERRORS,
+                              "403": {"$ref": "#/components/responses/Forbidden"}},
+            }},
+            "/approvals": {"get": {
+                "operationId": "listApprovals",
+                "summary": "Pending approvals the caller may decide or asked for, oldest first",
+                "parameters": [
+                    {"name": "limit", "in": "query", "required": False, "description": "Page size.",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+                    {"name": "cursor", "in": "query", "required": False,
+                     "description": "The `next_cursor` of the previous page (opaque).", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": _json("ApprovalList", "A page of approvals"), "401": ERRORS["401"],
+                              "422": BODY_ERRORS["422"]},
             }},
         },
         "components": {

@@ -13,7 +13,7 @@ from flask import request
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
-from queue_app.services import sla, work_items
+from queue_app.services import checks, sla, work_items
 from queue_app.services.errors import Invalid
 from queue_app.services.users import normalise_email
 from queue_app.services.work_types import fields_of
@@ -29,6 +29,10 @@ ASSIGN = {"assignee": "string", "version": "integer"}
 CHANGE_STATUS = {"status": "string", "comment": "string", "version": "integer"}
 ADD_NOTE = {"body": "string"}
 RECLASSIFY = {"type": "string", "priority": "string", "team": "string", "version": "integer"}
+UPDATE_FIELDS = {"fields": "object", "version": "integer"}
+DECIDE = {"decision": "string", "comment": "string"}
+DECISIONS = ("approve", "reject")
+PAGE_ARGS = ("limit", "cursor")
 RECLASSIFY_CHANGES = ("type", "priority", "team")
 LIST_FILTERS = ("status", "type", "team", "assignee", "priority", "limit", "cursor")
 
@@ -134,6 +138,45 @@ def read_list_filters(args):
     return filters
 
 
+def read_decision(body):
+    decision = body.get("decision")
+    if decision not in DECISIONS:
+        raise Invalid("decision must be approve or reject", {"decision": "must be approve or reject"})
+    return decision
+
+
+def read_upload():
+    """The uploaded file of a multipart/form-data request (part `file`)."""
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"send the file as multipart/form-data with a part named 'file' (got {request.mimetype or 'none'})")
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise Invalid("no file: send it in a part named 'file' with a filename", {"file": "is required"})
+    return upload
+
+
+def read_page_args(args):
+    """limit and cursor of a keyset-paginated list; anything else is a 422 naming the parameter."""
+    errors = {key: f"unknown parameter (allowed: {', '.join(PAGE_ARGS)})" for key in args if key not in PAGE_ARGS}
+    filters = {"after_id": None}
+    try:
+        filters["limit"] = int(args.get("limit", str(DEFAULT_LIMIT)))
+        if not 1 <= filters["limit"] <= MAX_LIMIT:
+            raise ValueError
+    except ValueError:
+        errors["limit"] = f"must be a whole number from 1 to {MAX_LIMIT}"
+    if args.get("cursor"):
+        try:
+            filters["after_id"] = decode_cursor(args["cursor"])
+        except ValueError:
+            errors["cursor"] = "is not a cursor returned by this API"
+    if errors:
+        listed = "; ".join(f"{key} {problem}" for key, problem in errors.items())
+        raise Invalid(f"invalid query: {listed}", errors)
+    return filters
+
+
 def email_or_none(value, field):
     """A normalised email address, or None when not given; a malformed one is a 422 naming the field."""
     if not value:
@@ -229,7 +272,24 @@ def event_json(event):
 
 def check_json(result):
     return {"name": result.name, "status": result.status, "message": result.message, "data": result.data or {},
-            "at": iso(result.created_at)}
+            "mandatory": checks.is_mandatory(result.name), "run": result.run_key, "at": iso(result.created_at)}
+
+
+def attachment_json(attachment):
+    return {"id": attachment.id, "filename": attachment.filename, "content_type": attachment.content_type,
+            "size": attachment.size, "sha256": attachment.sha256, "created_at": iso(attachment.created_at)}
+
+
+def approval_json(approval, may_decide):
+    item = approval.work_item
+    data = approval.data or {}
+    return {
+        "id": approval.id, "ref": item.ref, "team": item.team.name, "type": item.type, "action": approval.action,
+        "status": approval.status, "requested_by": approval.requested_by.email if approval.requested_by else None,
+        "requested_at": iso(approval.requested_at), "comment": approval.comment,
+        "amount": data.get("amount"), "currency": data.get("currency"), "base_amount": data.get("base_amount"),
+        "base_currency": data.get("base_currency"), "threshold": data.get("threshold"), "may_decide": may_decide,
+    }
 
 
 def note_json(message):

@@ -9,7 +9,7 @@ from queue_app.api.openapi import build_spec
 from queue_app.extensions import db
 from queue_app.models import Event, SlaPolicy, Team, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import checks, work_items
+from queue_app.services import approvals, attachments, checks, work_items
 from queue_app.services.errors import Invalid
 
 # Everything item_json touches, loaded in a few queries instead of a few per item.
@@ -147,3 +147,67 @@ def list_events(ref):
 def list_checks(ref):
     item = work_items.get_visible_item(db.session, current_user(), ref)
     return jsonify({"checks": [schemas.check_json(result) for result in checks.latest_results(db.session, item)]})
+
+
+@bp.post("/items/<ref>/checks/run")
+def run_checks(ref):
+    """Run every check of the item again (after commit, on a worker); 202: the results come later."""
+    user = current_user()
+    item = work_items.get_visible_item(db.session, user, ref)
+    run, names = checks.request_rerun(db.session, item, actor=user)
+    db.session.commit()
+    response = jsonify({"run": run, "checks": names, "results": url_for("api.list_checks", ref=item.ref)})
+    response.status_code = 202
+    return response
+
+
+@bp.patch("/items/<ref>/fields")
+def update_fields(ref):
+    """Change type-specific fields; the checks run again."""
+    body = schemas.read_body(schemas.UPDATE_FIELDS, required=("fields",))
+    user = current_user()
+    item = work_items.get_visible_item(db.session, user, ref)
+    work_items.update_fields(db.session, item, actor=user, fields=body["fields"], expected_version=body.get("version"))
+    db.session.commit()
+    return _item_response(item)
+
+
+@bp.post("/items/<ref>/attachments")
+def add_attachment(ref):
+    """Upload a file (multipart/form-data, part `file`); the checks run again."""
+    upload = schemas.read_upload()
+    user = current_user()
+    item = work_items.get_visible_item(db.session, user, ref)
+    attachment = attachments.attach_file(db.session, item, actor=user, filename=upload.filename,
+                                         data=upload.read(), declared_type=upload.mimetype or None)
+    db.session.commit()
+    response = jsonify(schemas.attachment_json(attachment))
+    response.status_code = 201
+    return response
+
+
+@bp.post("/items/<ref>/approval")
+def decide_approval(ref):
+    """Approve or reject the pending approval (maker-checker: never one's own request)."""
+    body = schemas.read_body(schemas.DECIDE, required=("decision",))
+    decision = schemas.read_decision(body)
+    user = current_user()
+    item = work_items.get_visible_item(db.session, user, ref)
+    approvals.decide(db.session, item, actor=user, approve=decision == "approve", comment=body.get("comment"))
+    db.session.commit()
+    return _item_response(item)
+
+
+@bp.get("/approvals")
+def list_approvals():
+    """Pending approvals the caller may decide (or asked for), oldest first, keyset-paginated."""
+    filters = schemas.read_page_args(request.args)
+    limit = filters["limit"]
+    rows = approvals.pending_queue(db.session, current_user(), after_id=filters["after_id"], limit=limit + 1)
+    page = rows[:limit]
+    user = current_user()
+    return jsonify({
+        "approvals": [schemas.approval_json(a, approvals.may_decide_approval(db.session, user, a.work_item, a))
+                      for a in page],
+        "next_cursor": schemas.encode_cursor(page[-1].id) if len(rows) > limit else None,
+    })

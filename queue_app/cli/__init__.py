@@ -2,6 +2,7 @@
 
 
 def register_cli(app):
+    from queue_app.cli.checks import checks_cli
     from queue_app.cli.demo import seed_demo
     from queue_app.cli.intake import intake, mailboxes
     from queue_app.cli.outbox import outbox
@@ -14,6 +15,7 @@ def register_cli(app):
     app.cli.add_command(intake)
     app.cli.add_command(mailboxes)
     app.cli.add_command(sla)
+    app.cli.add_command(checks_cli)
 
     from workers.cli import run_all, scheduler, worker  # imported lazily: only the CLI needs RQ's worker
 

@@ -10,6 +10,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from queue_app.extensions import db
+from queue_app.services import config_cache
 from queue_app.services import mailboxes as mailbox_service
 from queue_app.services.errors import DomainError
 
@@ -56,17 +57,20 @@ def import_messages(raws, fallback_mailbox=None, batch=100):
     from queue_app.services import intake as intake_service
 
     counts = Counter()
-    for index, raw in enumerate(raws, 1):
-        known = intake_service.find_known(db.session, intake_service._peek_message_id(raw),
-                                          hashlib.sha256(raw).hexdigest())
-        if known is not None:
-            counts["duplicate"] += 1
-            continue
-        inbound = intake_service.receive(db.session, raw, source="file")
-        counts[intake_service.process(db.session, inbound, fallback_mailbox=fallback_mailbox).status] += 1
-        if index % batch == 0:
-            db.session.commit()
-    db.session.commit()
+    # Rules, policies and mailboxes are read once per batch, not once per message.
+    with config_cache.config_cache(db.session):
+        for index, raw in enumerate(raws, 1):
+            known = intake_service.find_known(db.session, intake_service._peek_message_id(raw),
+                                              hashlib.sha256(raw).hexdigest())
+            if known is not None:
+                counts["duplicate"] += 1
+                continue
+            inbound = intake_service.receive(db.session, raw, source="file")
+            counts[intake_service.process(db.session, inbound, fallback_mailbox=fallback_mailbox).status] += 1
+            if index % batch == 0:
+                db.session.commit()
+                config_cache.reset(db.session)
+        db.session.commit()
     return counts
 
 

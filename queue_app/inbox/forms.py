@@ -1,6 +1,6 @@
 """Forms on the item page. Each carries its CSRF token; status and approval forms carry the item version."""
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms import HiddenField, IntegerField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 from wtforms.widgets import HiddenInput
 
@@ -35,7 +35,18 @@ class StatusForm(VersionedForm):
 
 class DecisionForm(FlaskForm):
     decision = StringField("Decision", validators=[DataRequired()])
-    comment = StringField("Comment (optional)", validators=[Optional(), Length(max=2000)])
+    comment = StringField("Comment (needed to reject)", validators=[Optional(), Length(max=2000)])
+    next = HiddenField()
+
+
+class RerunForm(FlaskForm):
+    submit = SubmitField("Run checks again")
+
+
+class FieldsForm(VersionedForm):
+    """The type-specific fields are built from work_types.FIELDS in the template (named field-<name>)."""
+
+    submit = SubmitField("Save details")
 
 
 class TakeForm(VersionedForm):

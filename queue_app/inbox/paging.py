@@ -1,7 +1,9 @@
-"""Keyset pagination in urgency order (sla_next_due, nulls last, then id).
+"""Keyset pagination in urgency order: (sla_next_due, nulls last, then id), or for My queue
+(needs_attention first, then sla_next_due nulls last, then id).
 
 A page never counts or skips rows, so it costs the same on page 1 and page 1000, and it
-walks the (.., sla_next_due, id) indexes the queues are built on.
+walks the (.., sla_next_due, id) indexes the queues are built on. The cursor carries every
+sort key of the last row, so rows are neither skipped nor repeated across pages.
 """
 from datetime import datetime, timezone
 
@@ -13,44 +15,69 @@ PAGE_SIZE = 50
 _NONE = "none"
 
 
-def urgency_order(query):
-    return query.order_by(WorkItem.sla_next_due.asc().nulls_last(), WorkItem.id.asc())
+def urgency_order(query, attention_first=False):
+    keys = (WorkItem.sla_next_due.asc().nulls_last(), WorkItem.id.asc())
+    if attention_first:
+        keys = (WorkItem.needs_attention.desc(),) + keys
+    return query.order_by(*keys)
 
 
-def encode_cursor(item):
+def encode_cursor(item, attention_first=False):
     due = item.sla_next_due.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ") if item.sla_next_due else _NONE
-    return f"{due}_{item.id}"
+    cursor = f"{due}_{item.id}"
+    return f"a{int(bool(item.needs_attention))}_{cursor}" if attention_first else cursor
 
 
-def decode_cursor(cursor):
-    """(due, id) from a cursor string, or None when it is missing or malformed."""
+def decode_cursor(cursor, attention_first=False):
+    """(attention, due, id) from a cursor string (attention None when not part of the order), or None
+    when it is missing or malformed."""
     try:
-        due_text, id_text = (cursor or "").split("_", 1)
+        text = cursor or ""
+        attention = None
+        if attention_first:
+            flag, text = text.split("_", 1)
+            if flag not in ("a0", "a1"):
+                return None
+            attention = flag == "a1"
+        due_text, id_text = text.split("_", 1)
         due = None if due_text == _NONE else datetime.strptime(due_text, "%Y%m%dT%H%M%S.%fZ").replace(
             tzinfo=timezone.utc)
-        return due, int(id_text)
+        return attention, due, int(id_text)
     except ValueError:
         return None
 
 
-def after(query, cursor):
-    """Rows strictly after the cursor in urgency order."""
-    decoded = decode_cursor(cursor)
-    if decoded is None:
-        return query
-    due, item_id = decoded
+def _after_due(due, item_id):
+    """Rows after (due, id) in (sla_next_due nulls last, id) order."""
     if due is None:
-        return query.where(WorkItem.sla_next_due.is_(None), WorkItem.id > item_id)
-    return query.where(sa.or_(
+        return sa.and_(WorkItem.sla_next_due.is_(None), WorkItem.id > item_id)
+    return sa.or_(
         WorkItem.sla_next_due > due,
         sa.and_(WorkItem.sla_next_due == due, WorkItem.id > item_id),
         WorkItem.sla_next_due.is_(None),
-    ))
+    )
 
 
-def page(session, query, cursor=None, size=PAGE_SIZE):
+def after(query, cursor, attention_first=False):
+    """Rows strictly after the cursor in the order."""
+    decoded = decode_cursor(cursor, attention_first)
+    if decoded is None:
+        return query
+    attention, due, item_id = decoded
+    if not attention_first:
+        return query.where(_after_due(due, item_id))
+    if attention:  # the rest of the items needing attention, then every item that does not
+        return query.where(sa.or_(
+            sa.and_(WorkItem.needs_attention.is_(True), _after_due(due, item_id)),
+            WorkItem.needs_attention.is_(False),
+        ))
+    return query.where(WorkItem.needs_attention.is_(False), _after_due(due, item_id))
+
+
+def page(session, query, cursor=None, size=PAGE_SIZE, attention_first=False):
     """One page of items and the cursor of the next page (None on the last page)."""
-    rows = session.scalars(urgency_order(after(query, cursor)).limit(size + 1)).all()
+    rows = session.scalars(urgency_order(after(query, cursor, attention_first), attention_first)
+                           .limit(size + 1)).all()
     if len(rows) > size:
-        return rows[:size], encode_cursor(rows[size - 1])
+        return rows[:size], encode_cursor(rows[size - 1], attention_first)
     return rows, None

@@ -9,9 +9,11 @@ from flask_login import current_user, login_required
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
+from queue_app.auth.views import safe_next
 from queue_app.extensions import db
 from queue_app.inbox import bp, paging
-from queue_app.inbox.forms import ClassifyForm, DecisionForm, NoteForm, ReplyForm, StatusForm, TakeForm
+from queue_app.inbox.forms import (ClassifyForm, DecisionForm, FieldsForm, NoteForm, ReplyForm, RerunForm, StatusForm,
+                                   TakeForm)
 from queue_app.models import Attachment, Event, Message, SlaPolicy, Team, WorkItem
 from queue_app.services import access, approvals, checks, work_items, work_types
 from queue_app.services.errors import Conflict, Invalid, PermissionDenied
@@ -21,13 +23,16 @@ STALE = "This item was changed by someone else while you were looking at it. Rel
 LADDER_EVENTS = ("sla_warning", "sla_breached", "escalated")
 
 
-def attempt(action, success=None):
-    """Run a service call and commit; a refusal becomes a flash message, never an error page."""
+def attempt(action, success=None, raise_forbidden=False):
+    """Run a service call and commit; a refusal becomes a flash message, not an error page
+    (unless raise_forbidden: then PermissionDenied goes on to the 403 page)."""
     try:
         action()
         db.session.commit()
     except (Invalid, Conflict, PermissionDenied) as exc:
         db.session.rollback()
+        if raise_forbidden and isinstance(exc, PermissionDenied):
+            raise
         flash(exc.message[:1].upper() + exc.message[1:], "error")
         return False
     except StaleDataError:
@@ -60,7 +65,8 @@ def with_listing_relations(query):
 @login_required
 def index():
     mine = work_items.open_items_query(current_user).where(WorkItem.assignee_id == current_user.id)
-    items, next_cursor = paging.page(db.session, with_listing_relations(mine), request.args.get("after"))
+    items, next_cursor = paging.page(db.session, with_listing_relations(mine), request.args.get("after"),
+                                     attention_first=True)
     team_ids = sorted(current_user.team_ids)
     team_items, team_next = [], None
     if team_ids:
@@ -68,8 +74,10 @@ def index():
             WorkItem.assignee_id.is_(None), WorkItem.team_id.in_(team_ids))
         team_items, team_next = paging.page(db.session, with_listing_relations(unassigned),
                                             request.args.get("team_after"))
+    # Executives designated as checkers have an approvals queue too (supervisors reach it from the menu).
+    checks_approvals = current_user.role == "executive" and bool(approvals.decidable_team_ids(db.session, me()))
     return render_template("inbox/index.html", items=items, next_cursor=next_cursor, team_items=team_items,
-                           team_next=team_next)
+                           team_next=team_next, checks_approvals=checks_approvals)
 
 
 def _may_work(item):
@@ -87,16 +95,20 @@ def item(ref):
     events = db.session.scalars(sa.select(Event).where(Event.work_item_id == item.id).order_by(Event.id)).all()
     approval = approvals.pending_approval(db.session, item)
     manages = access.manages_team(current_user, item.team_id)
+    check_views = checks.results_for_display(db.session, item)
     may_work = _may_work(item)
     members = [u for u in item.team.members if u.is_active] if manages else []
     teams = db.session.scalars(sa.select(Team).order_by(Team.name)).all() if manages else []
     return render_template(
         "inbox/item.html", item=item, specs=work_types.FIELDS[item.type], fields=work_types.fields_of(item),
-        results=checks.latest_results(db.session, item), messages=thread_of(item), events=events,
+        checks=check_views, failed_mandatory=[c for c in check_views if c.mandatory and c.status == "failed"],
+        messages=thread_of(item), events=events,
         approval=approval, may_work=may_work, manages=manages, members=members,
         transitions=work_items.allowed_transitions(item) if may_work else [],
         may_take=item.is_open and item.assignee_id is None and item.team_id in current_user.team_ids,
-        may_decide=approval is not None and manages and approval.requested_by_id != current_user.id,
+        may_decide=approvals.may_decide_approval(db.session, me(), item, approval),
+        may_edit_fields=may_work and item.is_open and item.status != "awaiting_approval" and bool(
+            work_types.FIELDS[item.type]),
         may_reply=may_work and bool(item.requester_email),
         note_form=NoteForm(), reply_form=ReplyForm(),
         classify_form=ClassifyForm(obj=item) if may_work and item.is_open else None, teams=teams,
@@ -180,15 +192,50 @@ def take(ref):
 @bp.route("/items/<ref>/approval", methods=["POST"])
 @login_required
 def decide(ref):
+    """Approve or reject. Deciding one's own request, or without the right, is a 403 page, as in the API."""
     item = work_items.get_visible_item(db.session, me(), ref)
     form = DecisionForm()
     if form.validate_on_submit() and form.decision.data in ("approve", "reject"):
         approve = form.decision.data == "approve"
         attempt(lambda: approvals.decide(db.session, item, actor=me(), approve=approve,
                                          comment=form.comment.data or None),
-                "Approved: the item is resolved." if approve else "Rejected: the item is open again.")
+                f"Approved: {item.ref} is resolved." if approve else f"Rejected: {item.ref} is open again.",
+                raise_forbidden=True)
     else:
         flash("Choose approve or reject.", "error")
+    if form.next.data:
+        return redirect(safe_next(form.next.data))
+    return back_to(item)
+
+
+@bp.route("/items/<ref>/checks/run", methods=["POST"])
+@login_required
+def rerun_checks(ref):
+    item = work_items.get_visible_item(db.session, me(), ref)
+    form = RerunForm()
+    if form.validate_on_submit():
+        attempt(lambda: checks.request_rerun(db.session, item, actor=me()),
+                "The checks will run again in a moment; reload the page to see the results.")
+    else:
+        flash_form_errors(form)
+    return back_to(item)
+
+
+@bp.route("/items/<ref>/fields", methods=["POST"])
+@login_required
+def update_fields(ref):
+    item = work_items.get_visible_item(db.session, me(), ref)
+    form = FieldsForm()
+    if not form.validate_on_submit():
+        flash_form_errors(form)
+        return back_to(item)
+    submitted = {spec.name: request.form.get(f"field-{spec.name}", "") for spec in work_types.FIELDS[item.type]}
+    before = item.version
+    done = attempt(lambda: work_items.update_fields(db.session, item, actor=me(), fields=submitted,
+                                                    expected_version=form.version.data))
+    if done:
+        flash("Details saved; the checks run again." if item.version != before else "Nothing changed.",
+              "success" if item.version != before else "info")
     return back_to(item)
 
 

@@ -1,9 +1,11 @@
 """Every model, imported here so Alembic autogenerate sees every table."""
-from queue_app.models.approval import Approval
+from queue_app.models.approval import Approval, team_checkers
 from queue_app.models.blob import Blob
 from queue_app.models.calendar import Calendar
 from queue_app.models.check_result import CheckResult
+from queue_app.models.check_settings import TeamCheckSettings
 from queue_app.models.event import Event
+from queue_app.models.exchange_rate import ExchangeRate
 from queue_app.models.inbound_email import InboundEmail
 from queue_app.models.mailbox import Mailbox
 from queue_app.models.message import Attachment, Message
@@ -24,6 +26,7 @@ __all__ = [
     "Calendar",
     "CheckResult",
     "Event",
+    "ExchangeRate",
     "InboundEmail",
     "Mailbox",
     "Message",
@@ -33,7 +36,9 @@ __all__ = [
     "SlaEscalation",
     "SlaPolicy",
     "Team",
+    "TeamCheckSettings",
     "User",
     "WorkItem",
+    "team_checkers",
     "team_members",
 ]

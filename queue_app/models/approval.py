@@ -1,4 +1,4 @@
-"""Maker-checker approvals: one person asks, another decides."""
+"""Maker-checker approvals: one person asks, another decides; and who may decide for a team."""
 from datetime import datetime
 from typing import Optional
 
@@ -7,6 +7,16 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 
 from queue_app.models.base import db, utcnow
+
+APPROVAL_STATUSES = ("pending", "approved", "rejected")
+
+# Designated checkers: members of a team (not supervisors) who may also decide its approvals.
+team_checkers = sa.Table(
+    "team_checkers",
+    db.Model.metadata,
+    sa.Column("team_id", sa.ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
 
 
 class Approval(db.Model):
@@ -23,6 +33,7 @@ class Approval(db.Model):
     comment: Mapped[Optional[str]] = mapped_column(sa.Text)
     data: Mapped[dict] = mapped_column(sa.JSON, default=dict)
 
+    work_item = relationship("WorkItem")
     requested_by = relationship("User", foreign_keys=[requested_by_id])
     decided_by = relationship("User", foreign_keys=[decided_by_id])
 

@@ -20,10 +20,12 @@ Invariants:
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
+from email.utils import parseaddr
 from typing import Optional
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context, render_template
+from sqlalchemy.orm import defer
 
 from queue_app.models import Attachment, InboundEmail, Message, WorkItem
 from queue_app.models.base import utcnow
@@ -84,8 +86,9 @@ def find_known(session, message_id, digest):
         condition = InboundEmail.message_id == message_id
     else:
         condition = sa.and_(InboundEmail.message_id.is_(None), InboundEmail.sha256 == digest)
+    # The raw bytes are not needed to know the message, so not read (they are loaded if asked for).
     return session.scalar(sa.select(InboundEmail).where(condition, InboundEmail.duplicate_of_id.is_(None))
-                          .order_by(InboundEmail.id).limit(1))
+                          .options(defer(InboundEmail.raw)).order_by(InboundEmail.id).limit(1))
 
 
 def receive(session, raw, *, source, envelope_from=None, envelope_to=(), mailbox=None, imap_uid=None, now=None):
@@ -163,7 +166,7 @@ def process(session, inbound, *, fallback_mailbox=None, now=None):
 
 def _is_our_own(parsed):
     domain = _setting("MAIL_DOMAIN", "backdesk.example.com").lower()
-    ours = (_setting("MAIL_FROM", "") or "").lower()
+    ours = parseaddr(_setting("MAIL_FROM", "") or "")[1].lower()  # MAIL_FROM may carry a display name
     return bool((ours and parsed.from_address == ours)
                 or (parsed.message_id and parsed.message_id.lower().endswith(f"@{domain}>")))
 
@@ -207,7 +210,8 @@ def _store_message(session, inbound, parsed, item, now, flagged=False):
         digest = store_blob(session, part.data)
         session.add(Attachment(message_id=message.id, filename=part.filename, content_type=part.content_type,
                                declared_content_type=part.declared_content_type, size=len(part.data), sha256=digest,
-                               content_id=part.content_id, is_inline=part.is_inline, created_at=now))
+                               content_id=part.content_id[:255] if part.content_id else None,
+                               is_inline=part.is_inline, created_at=now))
     if parsed.attachments:
         session.flush()
         if any(a.is_inline for a in parsed.attachments):
@@ -234,7 +238,7 @@ def _add_follow_up(session, inbound, parsed, item, now):
     if flagged:
         record_event(session, item, "flagged_for_review", "intake",
                      {"message_id": message.id, "reason": f"{parsed.from_address} is not a participant"}, now=now)
-    if item.status == "resolved":
+    if item.status == "resolved" and not flagged:  # a stranger's mail changes no status
         work_items._apply_status(session, item, "open", actor="intake", now=now,
                                  comment=f"reopened by an email from {parsed.from_address}")
     if parsed.attachments:
@@ -244,11 +248,13 @@ def _add_follow_up(session, inbound, parsed, item, now):
 
 
 def _create_item(session, inbound, parsed, mailbox, now, closed=None):
-    description = parsed.body_text[:work_items.MAX_BODY]
+    description = parsed.body_text
     if closed is not None:
         description = f"Follow-up to {closed.ref}, which is closed.\n\n{description}"
+    # Cut to the item's limits: a long subject or body is no reason to quarantine (the Message keeps all).
     item = work_items.create_item(
-        session, actor=None, source="email", subject=parsed.subject or "(no subject)", description=description,
+        session, actor=None, source="email", subject=(parsed.subject or "(no subject)")[:work_items.MAX_SUBJECT],
+        description=description[:work_items.MAX_BODY],
         requester_email=parsed.from_address, requester_name=parsed.from_name or None, recipient=mailbox.address,
         sender=parsed.from_address, require_fields=False, route_defaults=mailbox, now=now,
     )
@@ -288,7 +294,7 @@ def _acknowledge(session, item, parsed, now):
         work_item_id=item.id, kind="outbound", message_id=work_items.new_message_id(),
         in_reply_to=parsed.message_id, references=" ".join((parsed.references + [parsed.message_id])[-20:])
         if parsed.message_id else None, to_addresses=parsed.from_address,
-        subject=f"[{item.ref}] {parsed.subject or 'Your request'}", body_text=body, is_automatic=True,
+        subject=f"[{item.ref}] {parsed.subject or 'Your request'}"[:998], body_text=body, is_automatic=True,
         send_status="queued", created_at=now,
     )
     session.add(message)
@@ -353,8 +359,9 @@ def release(session, inbound, *, actor, mailbox, now=None):
         # NUL bytes removed: PostgreSQL text cannot hold them, and garbage mail often has some.
         body = inbound.raw.decode("utf-8", "replace").replace("\x00", "")[:work_items.MAX_BODY]
     item = work_items.create_item(
-        session, actor=actor, source="email", subject=subject or "(no subject)", description=body,
-        requester_email=sender, recipient=mailbox.address, require_fields=False, route_defaults=mailbox, now=now,
+        session, actor=actor, source="email", subject=(subject or "(no subject)")[:work_items.MAX_SUBJECT],
+        description=(body or "")[:work_items.MAX_BODY], requester_email=sender, recipient=mailbox.address,
+        require_fields=False, route_defaults=mailbox, now=now,
     )
     if parsed is not None and not (parsed.message_id and session.scalar(
             sa.select(Message.id).where(Message.message_id == parsed.message_id))):

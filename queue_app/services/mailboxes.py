@@ -3,6 +3,7 @@ import sqlalchemy as sa
 
 from queue_app.models import Mailbox, Team
 from queue_app.models.work_item import PRIORITIES, TYPES
+from queue_app.services import config_cache
 from queue_app.services.errors import Conflict, Invalid
 from queue_app.services.users import normalise_email
 
@@ -43,8 +44,12 @@ def mailbox_for(session, addresses):
     wanted = [a.strip().lower() for a in addresses if a]
     if not wanted:
         return None
-    found = {m.address: m for m in session.scalars(
-        sa.select(Mailbox).where(Mailbox.address.in_(wanted), Mailbox.active.is_(True)))}
+    if config_cache.enabled(session):  # bulk import: every active mailbox, read once
+        found = config_cache.cached(session, "active_mailboxes", lambda: {m.address: m for m in session.scalars(
+            sa.select(Mailbox).where(Mailbox.active.is_(True)))})
+    else:
+        found = {m.address: m for m in session.scalars(
+            sa.select(Mailbox).where(Mailbox.address.in_(wanted), Mailbox.active.is_(True)))}
     for address in wanted:
         if address in found:
             return found[address]

@@ -10,6 +10,7 @@ from typing import Optional
 import sqlalchemy as sa
 
 from queue_app.models import RoutingRule, Team
+from queue_app.services.config_cache import cached
 from queue_app.services.errors import Invalid
 
 
@@ -50,9 +51,9 @@ def rule_matches(rule, *, source, recipient, sender, subject, body, work_type):
 def route(session, *, source, work_type=None, team=None, priority=None, recipient=None, sender=None,
           subject="", body="", defaults=None):
     """Decide type, team and priority. `defaults` (e.g. a mailbox's) apply after rules, before fallbacks."""
-    rules = session.scalars(
+    rules = cached(session, "routing_rules", lambda: session.scalars(
         sa.select(RoutingRule).where(RoutingRule.active.is_(True)).order_by(RoutingRule.position, RoutingRule.id)
-    )
+    ).all())
     matched = None
     for rule in rules:
         if rule_matches(rule, source=source, recipient=recipient, sender=sender, subject=subject, body=body,

@@ -19,12 +19,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from queue_app.models import Notification, SlaEscalation, SlaPolicy, Team, WorkItem
+from queue_app.models import SlaEscalation, SlaPolicy, Team, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.sla_policy import DEFAULT_PAUSE_STATUSES
 from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES
-from queue_app.services import clock
+from queue_app.services import clock, notifications
 from queue_app.services.audit import record_event
+from queue_app.services.config_cache import cached
 from queue_app.services.dispatch import enqueue_after_commit
 
 DEFAULT_FIRST_RESPONSE_MINUTES = 240
@@ -39,7 +40,8 @@ TIMER_JOB = "workers.sla_timers.fire_sla_timer"
 
 def find_policy(session, item):
     """The most specific active policy matching the item's type, priority and team."""
-    policies = session.scalars(sa.select(SlaPolicy).where(SlaPolicy.active.is_(True)).order_by(SlaPolicy.id)).all()
+    policies = cached(session, "sla_policies", lambda: session.scalars(
+        sa.select(SlaPolicy).where(SlaPolicy.active.is_(True)).order_by(SlaPolicy.id)).all())
     candidates = [
         p for p in policies
         if p.match_type in (None, item.type)
@@ -277,8 +279,9 @@ def _claim_step(session, item, target, stage, kind, level, due_at, now, fired_by
     statement = insert(SlaEscalation).values(
         work_item_id=item.id, target=target, stage=stage, kind=kind, level=level, due_at=due_at, fired_at=now,
         fired_by=fired_by,
-    ).on_conflict_do_nothing(index_elements=["work_item_id", "target", "stage"])
-    return session.execute(statement).rowcount == 1
+    ).on_conflict_do_nothing(index_elements=["work_item_id", "target", "stage"]).returning(SlaEscalation.id)
+    # A returned id means this caller inserted the row (rowcount is -1 here on PostgreSQL/psycopg).
+    return session.execute(statement).first() is not None
 
 
 def _supervisors(item):
@@ -294,13 +297,7 @@ def _notify(session, item, who, subject, body, now, skip=()):
             recipients.update({u.email: u for u in _supervisors(item)})
     for email in skip:
         recipients.pop(email, None)
-    for email, user in sorted(recipients.items()):
-        note = Notification(work_item_id=item.id, user_id=user.id, to_address=email, subject=subject, body=body,
-                            created_at=now)
-        session.add(note)
-        session.flush()
-        enqueue_after_commit(session, "workers.mail_out.send_notification", note.id)
-    return sorted(recipients)
+    return notifications.notify(session, item, recipients.values(), subject, body, now)
 
 
 def _raise_priority(item):

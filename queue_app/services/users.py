@@ -1,9 +1,10 @@
-"""People: accounts, passwords, sessions and API tokens."""
+"""People: accounts, passwords, sessions and API tokens; their teams, skills, capacity and absences."""
 import secrets
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.orm import selectinload
 
 from queue_app.models import ApiToken, Team, User
 from queue_app.models.base import utcnow
@@ -46,6 +47,7 @@ def create_user(session, *, email, password, role="executive", name=None, teams=
         raise Invalid(f"unknown role {role!r}", {"role": f"must be one of {', '.join(ROLES)}"})
     check_password_rules(password)
     check_timezone(timezone)
+    check_capacity(capacity)
     if get_user_by_email(session, email):
         raise Conflict(f"a user with email {email} already exists", {"email": "already taken"})
     team_objs = []
@@ -116,3 +118,120 @@ def user_for_token(session, token, now=None):
         return None
     row.last_used_at = now or utcnow()
     return row.user
+
+
+# --- administration: editing people, their teams, skills and capacity ------------------------
+
+MAX_CAPACITY = 1000
+MAX_NAME = 120
+
+
+def check_capacity(capacity):
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 <= capacity <= MAX_CAPACITY:
+        raise Invalid(f"capacity must be a whole number from 0 to {MAX_CAPACITY}",
+                      {"capacity": f"a whole number from 0 to {MAX_CAPACITY}"})
+    return capacity
+
+
+def list_users(session):
+    return session.scalars(sa.select(User).options(selectinload(User.teams))
+                           .order_by(User.is_active_user.desc(), User.name, User.id)).all()
+
+
+def update_user(session, user, *, actor, name, role, team_ids, skills, capacity, timezone, active):
+    """Change a person's details, role, teams, skills, capacity and whether they may sign in.
+
+    All fields are checked before anything changes. An admin cannot take away their own
+    admin role or deactivate themselves (nobody would be left to undo it). Deactivating
+    someone ends their sessions; their open items stay assigned until someone moves them.
+    """
+    errors = {}
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = "is required"
+    elif len(name) > MAX_NAME:
+        errors["name"] = f"at most {MAX_NAME} characters"
+    if role not in ROLES:
+        errors["role"] = f"must be one of {', '.join(ROLES)}"
+    unknown_skills = [s for s in skills if s not in TYPES]
+    if unknown_skills:
+        errors["skills"] = f"unknown work types: {', '.join(map(str, unknown_skills))}"
+    for key, check, value in (("capacity", check_capacity, capacity), ("timezone", check_timezone, timezone)):
+        try:
+            check(value)
+        except Invalid as exc:
+            errors[key] = exc.fields.get(key, exc.message)
+    teams = session.scalars(sa.select(Team).where(Team.id.in_(list(team_ids)))).all() if team_ids else []
+    if len(teams) != len(set(team_ids)):
+        errors["teams"] = "no such team"
+    if actor is not None and actor.id == user.id:
+        if role != "admin" and user.role == "admin":
+            errors["role"] = "you cannot take away your own admin role"
+        if not active:
+            errors["active"] = "you cannot deactivate yourself"
+    if errors:
+        raise Invalid(f"cannot save {user.email}", errors)
+    was_active = user.is_active_user
+    user.name = name
+    user.role = role
+    user.teams = sorted(teams, key=lambda t: t.name)
+    user.skills = [t for t in TYPES if t in skills]
+    user.capacity = capacity
+    user.timezone = timezone
+    user.is_active_user = bool(active)
+    if was_active and not user.is_active_user:
+        end_all_sessions(user)
+    session.flush()
+    return user
+
+
+def reset_password(session, user, new_password):
+    """An admin sets a new password; every session of the user ends."""
+    check_password_rules(new_password)
+    user.set_password(new_password)
+    end_all_sessions(user)
+    session.flush()
+
+
+def can_manage_person(actor, user):
+    """Who may set someone's absence: themselves, a supervisor of one of their teams, an admin."""
+    if actor.id == user.id or actor.role == "admin":
+        return True
+    return actor.role == "supervisor" and bool(actor.team_ids & user.team_ids)
+
+
+def set_absence(session, user, *, actor, start, until, now=None):
+    """Mark `user` out of office from `start` until `until` (None: until cleared).
+
+    Out of office, nobody auto-assigns them work; what they already have stays with them
+    until redistributed (services.assignment.redistribute).
+    """
+    now = now or utcnow()
+    if not can_manage_person(actor, user):
+        raise NotFound("no such person in your teams")
+    errors = {}
+    for key, value in (("start", start), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            errors[key] = "needs a time zone"
+    if start is None:
+        errors["start"] = "is required"
+    if not errors and until is not None:
+        if until <= start:
+            errors["until"] = "must be after the start"
+        elif until <= now:
+            errors["until"] = "is already past"
+    if errors:
+        raise Invalid("invalid absence", errors)
+    user.out_of_office_from = start
+    user.out_of_office_until = until
+    session.flush()
+    return user
+
+
+def clear_absence(session, user, *, actor):
+    if not can_manage_person(actor, user):
+        raise NotFound("no such person in your teams")
+    user.out_of_office_from = None
+    user.out_of_office_until = None
+    session.flush()
+    return user

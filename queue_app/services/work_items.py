@@ -17,12 +17,12 @@ from flask import current_app, has_app_context
 from queue_app.models import Message, User, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES, SOURCES, STATUSES, TYPES, format_ref
-from queue_app.services import access, sla
+from queue_app.services import access, checks, sla
 from queue_app.services.audit import record_event
 from queue_app.services.dispatch import enqueue_after_commit
 from queue_app.services.errors import Conflict, Invalid, NotFound
 from queue_app.services.routing import route
-from queue_app.services.work_types import REF_PATTERN, validate_fields
+from queue_app.services.work_types import REF_PATTERN, fields_of, validate_fields
 
 TRANSITIONS = {
     "new": {"open", "pending_customer", "pending_third_party", "resolved", "closed"},
@@ -123,13 +123,16 @@ def create_item(session, *, actor, source, type=None, subject, description="", f
     sla.start_clock(session, item, now, actor)
     if assignee is not None:
         assign(session, item, assignee, actor=actor, now=now, check_access=actor is not None)
+    elif decision.team.auto_assign != "manual":
+        from queue_app.services import assignment  # imported here: assignment builds on this module
+        assignment.auto_assign(session, item, now)
     enqueue_checks(session, item)
     session.flush()
     return item
 
 
 def enqueue_checks(session, item):
-    enqueue_after_commit(session, "workers.checks.run_checks", item.id, item.version)
+    checks.enqueue_checks(session, item)
 
 
 def _touch(item, now):
@@ -183,7 +186,7 @@ def change_status(session, item, new_status, *, actor, now=None, expected_versio
     if new_status == "resolved":
         from queue_app.services import approvals
 
-        if approvals.needs_approval(item):
+        if approvals.needs_approval(session, item, now.date()):
             return approvals.request_approval(session, item, actor=actor, action="resolve", now=now,
                                               comment=comment)
     _apply_status(session, item, new_status, actor=actor, now=now, comment=comment)
@@ -249,6 +252,38 @@ def reclassify(session, item, *, actor, type=None, priority=None, team=None, now
     sla.recalculate(session, item, now, actor, reason=", ".join(sorted(changes)))
     if "type" in changes:
         enqueue_checks(session, item)
+    session.flush()
+    return item
+
+
+def update_fields(session, item, *, actor, fields, now=None, expected_version=None):
+    """Change type-specific fields (partial: fields left out keep their value); the checks run again.
+
+    Missing required fields are allowed, as at email intake: the required-fields check
+    reports them. An item awaiting approval keeps its amounts until the approval is decided.
+    """
+    now = now or utcnow()
+    access.require_work(actor, item)
+    check_version(item, expected_version)
+    if not isinstance(fields, dict) or not fields:
+        raise Invalid("give the fields to change", {"fields": "must be a non-empty object"})
+    if not item.is_open:
+        raise Invalid(f"{item.ref} is {item.status}; reopen it before changing it", {"status": item.status})
+    if item.status == "awaiting_approval":
+        raise Invalid(f"{item.ref} is awaiting approval; its details cannot change until it is decided",
+                      {"status": item.status})
+    before = fields_of(item)
+    values = validate_fields(item.type, {**before, **fields}, require=False)
+    for name, value in values.items():
+        if getattr(item, name) != value:
+            setattr(item, name, value)
+    after = fields_of(item)
+    changes = {name: [before[name], after[name]] for name in after if before[name] != after[name]}
+    if not changes:
+        return item
+    _touch(item, now)
+    record_event(session, item, "fields_changed", actor, changes, now=now)
+    enqueue_checks(session, item)
     session.flush()
     return item
 

@@ -10,3 +10,10 @@ class AssignForm(FlaskForm):
     version = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
     next = HiddenField()
     submit = SubmitField("Assign")
+
+
+class CheckerForm(FlaskForm):
+    """Designate a team member as a checker (enabled=1) or stop (enabled=0)."""
+
+    user_id = IntegerField(validators=[InputRequired()])
+    enabled = HiddenField(validators=[InputRequired()])

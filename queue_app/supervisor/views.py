@@ -1,19 +1,22 @@
-"""Unassigned work of the teams I manage, most urgent first, and who has how much."""
+"""Unassigned work of the teams I manage, most urgent first, who has how much, and approvals to decide."""
 import sqlalchemy as sa
-from flask import flash, redirect, render_template, request
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy.orm import selectinload
 
 from queue_app.auth.views import safe_next
 from queue_app.extensions import db
 from queue_app.inbox import paging
+from queue_app.inbox.forms import DecisionForm
 from queue_app.inbox.views import attempt, flash_form_errors, me, with_listing_relations
 from queue_app.models import Team, User, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.work_item import OPEN_STATUSES
-from queue_app.services import access, work_items
+from queue_app.services import access, approvals, work_items
 from queue_app.supervisor import bp
-from queue_app.supervisor.forms import AssignForm
+from queue_app.supervisor.forms import AssignForm, CheckerForm
+
+APPROVALS_PAGE = 50
 
 
 def managed_teams(user):
@@ -70,3 +73,48 @@ def assign(ref):
     else:
         flash_form_errors(form)
     return redirect(safe_next(form.next.data, "supervisor.index"))
+
+
+def _approval_cursor(raw):
+    try:
+        value = int(raw) if raw else None
+    except ValueError:
+        return None
+    return value if value is not None and value > 0 else None
+
+
+@bp.route("/approvals")
+@login_required
+def approvals_queue():
+    """Pending approvals of the teams I supervise (or check for), oldest first; I decide here or on the item."""
+    user = me()
+    decidable = approvals.decidable_team_ids(db.session, user)
+    if user.role == "executive" and not decidable:
+        access.require_role(user, "supervisor", "admin")
+    rows = approvals.pending_queue(db.session, user, after_id=_approval_cursor(request.args.get("after")),
+                                   limit=APPROVALS_PAGE + 1)
+    page, more = rows[:APPROVALS_PAGE], len(rows) > APPROVALS_PAGE
+    teams = managed_teams(user)
+    return render_template(
+        "supervisor/approvals.html", approvals=page, next_cursor=page[-1].id if more else None,
+        may_decide={a.id: approvals.may_decide_approval(db.session, user, a.work_item, a) for a in page},
+        teams=teams, checkers=approvals.checkers_by_team(db.session, teams), form=CheckerForm(),
+        decision_form=DecisionForm())
+
+
+@bp.route("/teams/<int:team_id>/checkers", methods=["POST"])
+@login_required
+def set_checker(team_id):
+    team = db.get_or_404(Team, team_id)
+    form = CheckerForm()
+    if form.validate_on_submit():
+        person = db.session.get(User, form.user_id.data)
+        if person is None:
+            flash("That person does not exist any more.", "error")
+        else:
+            enabled = form.enabled.data == "1"
+            attempt(lambda: approvals.set_checker(db.session, team, person, actor=me(), enabled=enabled),
+                    f"{person.name} {'is now' if enabled else 'is no longer'} a checker of {team.name}.")
+    else:
+        flash_form_errors(form)
+    return redirect(url_for("supervisor.approvals_queue"))

@@ -1,0 +1,174 @@
+"""Admin pages for people (role, teams, skills, capacity, time zone, active, password) and teams.
+
+Same shape as the mailbox pages: a post makes one service call, commits, flashes and
+redirects; refused input comes back with the errors next to the fields (status 422).
+"""
+import sqlalchemy as sa
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user
+
+from queue_app.admin import bp
+from queue_app.admin.forms import TeamForm, UserForm, timezone_choices
+from queue_app.admin.views import attach_errors
+from queue_app.extensions import db
+from queue_app.inbox.views import me
+from queue_app.models import Calendar, Team, User
+from queue_app.services import admin_teams, assignment, users
+from queue_app.services.errors import DomainError, Invalid
+
+NO_NAMES = {}
+
+
+def get_or_404(model, ident):
+    record = db.session.get(model, ident)
+    if record is None:
+        abort(404)
+    return record
+
+
+def save(form, action, names=NO_NAMES):
+    """Run a service call and commit; on refusal roll back and show the errors. True when saved."""
+    try:
+        action()
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        attach_errors(form, exc, names)
+        return False
+    return True
+
+
+def invalid_form(form):
+    """A posted form WTForms refused (the service was not called): say so once."""
+    if form.is_submitted():
+        flash("Please correct the marked fields.", "error")
+
+
+def page(template, form, **context):
+    """Render a form page: 422 when a submitted form was refused, so tests and tools can tell."""
+    return render_template(template, form=form, **context), 422 if form.is_submitted() else 200
+
+
+# --- people -------------------------------------------------------------------------------------
+
+def user_form(user=None):
+    if request.method == "POST":
+        form = UserForm()
+    elif user is not None:
+        form = UserForm(obj=user)  # then the fields whose data is not the attribute as it is
+        form.teams.data = [t.id for t in user.teams]
+        form.active.data = user.is_active_user
+        form.password.data = None
+    else:
+        form = UserForm()
+    form.teams.choices = [(t.id, t.name) for t in db.session.scalars(sa.select(Team).order_by(Team.name))]
+    form.timezone.choices = timezone_choices()
+    return form
+
+
+@bp.route("/users")
+def user_list():
+    return render_template("admin/users.html", people=users.list_users(db.session))
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+def user_new():
+    form = user_form()
+    if form.validate_on_submit():
+        created = {}
+
+        def create():
+            if not (form.email.data or "").strip():
+                raise Invalid("an email address is needed", {"email": "is required"})
+            names = [name for ident, name in form.teams.choices if ident in form.teams.data]
+            person = users.create_user(db.session, email=form.email.data, password=form.password.data or "",
+                                       role=form.role.data, name=form.name.data.strip(), teams=names,
+                                       skills=form.skills.data, capacity=form.capacity.data,
+                                       timezone=form.timezone.data)
+            person.is_active_user = form.active.data
+            created["user"] = person
+
+        if save(form, create, {"team": "teams"}):
+            flash(f"{created['user'].name} ({created['user'].email}) can now sign in." if form.active.data
+                  else f"{created['user'].email} was added (inactive).", "success")
+            return redirect(url_for("admin.user_list"))
+    else:
+        invalid_form(form)
+    return page("admin/user_edit.html", form, person=None)
+
+
+@bp.route("/users/<int:user_id>", methods=["GET", "POST"])
+def user_edit(user_id):
+    person = get_or_404(User, user_id)
+    form = user_form(person)
+    if form.validate_on_submit():
+        def update():
+            users.update_user(db.session, person, actor=me(), name=form.name.data, role=form.role.data,
+                              team_ids=form.teams.data, skills=form.skills.data, capacity=form.capacity.data,
+                              timezone=form.timezone.data, active=form.active.data)
+            if form.password.data:
+                users.reset_password(db.session, person, form.password.data)
+
+        if save(form, update):
+            if person.id == current_user.id and form.password.data:
+                login_user(person)  # a new password ends every session, this one included
+            flash(f"{person.name} saved." + (" Their sessions were ended." if form.password.data else ""), "success")
+            return redirect(url_for("admin.user_list"))
+    else:
+        invalid_form(form)
+    return page("admin/user_edit.html", form, person=person)
+
+
+# --- teams --------------------------------------------------------------------------------------
+
+def team_form(team=None):
+    if request.method == "POST":
+        form = TeamForm()
+    elif team is not None:
+        form = TeamForm(obj=team)  # then the fields whose data is not the attribute as it is
+        form.calendar.data = team.calendar_id or 0
+        form.approval_threshold.data = "" if team.approval_threshold is None else f"{team.approval_threshold}"
+    else:
+        form = TeamForm()
+    form.calendar.choices = [(0, "None (round the clock)")] + [
+        (c.id, c.name) for c in db.session.scalars(sa.select(Calendar).order_by(Calendar.name))]
+    return form
+
+
+def save_team(form, team=None):
+    saved = {}
+
+    def action():
+        saved["team"] = admin_teams.save_team(
+            db.session, team, name=form.name.data, email=form.email.data, work_types=form.work_types.data,
+            auto_assign=form.auto_assign.data, approval_threshold=form.approval_threshold.data,
+            calendar_id=form.calendar.data or None)
+
+    return saved["team"] if save(form, action) else None
+
+
+@bp.route("/teams", methods=["GET", "POST"])
+def team_list():
+    form = team_form()
+    if form.validate_on_submit():
+        team = save_team(form)
+        if team is not None:
+            flash(f"Team {team.name} added. Add people to it on their pages.", "success")
+            return redirect(url_for("admin.team_list"))
+    else:
+        invalid_form(form)
+    return page("admin/teams.html", form, teams=admin_teams.list_teams(db.session),
+                policies=assignment.POLICY_LABELS)
+
+
+@bp.route("/teams/<int:team_id>", methods=["GET", "POST"])
+def team_edit(team_id):
+    team = get_or_404(Team, team_id)
+    form = team_form(team)
+    if form.validate_on_submit():
+        if save_team(form, team) is not None:
+            flash(f"Team {team.name} saved.", "success")
+            return redirect(url_for("admin.team_list"))
+    else:
+        invalid_form(form)
+    return page("admin/team_edit.html", form, team=team)
