@@ -43,6 +43,8 @@ class Message(db.Model):
 
     __table_args__ = (
         sa.Index("ix_messages_work_item_id", "work_item_id", "id"),
+        # The per-sender acknowledgement cap counts recent mail to one address.
+        sa.Index("ix_messages_automatic_created", "is_automatic", "created_at"),
         sa.CheckConstraint("kind IN ('inbound', 'outbound', 'note')", name="kind"),
     )
 

@@ -75,7 +75,7 @@ class WorkItem(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
-    resolved_at: Mapped[Optional[datetime]]
+    resolved_at: Mapped[Optional[datetime]] = mapped_column(index=True)  # reports: resolved per day
     closed_at: Mapped[Optional[datetime]]
     version: Mapped[int] = mapped_column(default=1, server_default="1")
 
