@@ -25,13 +25,7 @@ from queue_app.services.check_rules import (
     TransientCheckError,
 )
 from tests.check_files import TINY_JPEG, attach, encrypted_pdf, pdf
-from tests.integration.test_workers import (  # noqa: F401 (fixtures)
-    ROOT,
-    deliver_on_commit,
-    rconn,
-    run_burst,
-    worker_redis_url,
-)
+from tests.integration.test_workers import ROOT, run_burst
 from workers.queues import JOB_TIMEOUTS, RETRY_INTERVALS
 
 

@@ -17,10 +17,8 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-import redis
 import sqlalchemy as sa
 from rq import Queue, SimpleWorker
 from rq.job import Job
@@ -34,45 +32,11 @@ from workers import relay
 from workers.sla_timers import fire_sla_timer, sweep
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_REDIS_DB = 14
 ON_TIME = timedelta(seconds=2)  # the issue: warnings and breaches fire within 2 s of their instant
 EVENT_KINDS = {"warning": "sla_warning", "breach": "sla_breached"}
 
 
 # --- fixtures and helpers -------------------------------------------------------------
-
-def _use_redis(app, url):
-    """Point the app at another Redis URL; the next redis_connection() reconnects."""
-    app.config["REDIS_URL"] = url
-    old = app.extensions.pop("backdesk_redis", None)
-    if old is not None:
-        old.close()
-
-
-@pytest.fixture
-def sla_redis_url(redis_url):
-    return urlsplit(redis_url)._replace(path=f"/{TEST_REDIS_DB}").geturl()
-
-
-@pytest.fixture
-def rconn(app, sla_redis_url):
-    saved = app.config["REDIS_URL"]
-    _use_redis(app, sla_redis_url)
-    conn = redis.Redis.from_url(sla_redis_url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
-    _use_redis(app, saved)
-
-
-@pytest.fixture
-def deliver_on_commit(app):
-    saved = app.config["OUTBOX_DELIVER_ON_COMMIT"]
-    app.config["OUTBOX_DELIVER_ON_COMMIT"] = True
-    yield
-    app.config["OUTBOX_DELIVER_ON_COMMIT"] = saved
-
 
 class Proc:
     """A `flask --app wsgi ...` child in a process group of its own, logging to a file."""
@@ -150,10 +114,10 @@ class Procs:
 
 
 @pytest.fixture
-def procs(app, rconn, sla_redis_url, tmp_path):
+def procs(app, rconn, worker_redis_url, tmp_path):
     """Starts child processes; stops them (and their process groups) before the tables are emptied."""
     (tmp_path / "instance").mkdir()
-    started = Procs(app, sla_redis_url, tmp_path)
+    started = Procs(app, worker_redis_url, tmp_path)
     yield started
     started.stop_all()
 

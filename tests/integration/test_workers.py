@@ -13,56 +13,17 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import pytest
-import redis
 import sqlalchemy as sa
 from rq import Queue, SimpleWorker
 
 from queue_app.models import CheckResult, Event, Message, OutboxJob, WorkItem
 from queue_app.services import work_items
 from workers import relay
+from tests.integration.conftest import TEST_REDIS_DB, use_redis
 from workers.mail_out import send_message
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_REDIS_DB = 15
-
-
-def _use_redis(app, url):
-    """Point the app at another Redis URL; the next redis_connection() reconnects."""
-    app.config["REDIS_URL"] = url
-    old = app.extensions.pop("backdesk_redis", None)
-    if old is not None:
-        old.close()
-
-
-@pytest.fixture
-def worker_redis_url(redis_url):
-    return urlsplit(redis_url)._replace(path=f"/{TEST_REDIS_DB}").geturl()
-
-
-@pytest.fixture
-def rconn(app, worker_redis_url):
-    """A connection to the test's own, empty Redis database, which the app uses too."""
-    saved = app.config["REDIS_URL"]
-    _use_redis(app, worker_redis_url)
-    conn = redis.Redis.from_url(worker_redis_url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
-    _use_redis(app, saved)
-
-
-@pytest.fixture
-def deliver_on_commit(app):
-    saved = app.config["OUTBOX_DELIVER_ON_COMMIT"]
-    app.config["OUTBOX_DELIVER_ON_COMMIT"] = True
-    yield
-    app.config["OUTBOX_DELIVER_ON_COMMIT"] = saved
-
-
 def queue(conn, name="checks"):
     return Queue(name, connection=conn)
 
@@ -127,7 +88,7 @@ def test_a_new_item_is_checked_by_a_worker_after_commit(session, rconn, deliver_
 
 
 def test_a_redis_outage_loses_nothing(app, session, rconn, worker_redis_url, deliver_on_commit, make_item, caplog):
-    _use_redis(app, f"redis://127.0.0.1:{closed_port()}/{TEST_REDIS_DB}")
+    use_redis(app, f"redis://127.0.0.1:{closed_port()}/{TEST_REDIS_DB}")
 
     item = make_item(type="general")  # general items have one check
     with caplog.at_level(logging.WARNING, logger="queue_app.services.dispatch"):
@@ -143,7 +104,7 @@ def test_a_redis_outage_loses_nothing(app, session, rconn, worker_redis_url, del
     [row] = outbox_rows(session)
     assert row.enqueued_at is None
 
-    _use_redis(app, worker_redis_url)
+    use_redis(app, worker_redis_url)
     assert relay.relay_pending() == 2  # the checks, and the SLA timer (scheduled for later)
     assert queue(rconn).get_job_ids() == [f"outbox-{row.id}"]
     assert outbox_rows(session)[0].enqueued_at is not None
