@@ -39,3 +39,16 @@ def deliver_on_commit(app):
     app.config["OUTBOX_DELIVER_ON_COMMIT"] = True
     yield
     app.config["OUTBOX_DELIVER_ON_COMMIT"] = saved
+
+
+@pytest.fixture
+def world(session, make_team, make_user):
+    """Returns (supervisor Sam, executives Priya and Tom) and Documents (executive Lena), committed."""
+    returns = make_team(name="Returns", work_types=["return"])
+    docs = make_team(name="Documents", work_types=["document_verification"])
+    sup = make_user(email="sam@example.com", name="Sam Supervisor", role="supervisor", teams=[returns])
+    priya = make_user(email="priya@example.com", name="Priya Nair", teams=[returns])
+    tom = make_user(email="tom@example.com", name="Tom Becker", teams=[returns])
+    lena = make_user(email="lena@example.com", name="Lena Vogel", teams=[docs])
+    session.commit()
+    return type("World", (), dict(returns=returns, docs=docs, sup=sup, priya=priya, tom=tom, lena=lena))

@@ -2,7 +2,6 @@
 import re
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 from flask import render_template
 
@@ -15,19 +14,6 @@ from tests.factories import PASSWORD
 
 def new_client(app):
     return app.test_client()
-
-
-@pytest.fixture
-def world(session, make_team, make_user):
-    """Two teams, a supervisor of the first, two executives in it and one in the other team."""
-    returns = make_team(name="Returns", work_types=["return"])
-    docs = make_team(name="Documents", work_types=["document_verification"])
-    sup = make_user(email="sam@example.com", name="Sam Supervisor", role="supervisor", teams=[returns])
-    priya = make_user(email="priya@example.com", name="Priya Nair", teams=[returns])
-    tom = make_user(email="tom@example.com", name="Tom Becker", teams=[returns])
-    lena = make_user(email="lena@example.com", name="Lena Vogel", teams=[docs])
-    session.commit()
-    return type("World", (), dict(returns=returns, docs=docs, sup=sup, priya=priya, tom=tom, lena=lena))
 
 
 def text(response):

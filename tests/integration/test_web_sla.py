@@ -2,32 +2,15 @@
 import re
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from queue_app.auth.templating import business_span
 from queue_app.models import Event, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services import sla, work_items
+from tests.integration.test_web import text
 from tests.conftest import Auth, csrf_token_from
 from tests.factories import make_policy
-
-
-@pytest.fixture
-def world(session, make_team, make_user):
-    """Returns (supervisor Sam, executives Priya and Tom) and Documents (executive Lena)."""
-    returns = make_team(name="Returns", work_types=["return"])
-    docs = make_team(name="Documents", work_types=["document_verification"])
-    sup = make_user(email="sam@example.com", name="Sam Supervisor", role="supervisor", teams=[returns])
-    priya = make_user(email="priya@example.com", name="Priya Nair", teams=[returns])
-    tom = make_user(email="tom@example.com", name="Tom Becker", teams=[returns])
-    lena = make_user(email="lena@example.com", name="Lena Vogel", teams=[docs])
-    session.commit()
-    return type("World", (), dict(returns=returns, docs=docs, sup=sup, priya=priya, tom=tom, lena=lena))
-
-
-def text(response):
-    return response.get_data(as_text=True)
 
 
 def section(html, pattern):
