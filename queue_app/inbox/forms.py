@@ -53,6 +53,12 @@ class TakeForm(VersionedForm):
     submit = SubmitField("Take")
 
 
+class TakeNextForm(FlaskForm):
+    """No fields but the CSRF token: the server picks the item."""
+
+    submit = SubmitField("Take next")
+
+
 class ClassifyForm(VersionedForm):
     """Type, priority and (for a supervisor of the item's team) team; the SLA follows the change.
 
