@@ -9,7 +9,7 @@ from queue_app.api.openapi import build_spec
 from queue_app.extensions import db
 from queue_app.models import Event, SlaPolicy, Team, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import approvals, attachments, checks, work_items
+from queue_app.services import access, approvals, attachments, checks, work_items
 from queue_app.services.errors import Invalid
 
 # Everything item_json touches, loaded in a few queries instead of a few per item.
@@ -95,6 +95,9 @@ def reclassify_item(ref):
     body = schemas.read_reclassify_body()
     user = current_user()
     item = work_items.get_visible_item(db.session, user, ref)
+    if body.get("team") is not None:
+        # Permission first, so an executive learns "not allowed", not whether a team name exists.
+        access.require_manage_team(user, item.team_id)
     team = _team_named(body["team"]) if body.get("team") is not None else None
     work_items.reclassify(db.session, item, actor=user, type=body.get("type"), priority=body.get("priority"),
                           team=team, expected_version=body.get("version"))

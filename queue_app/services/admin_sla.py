@@ -21,7 +21,7 @@ from queue_app.services.errors import Invalid
 
 _SEPARATORS = re.compile(r"[\s,;]+")
 RECALCULATE_JOB = "workers.sla_timers.recalculate_open_items"
-MAX_TARGET_MINUTES = 10 * 366 * 24 * 60
+MAX_TARGET_MINUTES = sla_config.MAX_TARGET_MINUTES
 
 
 def list_calendars(session):

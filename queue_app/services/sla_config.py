@@ -33,6 +33,8 @@ from queue_app.services.errors import Invalid
 
 DEFAULT_WARN_PERCENT = 75
 NAME_MAX = 120
+# A target longer than this is a typo, and due times beyond it would overflow date arithmetic.
+MAX_TARGET_MINUTES = 10 * 366 * 24 * 60
 ROOT = "(root)"
 
 TOP_KEYS = {"calendars", "policies"}
@@ -328,6 +330,8 @@ def _validate_policy(raw, path, known_calendars, known_teams, errors):
             value = raw[key]
             if not _is_int(value) or value <= 0:
                 errors[f"{path}.{key}"] = f"expected a positive whole number of minutes, got {value!r}"
+            elif value > MAX_TARGET_MINUTES:
+                errors[f"{path}.{key}"] = f"at most {MAX_TARGET_MINUTES:,} minutes (ten years), got {value!r}"
             out[key] = value
 
     warn = raw.get("warn_at_percent", DEFAULT_WARN_PERCENT)

@@ -115,6 +115,8 @@ def test_executive_changing_the_team_is_forbidden_and_changes_nothing(client, se
     version = item.version
     exec1 = world.headers("exec1@example.com")
     assert_error(patch(client, item, {"team": "Payments", "priority": "high"}, exec1), 403, "forbidden")
+    # A team name that does not exist is no business of an executive either: still 403, not 422.
+    assert_error(patch(client, item, {"team": "No such team"}, exec1), 403, "forbidden")
     item = reload(session, item)
     assert (item.team_id, item.priority, item.version) == (world.team.id, "normal", version)
     assert "reclassified" not in kinds(session, item)

@@ -135,6 +135,7 @@ def _break(mutate):
     (lambda d: d["policies"][0].__setitem__("calendar", "Mars"), "policies[0].calendar"),
     (lambda d: d["policies"][0].__setitem__("first_response_minutes", 0), "policies[0].first_response_minutes"),
     (lambda d: d["policies"][0].__setitem__("resolution_minutes", "480"), "policies[0].resolution_minutes"),
+    (lambda d: d["policies"][0].__setitem__("resolution_minutes", 10 ** 9), "policies[0].resolution_minutes"),
     (lambda d: d["policies"][1].pop("resolution_minutes"), "policies[1].resolution_minutes"),
     (lambda d: d["policies"][0].__setitem__("warn_at_percent", 100), "policies[0].warn_at_percent"),
     (lambda d: d["policies"][0].__setitem__("pause_statuses", ["waiting"]), "policies[0].pause_statuses[0]"),
