@@ -17,16 +17,23 @@ with COPY on PostgreSQL and executemany on SQLite; the generation time is printe
 
 Timed, each on a fresh session (nothing cached in the identity map):
   board      services.assignment.board() for a supervisor of one team and for an admin
-             (every team), 50 runs each: p50 / p95 / max
+             (every team: the per-team summary), 50 runs each: p50 / p95 / max; the /supervisor
+             page through HTTP (first page and the next keyset page), 50 runs each; and on
+             PostgreSQL the EXPLAIN (ANALYZE, BUFFERS) of every query board() runs for the admin
   reports    each services.reporting function over the last 365 days, admin (all teams)
-             and one team's supervisor, 5 runs each: p50 / max; and each tab of the reports
-             page through HTTP (one report per page view)
+             and one team's supervisor, 5 runs each: p50 / max; "created vs resolved per day"
+             also the previous way (a GROUP BY day per column), for comparison in the same run;
+             each tab of the reports page through HTTP (one report per page view); and on
+             PostgreSQL the EXPLAIN (ANALYZE, BUFFERS) of the created-per-day query
   bulk       services.assignment.bulk_assign() of 500 open items + commit, 5 runs
   arrival    work_items.create_item() on a round-robin team (auto-assignment included), 50 runs
 
   .venv/bin/python bench/supervisor.py                         # SQLite, 100,000 items
   .venv/bin/python bench/supervisor.py --throwaway-postgres --items 1000000 --readme
+  .venv/bin/python bench/supervisor.py --throwaway-postgres --postgres-port 5444
   .venv/bin/python bench/supervisor.py --database-url postgresql://... --reset
+  .venv/bin/python bench/supervisor.py --throwaway-postgres --only board        # the board timings only
+  .venv/bin/python bench/supervisor.py --database-url postgresql://... --reuse-data --only board
 """
 import argparse
 import os
@@ -73,13 +80,15 @@ def ms(seconds):
 # --- a throwaway PostgreSQL cluster, started as scripts/test.sh does ---------------------------
 
 class ThrowawayPostgres:
-    def __init__(self):
+    def __init__(self, port=None):
         self.dir = Path(tempfile.mkdtemp(prefix="backdesk-bench-pg-"))
         self.dir.chmod(0o755)  # the server runs as the postgres user and needs to reach pg/
         (self.dir / "pg").mkdir(mode=0o755)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = port
+        if self.port is None:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
         lib = ROOT / "scripts" / "lib.sh"
         try:
             subprocess.run(["bash", "-c", f'set -e; source "{lib}"; start_postgres "$1" "$2"; '
@@ -217,6 +226,12 @@ def load_postgres(db, rows):
     raw = db.engine.raw_connection()
     try:
         cursor = raw.driver_connection.cursor()
+        # No autovacuum/autoanalyze during the load: one started meanwhile holds a snapshot older
+        # than the COPY, and the VACUUM below then leaves pages not all-visible (index-only scans
+        # would read the table), differently from run to run. Autovacuum is back on afterwards.
+        for table in ("work_items", "events"):
+            cursor.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
+        raw.driver_connection.commit()
         items = f"COPY work_items ({', '.join(ITEM_COLUMNS)}) FROM STDIN"
         events = []
         with cursor.copy(items) as copy:
@@ -232,6 +247,8 @@ def load_postgres(db, rows):
         raw.driver_connection.commit()
         raw.driver_connection.autocommit = True
         cursor.execute("VACUUM ANALYZE")  # what autovacuum does after a bulk load: statistics, visibility map
+        for table in ("work_items", "events"):
+            cursor.execute(f"ALTER TABLE {table} RESET (autovacuum_enabled)")
     finally:
         raw.close()
 
@@ -283,12 +300,95 @@ def bench_board(db, users, now, runs, lines):
         def action(session, email=email):
             user = session.scalar(users.select_by_email(email))
             board = assignment.board(session, user, now)
-            assert board.items and board.people
+            assert board.items and (board.people or board.summary)
 
         times = timed(db, runs, action)
         lines.append(f"board, {label}: p50 {ms(statistics.median(times))}, p95 {ms(percentile(times, 95))}, "
                      f"max {ms(max(times))} ({runs} runs)")
         log(lines[-1])
+
+
+def explain_board(db, users, now, lines):
+    """EXPLAIN (ANALYZE, BUFFERS) of every query board() runs for the admin, all teams (PostgreSQL):
+    the statements are captured while board() runs, then explained one by one."""
+    import sqlalchemy as sa
+
+    from queue_app.services import assignment
+
+    if db.engine.url.get_backend_name() != "postgresql":
+        return
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    session = db.session
+    user = session.scalar(users.select_by_email("admin@bench.example.com"))
+    sa.event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assignment.board(session, user, now)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", capture)
+    for n, (statement, parameters) in enumerate(captured, 1):
+        plan = [row[0] for row in session.connection().exec_driver_sql(
+            "EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)]
+        first = " ".join(statement.split())[:160]
+        log(f"plan of board query {n}, admin: {first}\n  " + "\n  ".join(plan))
+        total = next((line.strip() for line in plan if line.startswith("Execution Time")), "")
+        lines.append(f"board query {n} (admin): {first[:90]} … {total}")
+    db.session.remove()
+
+
+def explain_daily(db, users, now, lines):
+    """EXPLAIN (ANALYZE, BUFFERS) of the "created per day" query, for the admin and one team (PostgreSQL)."""
+    from queue_app.models import WorkItem
+    from queue_app.services import reporting
+
+    if db.engine.url.get_backend_name() != "postgresql":
+        return
+    today = now.date()
+    for who, email in (("admin, all teams", "admin@bench.example.com"), ("supervisor, 1 team",
+                                                                          "sup03@bench.example.com")):
+        session = db.session
+        user = session.scalar(users.select_by_email(email))
+        scope = reporting.make_scope(session, user, start=today - timedelta(days=DAYS - 1), end=today, today=today)
+        compiled = reporting.ranged_per_day_query(WorkItem.created_at, scope).compile(
+            session.get_bind(), compile_kwargs={"render_postcompile": True})
+        plan = [row[0] for row in session.connection().exec_driver_sql(
+            "EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), compiled.params)]
+        log(f"plan of created per day, {who}:\n  " + "\n  ".join(plan))
+        scans = [line.strip() for line in plan if "Scan" in line or "Heap Fetches" in line or "Execution" in line]
+        lines.append(f"plan of created per day, {who}: " + "; ".join(scans))
+        db.session.remove()
+
+
+def bench_board_http(db, app, runs, lines):
+    """The board page itself through HTTP (login session, the view, the template, the loads),
+    the first page and the page after it (keyset cursor)."""
+    import re
+
+    for label, email in (("supervisor of 1 team", "sup03@bench.example.com"),
+                         ("admin, all 10 teams", "admin@bench.example.com")):
+        client = app.test_client()
+        login(client, email)
+        first = client.get("/supervisor")
+        assert first.status_code == 200, first.status_code
+        cursor = re.search(r'href="/supervisor\?after=([^"&]+)"', first.get_data(as_text=True))
+        for page, query in (("first page", {}), ("second page", {"after": cursor.group(1)} if cursor else None)):
+            if query is None:
+                continue
+            times = []
+            for _ in range(runs):
+                db.session.remove()
+                started = time.perf_counter()
+                response = client.get("/supervisor", query_string=query)
+                body = response.get_data()
+                times.append(time.perf_counter() - started)
+                assert response.status_code == 200 and b'id="unassigned"' in body, response.status_code
+            lines.append(f"board page through HTTP, {label}, {page}: p50 {ms(statistics.median(times))}, "
+                         f"p95 {ms(percentile(times, 95))}, max {ms(max(times))} ({runs} runs)")
+            log(lines[-1])
 
 
 def bench_reports(db, users, app, now, runs, lines):
@@ -301,6 +401,11 @@ def bench_reports(db, users, app, now, runs, lines):
         "SLA compliance by executive": lambda s, scope: reporting.sla_compliance(s, scope, now, by="executive"),
         "backlog by age, by team": lambda s, scope: reporting.backlog(s, scope, now, by="team"),
         "created vs resolved per day": lambda s, scope: reporting.created_resolved(s, scope),
+        # the same figures the way they were computed before (one GROUP BY day per column), timed
+        # in the same run so the comparison holds whatever else the machine is doing
+        "created vs resolved per day, grouped by day (previous query)": lambda s, scope: (
+            reporting._grouped_per_day(s, reporting.WorkItem.created_at, scope),
+            reporting._grouped_per_day(s, reporting.WorkItem.resolved_at, scope)),
         "average handling time by type": lambda s, scope: reporting.handling_time(s, scope, by="type"),
         "breaches list (first 101)": lambda s, scope: reporting.breaches(s, scope, now, limit=101),
     }
@@ -334,6 +439,11 @@ def bench_reports(db, users, app, now, runs, lines):
 def login(client, email):
     import re
 
+    from flask import g
+
+    # The bench runs inside one app context, which the test client's requests reuse; forget the
+    # previous client's CSRF token (cached in g) so this client's session gets its own.
+    g.pop("csrf_token", None)
     page = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
     response = client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
@@ -409,16 +519,26 @@ def main():
     parser.add_argument("--database-url", help="default: a fresh SQLite file in a temporary directory")
     parser.add_argument("--throwaway-postgres", action="store_true",
                         help="start a private PostgreSQL cluster as scripts/test.sh does, and remove it afterwards")
+    parser.add_argument("--postgres-port", type=int, default=None,
+                        help="port of the throwaway cluster (default: a free one)")
     parser.add_argument("--reset", action="store_true", help="allow dropping every table of --database-url")
     parser.add_argument("--board-runs", type=int, default=50)
     parser.add_argument("--report-runs", type=int, default=5)
     parser.add_argument("--readme", action="store_true", help="append the figures to bench/README.md")
+    parser.add_argument("--only", choices=("all", "board"), default="all",
+                        help="board: only the board timings (service, HTTP pages, query plans), not the "
+                             "reports, bulk assignment and arrival")
+    parser.add_argument("--reuse-data", action="store_true",
+                        help="time the data already in --database-url (made by an earlier run) without "
+                             "generating it again")
     args = parser.parse_args()
+    if args.reuse_data and not args.database_url:
+        parser.error("--reuse-data needs --database-url")
 
     tmp = Path(tempfile.mkdtemp(prefix="backdesk-bench-"))
     pg = None
     try:
-        pg = ThrowawayPostgres() if args.throwaway_postgres else None
+        pg = ThrowawayPostgres(args.postgres_port) if args.throwaway_postgres else None
         database_url = pg.url if pg else args.database_url or f"sqlite:///{tmp / 'bench.db'}"
         os.environ.update(BACKDESK_ENV="testing", DATABASE_URL=database_url,
                           BACKDESK_INSTANCE_DIR=str(tmp / "instance"))
@@ -432,20 +552,30 @@ def main():
         with app.app_context():
             backend = db.engine.url.get_backend_name()
             log(f"database: {backend}; {count:,} items, {EXECUTIVES} executives in {TEAMS} teams")
-            reset_schema(db, args.reset or not args.database_url)
-            now = utcnow()
-            started = time.perf_counter()
-            teams, execs, emails = make_people(db.session)
             from sqlalchemy import select
 
-            from queue_app.models import SlaPolicy
+            from queue_app.models import SlaPolicy, Team, WorkItem
 
-            policy_id = db.session.scalar(select(SlaPolicy.id))
-            rows = generate(count, teams, execs, emails, policy_id, now)
-            (load_postgres if backend == "postgresql" else load_sqlite)(db, rows)
-            generation = time.perf_counter() - started
+            if args.reuse_data:
+                teams = db.session.scalars(select(Team.id).order_by(Team.name)).all()
+                count = db.session.scalar(select(WorkItem.id).order_by(WorkItem.id.desc()).limit(1)) - SPIKE
+                db.session.commit()
+                generated = "data of an earlier run"
+            else:
+                reset_schema(db, args.reset or not args.database_url)
+                now = utcnow()
+                started = time.perf_counter()
+                teams, execs, emails = make_people(db.session)
+                policy_id = db.session.scalar(select(SlaPolicy.id))
+                # End this session's transaction before the load: an open snapshot older than the
+                # COPY keeps VACUUM from marking the new pages all-visible, and index-only scans
+                # then read the table for every row (not what a settled production table does).
+                db.session.commit()
+                rows = generate(count, teams, execs, emails, policy_id, now)
+                (load_postgres if backend == "postgresql" else load_sqlite)(db, rows)
+                generated = f"generated in {time.perf_counter() - started:.0f} s"
             lines = [f"{backend}, {count:,} items over {DAYS} days, {EXECUTIVES} executives in {TEAMS} teams "
-                     f"(generated in {generation:.0f} s)"]
+                     f"({generated})"]
             log(lines[-1])
             from sqlalchemy import text
 
@@ -459,9 +589,13 @@ def main():
             users = Users()
             now = utcnow()
             bench_board(db, users, now, args.board_runs, lines)
-            bench_reports(db, users, app, now, args.report_runs, lines)
-            bench_bulk(db, users, teams, now, 5, lines)
-            bench_arrival(db, teams, now, 50, lines)
+            bench_board_http(db, app, args.board_runs, lines)
+            explain_board(db, users, now, lines)
+            if args.only == "all":
+                bench_reports(db, users, app, now, args.report_runs, lines)
+                explain_daily(db, users, now, lines)
+                bench_bulk(db, users, teams, now, 5, lines)
+                bench_arrival(db, teams, now, 50, lines)
             lines.append(f"load average after timing: {os.getloadavg()[0]:.1f}")
             log(lines[-1])
             db.session.remove()

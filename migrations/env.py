@@ -48,8 +48,17 @@ def render_item(type_, obj, autogen_context):
     return False
 
 
+def include_name(name, type_, parent_names):
+    """Autogenerate leaves the full-text search index alone (FTS5 tables, GIN expression indexes):
+    no model describes it; its migration and queue_app/services/search.py do."""
+    from queue_app.services import search
+
+    return not search.is_search_object(name)
+
+
 def configure_args():
     args = dict(current_app.extensions["migrate"].configure_args)
+    args.setdefault("include_name", include_name)
     args.setdefault("render_as_batch", True)
     args.setdefault("compare_type", True)
     args.setdefault("render_item", render_item)
@@ -91,6 +100,10 @@ def run_migrations_online():
                 context.run_migrations()
             if sqlite:
                 connection.commit()
+                from queue_app.services import search
+
+                if search.repair_sqlite_triggers(connection):  # a table rebuild dropped them
+                    connection.commit()
                 problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                 if problems:
                     raise RuntimeError(f"foreign key violations after migrating: {problems[:10]}")

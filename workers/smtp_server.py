@@ -1,8 +1,9 @@
 """The SMTP intake server (`flask intake smtp`): mail for our mailboxes becomes InboundEmail rows.
 
 Invariants:
-- RCPT is refused (550) for any address that is not an active Mailbox, so a relay never
-  hands us mail we would have to bounce later; a malformed address gets 553.
+- RCPT is refused (550) for any address that is not an active Mailbox or our own MAIL_FROM
+  (customers reply to it), so a relay never hands us mail we would have to bounce later; a
+  malformed address gets 553.
 - SIZE is advertised from INTAKE_MAX_MESSAGE_BYTES and larger DATA is refused with 552.
 - "250 Message accepted as <id>" is sent only after the raw bytes and the processing job
   (outbox row) are committed in one transaction. If that commit fails the answer is 451,
@@ -95,10 +96,17 @@ class IntakeHandler:
         return f"250 Message accepted as {inbound_id}"
 
     def _is_mailbox(self, address):
+        """An active mailbox, or MAIL_FROM: customers answer our mail, and it comes from there
+        (processing files such a reply on its item, or quarantines it if it answers nothing)."""
+        from email.utils import parseaddr
+
         from queue_app.extensions import db
         from queue_app.services import mailboxes
 
         with self.app.app_context():
+            ours = parseaddr(self.app.config.get("MAIL_FROM") or "")[1].strip().lower()
+            if ours and address.strip().lower() == ours:
+                return True
             return mailboxes.mailbox_for(db.session, [address]) is not None
 
     def _store(self, raw, mail_from, rcpt_tos):

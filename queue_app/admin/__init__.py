@@ -6,3 +6,4 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 from queue_app.admin import views  # noqa: E402,F401
 from queue_app.admin import people, routing, sla  # noqa: E402,F401
+from queue_app.admin import canned  # noqa: E402,F401

@@ -33,6 +33,8 @@ def admins_only():
     """Every admin page: sign in first, then admins only (everyone else gets 403)."""
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
+    if (request.endpoint or "").startswith("admin.canned"):
+        return None  # supervisors keep their teams' canned responses; admin/canned.py checks role and team
     access.require_role(current_user, "admin")
 
 

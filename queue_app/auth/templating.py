@@ -7,8 +7,9 @@ from collections import namedtuple
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from flask import has_request_context, request
 from flask_login import current_user
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from queue_app.auth import bp
 from queue_app.models.base import utcnow
@@ -33,14 +34,27 @@ LABELS = {
 CODES = set(STATUSES) | set(TYPES) | set(PRIORITIES) | set(SLA_STATES) | set(SOURCES) | set(sla.TARGETS)
 # Events whose data maps each changed attribute to [old, new].
 CHANGE_EVENTS = {"reclassified"}
+_ZONE_KEY = "backdesk.viewer_zone"
+_CODE_LABELS = {}
 
 
-def viewer_zone():
-    name = getattr(current_user, "timezone", None) or "UTC"
+def _zone_of(user):
+    name = getattr(user, "timezone", None) or "UTC"
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return timezone.utc
+
+
+def viewer_zone():
+    """The signed-in user's time zone (UTC for anyone else), looked up once per request: a
+    page of items formats a few hundred times with it."""
+    if not has_request_context():
+        return _zone_of(current_user)
+    zone = request.environ.get(_ZONE_KEY)
+    if zone is None:
+        zone = request.environ[_ZONE_KEY] = _zone_of(current_user)
+    return zone
 
 
 @bp.app_template_filter("localtime")
@@ -59,8 +73,8 @@ def timetag(value, fmt="%Y-%m-%d %H:%M"):
     """A <time> element: machine-readable UTC, human-readable local."""
     if value is None:
         return Markup('<span class="muted">—</span>')
-    return Markup('<time datetime="{}">{}</time>').format(value.astimezone(timezone.utc).isoformat(),
-                                                         localtime(value, fmt))
+    return Markup(f'<time datetime="{value.astimezone(timezone.utc).isoformat()}">'
+                  f'{escape(localtime(value, fmt))}</time>')
 
 
 @bp.app_template_filter("relative")
@@ -130,7 +144,12 @@ def label(code):
         return ""
     if code in LABELS:
         return LABELS[code]
-    return re.sub(r"\bsla\b", "SLA", str(code).replace("_", " ").capitalize(), flags=re.I)
+    if code in _CODE_LABELS:
+        return _CODE_LABELS[code]
+    text = re.sub(r"\bsla\b", "SLA", str(code).replace("_", " ").capitalize(), flags=re.I)
+    if code in CODES:  # a fixed set: remember it (a queue page asks for the same few hundreds of times)
+        _CODE_LABELS[code] = text
+    return text
 
 
 def _display_value(value):

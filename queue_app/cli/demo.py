@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from queue_app.extensions import db
-from queue_app.models import Calendar, Mailbox, RoutingRule, SlaPolicy, Team, User, WorkItem
+from queue_app.models import Calendar, CannedResponse, Mailbox, RoutingRule, SlaPolicy, Team, User, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.calendar import round_the_clock_hours
 from queue_app.services import users as user_service
@@ -42,6 +42,22 @@ SUBJECTS = {
     "escalation": ["Customer complaint escalated", "VIP client waiting on refund", "Regulator query"],
     "general": ["Question about processing times", "Update contact details", "Request for statement copy"],
 }
+
+# Canned responses (title, team or None for every team, text with placeholders).
+CANNED = [
+    ("Acknowledge and set expectations", None,
+     "Dear {requester_name},\n\nThank you for your message about \"{subject}\". We are looking into it under "
+     "reference {reference} and expect to have it resolved by {due_date}.\n\nKind regards,\n{executive_name}\n{team}"),
+    ("Ask for more information", None,
+     "Dear {requester_name},\n\nTo continue with {reference} we need a little more information from you: \n\n- \n\n"
+     "Please reply to this email, keeping the reference in the subject.\n\nKind regards,\n{executive_name}"),
+    ("Refund approved", "Returns",
+     "Dear {requester_name},\n\nGood news: the refund for your return ({reference}) has been approved. It will "
+     "reach your original payment method within 5 business days.\n\nKind regards,\n{executive_name}\n{team}"),
+    ("Document expired", "Documents",
+     "Dear {requester_name},\n\nThe document you sent for {reference} has expired, so we cannot accept it. "
+     "Please send a copy of a valid document by replying to this email.\n\nKind regards,\n{executive_name}"),
+]
 
 
 def _fields(rng, work_type, today):
@@ -112,6 +128,9 @@ def seed_demo(items, if_empty, seed):
                                           ("recon@backdesk.example.com", "discrepancy_fix", "Reconciliation"),
                                           ("help@backdesk.example.com", "general", "Escalations")]:
         db.session.add(Mailbox(address=address, type=work_type, team=teams[team_name]))
+    for title, team_name, body in CANNED:
+        db.session.add(CannedResponse(title=title, body=body, team=teams.get(team_name),
+                                      created_by=people["admin@backdesk.example.com"]))
     db.session.add(RoutingRule(name="Refund keywords go to Returns", position=10, keywords=["refund", "return"],
                                source="email", set_type="return", set_team_id=teams["Returns"].id))
     db.session.flush()

@@ -1,8 +1,7 @@
 """`flask intake file|smtp|imap` and `flask mailboxes add|list`."""
-import hashlib
 import mailbox as mailbox_lib
+import os
 import re
-from collections import Counter
 from pathlib import Path
 
 import click
@@ -10,7 +9,6 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from queue_app.extensions import db
-from queue_app.services import config_cache
 from queue_app.services import mailboxes as mailbox_service
 from queue_app.services.errors import DomainError
 
@@ -52,32 +50,26 @@ def _maildir_order(key):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
 
 
-def import_messages(raws, fallback_mailbox=None, batch=100):
+def import_messages(raws, fallback_mailbox=None, batch=200, parse_processes=0):
     """Store and process each message; returns a Counter of outcomes. Re-importing creates nothing."""
     from queue_app.services import intake as intake_service
 
-    counts = Counter()
-    # Rules, policies and mailboxes are read once per batch, not once per message.
-    with config_cache.config_cache(db.session):
-        for index, raw in enumerate(raws, 1):
-            known = intake_service.find_known(db.session, intake_service._peek_message_id(raw),
-                                              hashlib.sha256(raw).hexdigest())
-            if known is not None:
-                counts["duplicate"] += 1
-                continue
-            inbound = intake_service.receive(db.session, raw, source="file")
-            counts[intake_service.process(db.session, inbound, fallback_mailbox=fallback_mailbox).status] += 1
-            if index % batch == 0:
-                db.session.commit()
-                config_cache.reset(db.session)
-        db.session.commit()
-    return counts
+    return intake_service.import_raw_messages(db.session, raws, fallback_mailbox=fallback_mailbox, batch=batch,
+                                              parse_processes=parse_processes)
+
+
+def _default_parse_processes():
+    return 1 if (os.cpu_count() or 1) > 1 else 0
 
 
 @intake.command("file")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--mailbox", "mailbox_address", help="Mailbox for messages addressed to none of ours.")
-def import_files(paths, mailbox_address):
+@click.option("--parse-processes", type=click.IntRange(0, 16), default=None,
+              help="Processes parsing ahead while this one writes (default: 1 with 2+ CPUs, else 0).")
+@click.option("--batch-size", type=click.IntRange(1, 5000), default=200, show_default=True,
+              help="Messages per transaction.")
+def import_files(paths, mailbox_address, parse_processes, batch_size):
     """Import .eml files, mbox files and Maildir folders."""
     fallback = None
     if mailbox_address:
@@ -86,7 +78,10 @@ def import_files(paths, mailbox_address):
             raise click.ClickException(f"no mailbox {mailbox_address}; add it with `flask mailboxes add`")
     for path in paths:  # every path checked before anything is imported
         _check_path(path)
-    counts = import_messages((raw for path in paths for raw in read_messages(path)), fallback)
+    if parse_processes is None:
+        parse_processes = _default_parse_processes()
+    counts = import_messages((raw for path in paths for raw in read_messages(path)), fallback, batch=batch_size,
+                             parse_processes=parse_processes)
     total = sum(counts.values())
     parts = ", ".join(f"{counts[key]} {label}" for key, label in SUMMARY_KEYS.items())
     click.echo(f"{total} messages: {parts}")

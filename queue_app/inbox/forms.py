@@ -1,7 +1,8 @@
-"""Forms on the item page. Each carries its CSRF token; status and approval forms carry the item version."""
+"""Forms on the item page. Each carries its CSRF token; the forms that change the item carry the
+item version and the last history event the person saw (see services.item_changes)."""
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, IntegerField, SelectField, StringField, SubmitField, TextAreaField
-from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import HiddenInput
 
 from queue_app.auth.templating import label
@@ -16,16 +17,21 @@ class NoteForm(FlaskForm):
     submit = SubmitField("Add note")
 
 
-class ReplyForm(FlaskForm):
+class VersionedForm(FlaskForm):
+    """The version and the last event the person saw, so a change made meanwhile is shown to them
+    instead of overwritten. seen_event is optional: a form from an older page compares versions only."""
+
+    version = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
+    seen_event = IntegerField(widget=HiddenInput(), validators=[Optional(), NumberRange(min=0)])
+
+
+class ReplyForm(VersionedForm):
+    """A reply only conflicts with changes to the item's state, owner or details, not with a new note."""
+
+    version = IntegerField(widget=HiddenInput(), validators=[Optional()])
     reply = TextAreaField("Reply to the requester", validators=[DataRequired(message="Write the reply first."),
                                                                Length(max=MAX_BODY)])
     submit = SubmitField("Send reply")
-
-
-class VersionedForm(FlaskForm):
-    """The version the person saw, so a change made meanwhile is refused instead of overwritten."""
-
-    version = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
 
 
 class StatusForm(VersionedForm):

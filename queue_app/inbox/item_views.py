@@ -1,5 +1,11 @@
 """The item page and what an executive does on it: reply, note, status, fields, classification,
-approval, checks, attachments. Each post makes one service call, commits and redirects."""
+approval, checks, attachments. Each post makes one service call, commits and redirects.
+
+Forms that change the item carry the version and the last event the person saw; when a
+conflicting change was made meanwhile (services.item_changes), the page comes back with
+status 409 showing what changed, with their unsent input kept. Notes and replies posted by
+htmx get the new thread and history back as fragments instead of a redirect.
+"""
 import re
 import unicodedata
 from urllib.parse import quote
@@ -15,8 +21,8 @@ from queue_app.inbox import bp
 from queue_app.inbox.forms import ClassifyForm, DecisionForm, FieldsForm, NoteForm, ReplyForm, RerunForm, StatusForm
 from queue_app.inbox.views import attempt, flash_form_errors, me
 from queue_app.models import Attachment, Event, Message, Team
-from queue_app.services import access, approvals, checks, work_items, work_types
-from queue_app.services.errors import PermissionDenied
+from queue_app.services import access, approvals, canned_responses, checks, item_changes, work_items, work_types
+from queue_app.services.errors import NotFound, PermissionDenied
 
 # Events that are steps of the SLA ladder, shown on the item page's SLA panel.
 LADDER_EVENTS = ("sla_warning", "sla_breached", "escalated")
@@ -34,28 +40,52 @@ def _may_work(item):
 @login_required
 def item(ref):
     item = work_items.get_visible_item(db.session, me(), ref)
+    drafts = {}
+    if request.args.get("canned", "").isdigit():
+        # Without JavaScript, "Insert" reloads the page with the response filled into the reply box.
+        drafts["reply"] = canned_text(item, int(request.args["canned"]))
+    return render_item(item, drafts=drafts)
+
+
+def render_item(item, *, status=200, changes=None, drafts=None):
+    """The item page; after a conflict (status 409) with what changed and the person's unsent input.
+
+    `drafts` holds what the person typed and has not been saved: "reply", "status" and
+    "comment", "fields" (name -> text), "type", "priority" and "team_id".
+    """
+    drafts = drafts or {}
     events = db.session.scalars(sa.select(Event).where(Event.work_item_id == item.id).order_by(Event.id)).all()
     approval = approvals.pending_approval(db.session, item)
     manages = access.manages_team(current_user, item.team_id)
     check_views = checks.results_for_display(db.session, item)
     may_work = _may_work(item)
+    may_reply = may_work and bool(item.requester_email)
     members = [u for u in item.team.members if u.is_active] if manages else []
     teams = db.session.scalars(sa.select(Team).order_by(Team.name)).all() if manages else []
+    fields = work_types.fields_of(item)
+    classify_form = None
+    if may_work and item.is_open:
+        classify_form = ClassifyForm(formdata=None, obj=item)
+        for name in ("type", "priority"):
+            if drafts.get(name):
+                classify_form[name].data = drafts[name]
     return render_template(
-        "inbox/item.html", item=item, specs=work_types.FIELDS[item.type], fields=work_types.fields_of(item),
+        "inbox/item.html", item=item, specs=work_types.FIELDS[item.type], fields=fields,
+        field_values={**fields, **(drafts.get("fields") or {})},
         checks=check_views, failed_mandatory=[c for c in check_views if c.mandatory and c.status == "failed"],
-        messages=thread_of(item), events=events,
+        messages=thread_of(item), events=events, seen_event=events[-1].id if events else 0,
         approval=approval, may_work=may_work, manages=manages, members=members,
         transitions=work_items.allowed_transitions(item) if may_work else [],
         may_take=item.is_open and item.assignee_id is None and item.team_id in current_user.team_ids,
         may_decide=approvals.may_decide_approval(db.session, me(), item, approval),
         may_edit_fields=may_work and item.is_open and item.status != "awaiting_approval" and bool(
             work_types.FIELDS[item.type]),
-        may_reply=may_work and bool(item.requester_email),
-        note_form=NoteForm(), reply_form=ReplyForm(),
-        classify_form=ClassifyForm(obj=item) if may_work and item.is_open else None, teams=teams,
-        ladder=[e for e in events if e.kind in LADDER_EVENTS],
-    )
+        may_reply=may_reply, canned=canned_responses.list_for_item(db.session, item) if may_reply else [],
+        may_manage_canned=current_user.role in ("supervisor", "admin"),
+        note_form=NoteForm(formdata=None), reply_form=ReplyForm(formdata=None, reply=drafts.get("reply")),
+        classify_form=classify_form, teams=teams, draft_team_id=drafts.get("team_id"),
+        ladder=[e for e in events if e.kind in LADDER_EVENTS], changes=changes, drafts=drafts,
+    ), status
 
 
 def thread_of(item):
@@ -69,17 +99,52 @@ def back_to(item):
     return redirect(url_for("inbox.item", ref=item.ref))
 
 
+def is_htmx():
+    return request.headers.get("HX-Request") == "true"
+
+
+def changed_meanwhile(item, form):
+    """What changed since the person's page was rendered (services.item_changes)."""
+    return item_changes.since(db.session, item, seen_version=form.version.data,
+                              seen_event_id=form.seen_event.data)
+
+
+def conflict_page(item, changes, drafts):
+    """The item page as it is now with "While you were looking, this changed", their input kept (409).
+
+    An htmx post gets the same page, swapped in for <main>, so the person sees it in place."""
+    body, status = render_item(item, status=409, changes=changes, drafts=drafts)
+    response = make_response(body, status)
+    if is_htmx():
+        response.headers.update({"HX-Retarget": "#main", "HX-Reswap": "outerHTML", "HX-Reselect": "#main"})
+    return response
+
+
+def posted(item, done):
+    """After a note or reply: a redirect for a normal post; for htmx, the new thread and history
+    (swapped into the page) or, when refused, only the message saying why (422)."""
+    if not is_htmx():
+        return back_to(item)
+    if not done:
+        response = make_response(render_template("inbox/_item_live.html"), 422)
+        response.headers.update({"HX-Retarget": "#item-live", "HX-Reswap": "outerHTML"})
+        return response
+    events = db.session.scalars(sa.select(Event).where(Event.work_item_id == item.id).order_by(Event.id)).all()
+    return render_template("inbox/_item_posted.html", item=item, messages=thread_of(item), events=events)
+
+
 @bp.route("/items/<ref>/notes", methods=["POST"])
 @login_required
 def add_note(ref):
     item = work_items.get_visible_item(db.session, me(), ref)
     form = NoteForm()
     if form.validate_on_submit():
-        attempt(lambda: work_items.add_note(db.session, item, actor=me(), body=form.note.data),
-                "Note added.")
+        done = attempt(lambda: work_items.add_note(db.session, item, actor=me(), body=form.note.data),
+                       "Note added.")
     else:
         flash_form_errors(form)
-    return back_to(item)
+        done = False
+    return posted(item, done)
 
 
 @bp.route("/items/<ref>/replies", methods=["POST"])
@@ -87,12 +152,34 @@ def add_note(ref):
 def add_reply(ref):
     item = work_items.get_visible_item(db.session, me(), ref)
     form = ReplyForm()
-    if form.validate_on_submit():
-        attempt(lambda: work_items.add_reply(db.session, item, actor=me(), body=form.reply.data),
-                f"Reply queued for {item.requester_email}.")
-    else:
+    if not form.validate_on_submit():
         flash_form_errors(form)
-    return back_to(item)
+        return posted(item, False)
+    changes = changed_meanwhile(item, form)
+    if changes.conflict:
+        return conflict_page(item, changes, {"reply": form.reply.data})
+    done = attempt(lambda: work_items.add_reply(db.session, item, actor=me(), body=form.reply.data,
+                                                expected_version=changes.expected_version),
+                   f"Reply queued for {item.requester_email}.")
+    return posted(item, done)
+
+
+@bp.route("/items/<ref>/canned/<int:response_id>")
+@login_required
+def canned_response(ref, response_id):
+    """A canned response filled in for this item, as text for the reply box (JSON: title and text)."""
+    item = work_items.get_visible_item(db.session, me(), ref)
+    response = canned_responses.get_for_item(db.session, item, response_id)
+    return {"title": response.title, "text": canned_responses.render(response.body, item, me())}
+
+
+def canned_text(item, response_id):
+    try:
+        response = canned_responses.get_for_item(db.session, item, response_id)
+    except NotFound:
+        flash("That canned response is not available for this item.", "error")
+        return None
+    return canned_responses.render(response.body, item, me())
 
 
 @bp.route("/items/<ref>/status", methods=["POST"])
@@ -100,17 +187,20 @@ def add_reply(ref):
 def change_status(ref):
     item = work_items.get_visible_item(db.session, me(), ref)
     form = StatusForm()
-    if form.validate_on_submit():
-        new_status = form.status.data
-        done = attempt(lambda: work_items.change_status(db.session, item, new_status, actor=me(),
-                                                        expected_version=form.version.data,
-                                                        comment=form.comment.data or None))
-        if done and item.status == "awaiting_approval":
-            flash("The amount is above the team's threshold, so a supervisor must approve the resolution.", "info")
-        elif done:
-            flash(f"{item.ref} is now {new_status.replace('_', ' ')}.", "success")
-    else:
+    if not form.validate_on_submit():
         flash_form_errors(form)
+        return back_to(item)
+    new_status = form.status.data
+    changes = changed_meanwhile(item, form)
+    if changes.conflict:
+        return conflict_page(item, changes, {"status": new_status, "comment": form.comment.data})
+    done = attempt(lambda: work_items.change_status(db.session, item, new_status, actor=me(),
+                                                    expected_version=changes.expected_version,
+                                                    comment=form.comment.data or None))
+    if done and item.status == "awaiting_approval":
+        flash("The amount is above the team's threshold, so a supervisor must approve the resolution.", "info")
+    elif done:
+        flash(f"{item.ref} is now {new_status.replace('_', ' ')}.", "success")
     return back_to(item)
 
 
@@ -155,9 +245,12 @@ def update_fields(ref):
         flash_form_errors(form)
         return back_to(item)
     submitted = {spec.name: request.form.get(f"field-{spec.name}", "") for spec in work_types.FIELDS[item.type]}
+    changes = changed_meanwhile(item, form)
+    if changes.conflict:
+        return conflict_page(item, changes, {"fields": submitted})
     before = item.version
     done = attempt(lambda: work_items.update_fields(db.session, item, actor=me(), fields=submitted,
-                                                    expected_version=form.version.data))
+                                                    expected_version=changes.expected_version))
     if done:
         flash("Details saved; the checks run again." if item.version != before else "Nothing changed.",
               "success" if item.version != before else "info")
@@ -178,10 +271,14 @@ def reclassify(ref):
         if team is None:
             flash("That team does not exist any more.", "error")
             return back_to(item)
+    changes = changed_meanwhile(item, form)
+    if changes.conflict:
+        return conflict_page(item, changes, {"type": form.type.data, "priority": form.priority.data,
+                                             "team_id": form.team_id.data})
     before = (item.type, item.priority, item.team_id)
     done = attempt(lambda: work_items.reclassify(db.session, item, actor=me(), type=form.type.data,
                                                  priority=form.priority.data, team=team,
-                                                 expected_version=form.version.data))
+                                                 expected_version=changes.expected_version))
     if not done:
         return back_to(item)
     if before == (item.type, item.priority, item.team_id):

@@ -1,4 +1,4 @@
-"""My queue and the team queue. Each post makes one service call, commits and redirects.
+"""My queue, the team queue, "take next" and search. Each post makes one service call, commits and redirects.
 
 The item page and its actions are in item_views.py; both share the helpers here."""
 from flask import flash, redirect, render_template, request, url_for
@@ -8,11 +8,13 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from queue_app.extensions import db
 from queue_app.inbox import bp, paging
-from queue_app.inbox.forms import TakeForm
-from queue_app.models import SlaPolicy, Team, WorkItem
-from queue_app.services import approvals, work_items
+from queue_app.auth.templating import viewer_zone
+from queue_app.inbox.forms import TakeForm, TakeNextForm
+from queue_app.models import WorkItem
+from queue_app.services import approvals, queues, search, work_items
 from queue_app.services.errors import Conflict, Invalid, PermissionDenied
 
+TEAM_PAGE_SIZE = 25  # the team queue under My queue: "take next" takes from its top anyway
 STALE = "This item was changed by someone else while you were looking at it. Reload the page and try again."
 
 
@@ -48,29 +50,92 @@ def flash_form_errors(form):
             flash(f"{field.label.text}: {error}" if field.label.text else error, "error")
 
 
-def with_listing_relations(query):
-    """Everything a queue row shows, calendars included: remaining business time needs them."""
-    return query.options(selectinload(WorkItem.sla_policy).selectinload(SlaPolicy.calendar),
-                         selectinload(WorkItem.team).selectinload(Team.calendar))
+def _queues(args, flt, stamp=None):
+    """Both queues' current pages (My queue filtered by `flt`) and the change stamp. The rows load
+    only the columns they show, and both pages share one query for teams and one for SLA policies
+    (their calendars included: remaining business time needs them)."""
+    zone = viewer_zone()
+    mine = queues.listed(queues.my_queue_query(current_user, flt, zone=zone))
+    items, next_cursor = paging.page(db.session, mine, args.get("after"), attention_first=True)
+    team_items, team_next = [], None
+    unassigned = queues.team_queue_query(current_user)
+    if unassigned is not None:
+        team_items, team_next = paging.page(db.session, queues.listed(unassigned), args.get("team_after"),
+                                            size=TEAM_PAGE_SIZE)
+    queues.with_row_relations(db.session, items, team_items)
+    return dict(items=items, next_cursor=next_cursor, team_items=team_items, team_next=team_next, flt=flt,
+                saved_views=queues.SAVED_VIEWS, filter_choices=queues.FILTERS,
+                stamp=stamp or queues.change_stamp(db.session, current_user))
+
+
+def _filter_or_error(args):
+    """(filter, error message): a bad filter value is reported and the unfiltered queue shown."""
+    try:
+        return queues.parse_filter(args), None
+    except Invalid as exc:
+        return queues.QueueFilter(), exc.message
 
 
 @bp.route("/")
 @login_required
 def index():
-    mine = work_items.open_items_query(current_user).where(WorkItem.assignee_id == current_user.id)
-    items, next_cursor = paging.page(db.session, with_listing_relations(mine), request.args.get("after"),
-                                     attention_first=True)
-    team_ids = sorted(current_user.team_ids)
-    team_items, team_next = [], None
-    if team_ids:
-        unassigned = work_items.open_items_query(current_user).where(
-            WorkItem.assignee_id.is_(None), WorkItem.team_id.in_(team_ids))
-        team_items, team_next = paging.page(db.session, with_listing_relations(unassigned),
-                                            request.args.get("team_after"))
+    flt, error = _filter_or_error(request.args)
+    context = _queues(request.args if error is None else {}, flt)
     # Executives designated as checkers have an approvals queue too (supervisors reach it from the menu).
     checks_approvals = current_user.role == "executive" and bool(approvals.decidable_team_ids(db.session, me()))
-    return render_template("inbox/index.html", items=items, next_cursor=next_cursor, team_items=team_items,
-                           team_next=team_next, checks_approvals=checks_approvals)
+    return render_template("inbox/index.html", filter_error=error, checks_approvals=checks_approvals,
+                           take_next_form=TakeNextForm(), **context), 400 if error else 200
+
+
+@bp.route("/queue/refresh")
+@login_required
+def refresh():
+    """The queues fragment for polling: 204 (nothing to swap) while the change stamp is the one the
+    page already shows, so an idle page costs two indexed aggregate queries per poll."""
+    flt, error = _filter_or_error(request.args)
+    if error is not None:
+        return "", 204
+    stamp = queues.change_stamp(db.session, current_user)
+    if request.args.get("stamp") == stamp:
+        return "", 204
+    return render_template("inbox/_queues.html", **_queues(request.args, flt, stamp))
+
+
+@bp.route("/take-next", methods=["POST"])
+@login_required
+def take_next():
+    form = TakeNextForm()
+    if not form.validate_on_submit():
+        flash_form_errors(form)
+        return redirect(url_for("inbox.index"))
+    taken = []
+    if attempt(lambda: taken.append(queues.take_next(db.session, me()))) and taken[0] is not None:
+        item = taken[0]
+        flash(f"{item.ref} is now in your queue.", "success")
+        return redirect(url_for("inbox.item", ref=item.ref))
+    if taken and taken[0] is None:
+        flash("There is nothing left in your teams' queue that you can take"
+              + (" with your skills." if current_user.skills else "."), "info")
+    return redirect(url_for("inbox.index"))
+
+
+@bp.route("/search", endpoint="search")
+@login_required
+def search_page():
+    text = request.args.get("q", "")
+    results, error = None, None
+    if text.strip():
+        item = search.find_ref(db.session, me(), text)
+        if item is not None:
+            return redirect(url_for("inbox.item", ref=item.ref))
+        try:
+            results = search.search(db.session, me(), text, request.args.get("before"),
+                                    options=(selectinload(WorkItem.team), selectinload(WorkItem.assignee)))
+        except Invalid as exc:
+            error = exc.message[:1].upper() + exc.message[1:]
+    elif "q" in request.args:
+        error = "Type one or more words to search for."
+    return render_template("inbox/search.html", q=text, results=results, error=error), 400 if error else 200
 
 
 @bp.route("/items/<ref>/take", methods=["POST"])

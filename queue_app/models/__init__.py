@@ -1,6 +1,7 @@
 """Every model, imported here so Alembic autogenerate sees every table."""
 from queue_app.models.approval import Approval, team_checkers
 from queue_app.models.blob import Blob
+from queue_app.models.canned_response import CannedResponse
 from queue_app.models.calendar import Calendar
 from queue_app.models.check_result import CheckResult
 from queue_app.models.check_settings import TeamCheckSettings
@@ -24,6 +25,7 @@ __all__ = [
     "Attachment",
     "Blob",
     "Calendar",
+    "CannedResponse",
     "CheckResult",
     "Event",
     "ExchangeRate",

@@ -91,6 +91,9 @@ class WorkItem(db.Model):
         # Supervisor view: a team's (unassigned) queue by urgency.
         sa.Index("ix_work_items_team_assignee_due", "team_id", "assignee_id", "sla_next_due", "id"),
         sa.Index("ix_work_items_status_due", "status", "sla_next_due"),
+        # Reports: a team's items created / resolved per day (index-only range counts).
+        sa.Index("ix_work_items_team_created", "team_id", "created_at"),
+        sa.Index("ix_work_items_team_resolved", "team_id", "resolved_at"),
         sa.CheckConstraint(
             "type IN ('escalation', 'return', 'document_verification', 'discrepancy_fix', 'general')", name="type"
         ),

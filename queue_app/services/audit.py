@@ -1,6 +1,25 @@
-"""The only writer of Event rows: every change to a work item is recorded here with actor and time."""
+"""The only writer of Event rows: every change to a work item is recorded here with actor and time.
+
+Bulk writing (`batched_rows`, used by `flask intake file`): inside the block, append-only rows
+(events here, outbox jobs in services.dispatch) are not ORM objects flushed one by one but
+plain rows kept in order and written with one multi-row INSERT per table. They are written
+- before the transaction commits (so they commit with the change that made them, or not at all);
+- before any statement of the session reads their table (so a query never misses one);
+- when the block ends.
+A rollback forgets them, as it forgets everything else of the transaction. Outside the block
+rows are ORM objects added to the session, as always.
+"""
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.util import find_tables
+
 from queue_app.models import Event
 from queue_app.models.base import utcnow
+
+_BATCH = "backdesk_batched_rows"
+_WRITING = "backdesk_batched_rows_writing"
 
 
 def actor_label(actor):
@@ -12,7 +31,7 @@ def actor_label(actor):
 
 
 def record_event(session, item, kind, actor=None, data=None, now=None):
-    event = Event(
+    values = dict(
         work_item_id=item.id,
         kind=kind,
         actor_id=None if actor is None or isinstance(actor, str) else actor.id,
@@ -20,5 +39,150 @@ def record_event(session, item, kind, actor=None, data=None, now=None):
         at=now or utcnow(),
         data=data or {},
     )
+    if add_row(session, Event, values):
+        return None
+    event = Event(**values)
     session.add(event)
     return event
+
+
+# --- batched append-only rows ----------------------------------------------------------------
+
+class _Pending:
+    """Rows waiting for their INSERT, per table, in the order they were added."""
+
+    def __init__(self):
+        self.tables = {}  # table name -> (model, [values], [callback or None])
+
+    def add(self, model, values, written):
+        entry = self.tables.setdefault(model.__table__.name, (model, [], []))
+        entry[1].append(values)
+        entry[2].append(written)
+
+    def mark(self):
+        return {name: len(rows) for name, (_, rows, _) in self.tables.items()}
+
+    def forget_since(self, mark):
+        for name, (_, rows, callbacks) in self.tables.items():
+            keep = mark.get(name, 0)
+            del rows[keep:]
+            del callbacks[keep:]
+
+    def __bool__(self):
+        return any(rows for _, rows, _ in self.tables.values())
+
+
+@contextmanager
+def batched_rows(session):
+    """Write append-only rows (events, outbox jobs) with one INSERT per table and batch."""
+    session.info[_BATCH] = _Pending()
+    try:
+        yield
+        write_pending(session)
+    finally:
+        session.info.pop(_BATCH, None)
+
+
+def batching(session):
+    return _BATCH in session.info
+
+
+def add_row(session, model, values, written=None):
+    """Queue a row for the batched INSERT; False (nothing queued) when batching is off.
+
+    `written(id)` is called with the row's id once it is inserted."""
+    pending = session.info.get(_BATCH)
+    if pending is None:
+        return False
+    pending.add(model, values, written)
+    return True
+
+
+def mark(session):
+    pending = session.info.get(_BATCH)
+    return pending.mark() if pending is not None else None
+
+
+def forget_since(session, position):
+    """Drop the rows queued after `mark()` (a message whose work is being undone)."""
+    pending = session.info.get(_BATCH)
+    if pending is not None and position is not None:
+        pending.forget_since(position)
+
+
+def write_pending(session, tables=None):
+    """INSERT the queued rows (of `tables`, a set of table names, or all) in the order they came."""
+    pending = session.info.get(_BATCH)
+    if not pending or session.info.get(_WRITING):
+        return
+    session.info[_WRITING] = True
+    try:
+        _write(session, pending, tables)
+    finally:
+        session.info.pop(_WRITING, None)
+
+
+def _write(session, pending, tables):
+    for name, (model, rows, callbacks) in list(pending.tables.items()):
+        if not rows or (tables is not None and name not in tables):
+            continue
+        batch, notify = list(rows), list(callbacks)
+        rows.clear()
+        callbacks.clear()
+        table = model.__table__
+        if any(notify):
+            ids = insert_returning_ids(session, table, batch)
+            for callback, row_id in zip(notify, ids):
+                if callback is not None:
+                    callback(row_id)
+        else:
+            session.execute(sa.insert(table), batch)
+
+
+# Execution option for a query that reads none of the batched tables (events, outbox jobs):
+# the bulk import's own frequent lookups carry it, so they skip the check below.
+READS_NO_BATCHED_ROWS = {"backdesk_reads_no_batched_rows": True}
+
+
+def insert_returning_ids(session, table, rows):
+    """INSERT `rows`; their ids in the order of `rows`.
+
+    SQLite would insert row by row to return ids in order, but the ids of one multi-row
+    INSERT are consecutive and given in VALUES order (an INTEGER PRIMARY KEY takes max + 1
+    per row, and the transaction holds the write lock), so sorting them is enough there.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return sorted(session.execute(sa.insert(table).returning(table.c.id), rows).scalars().all())
+    return session.execute(sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                           rows).scalars().all()
+
+
+def _tables_of(statement):
+    if statement.is_dml:
+        table = getattr(statement, "table", None)
+        return {table.name} if isinstance(table, sa.Table) else None
+    return {getattr(t, "name", None) for t in find_tables(statement, check_columns=True, include_joins=True)}
+
+
+@sa.event.listens_for(Session, "do_orm_execute")
+def _write_before_reading(state):
+    pending = state.session.info.get(_BATCH)
+    if not pending or state.execution_options.get("backdesk_reads_no_batched_rows"):
+        return
+    waiting = {name for name, (_, rows, _) in pending.tables.items() if rows}
+    read = _tables_of(state.statement)
+    if read is None or None in read or read & waiting:
+        write_pending(state.session)
+
+
+@sa.event.listens_for(Session, "before_commit")
+def _write_before_commit(session):
+    if session.info.get(_BATCH):
+        write_pending(session)
+
+
+@sa.event.listens_for(Session, "after_rollback")
+def _forget_on_rollback(session):
+    pending = session.info.get(_BATCH)
+    if pending is not None:
+        pending.forget_since({})

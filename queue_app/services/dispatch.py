@@ -19,14 +19,24 @@ from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from queue_app.models import OutboxJob
+from queue_app.services import audit
 
 log = logging.getLogger(__name__)
 _PENDING = "backdesk_outbox_pending"
 
 
 def enqueue_after_commit(session, job_path, *args, run_at=None):
-    """Record a job to run once the current transaction commits (at `run_at`, if given)."""
-    job = OutboxJob(job_path=job_path, args=list(args), run_at=run_at)
+    """Record a job to run once the current transaction commits (at `run_at`, if given).
+
+    Returns the OutboxJob, or None inside audit.batched_rows (bulk import), where the row
+    is inserted with the batch, still before the commit, and handed to RQ after it.
+    """
+    values = dict(job_path=job_path, args=list(args), run_at=run_at)
+    if audit.add_row(session, OutboxJob, values,
+                     lambda job_id: session.info.setdefault(_PENDING, []).append(
+                         (job_id, job_path, list(args), run_at))):
+        return None
+    job = OutboxJob(**values)
     session.add(job)
     session.flush()
     session.info.setdefault(_PENDING, []).append((job.id, job_path, list(args), run_at))

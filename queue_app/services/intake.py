@@ -10,17 +10,25 @@ Invariants:
   not kept twice. Without a Message-ID, the SHA-256 of the raw bytes plays that part.
 - Threading: In-Reply-To/References against every Message-ID seen or sent, else a
   `[BO-000123]` tag in the subject, else a new item. A reply to a resolved item reopens
-  it; a closed item is not reopened (a new item refers to it). A sender who is neither
-  the requester nor a participant is flagged for review. No email changes assignment,
-  approval or any other status by itself.
-- Acknowledgements go to new items' requesters only when the mail is not automatic,
-  bulk, a bounce, from a mailer-daemon/postmaster or ourselves, and under the per-sender
-  hourly cap.
+  it; a closed item is not reopened (a new item refers to it). An automatic reply (out of
+  office, autoresponder) is filed on its thread, closed or not, and changes nothing there.
+  A sender who is neither the requester nor a participant is flagged for review. No email
+  changes assignment, approval or any other status by itself.
+- Mail to MAIL_FROM (our outgoing mail's sender, which customers answer) with no mailbox
+  among its recipients is filed by threading alone: on its item, or for a closed item as a
+  new item in that item's team; if it answers nothing it is quarantined (`no_mailbox`).
+- Acknowledgements go to new items' requesters only when the mail is not automatic (nor
+  an automatic reply), bulk, a bounce, from a mailer-daemon/postmaster or ourselves, and
+  under the per-sender hourly cap.
 """
 import hashlib
+import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
+from functools import lru_cache
+from itertools import islice
 from typing import Optional
 
 import sqlalchemy as sa
@@ -29,7 +37,7 @@ from sqlalchemy.orm import defer
 
 from queue_app.models import Attachment, InboundEmail, Message, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import mailboxes, work_items
+from queue_app.services import audit, config_cache, mailboxes, sla, work_items
 from queue_app.services.audit import record_event
 from queue_app.services.blobs import store_blob
 from queue_app.services.dispatch import enqueue_after_commit
@@ -50,6 +58,7 @@ QUARANTINE_REASONS = {
     "rejected": "The message could not be filed",
 }
 NOISY_SENDERS = ("mailer-daemon@", "postmaster@")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,13 +100,18 @@ def find_known(session, message_id, digest):
                           .options(defer(InboundEmail.raw)).order_by(InboundEmail.id).limit(1))
 
 
-def receive(session, raw, *, source, envelope_from=None, envelope_to=(), mailbox=None, imap_uid=None, now=None):
-    """Store the raw message (the caller commits before acknowledging it). Returns the InboundEmail."""
+def receive(session, raw, *, source, envelope_from=None, envelope_to=(), mailbox=None, imap_uid=None, now=None,
+            message_id=None, sha256=None):
+    """Store the raw message (the caller commits before acknowledging it). Returns the InboundEmail.
+
+    `message_id` and `sha256` may be passed when the caller has already read them from `raw`.
+    """
     now = now or utcnow()
     inbound = InboundEmail(
         source=source, mailbox_id=mailbox.id if mailbox else None, envelope_from=envelope_from,
-        envelope_to=[a.lower() for a in envelope_to], message_id=_peek_message_id(raw),
-        sha256=hashlib.sha256(raw).hexdigest(), size=len(raw), raw=raw, imap_uid=imap_uid, received_at=now,
+        envelope_to=[a.lower() for a in envelope_to], message_id=message_id or _peek_message_id(raw),
+        sha256=sha256 or hashlib.sha256(raw).hexdigest(), size=len(raw), raw=raw, imap_uid=imap_uid,
+        received_at=now,
     )
     session.add(inbound)
     session.flush()
@@ -118,24 +132,35 @@ def quarantine(inbound, reason, now, detail=None):
     return _finish(inbound, "quarantined", now, reason=reason, detail=detail or QUARANTINE_REASONS.get(reason))
 
 
-def process(session, inbound, *, fallback_mailbox=None, now=None):
-    """Turn a stored email into an item, a follow-up, a duplicate or a quarantined message."""
+def process(session, inbound, *, fallback_mailbox=None, now=None, known_new=False, parsed=None):
+    """Turn a stored email into an item, a follow-up, a duplicate or a quarantined message.
+
+    `known_new`: the caller has just checked that no earlier copy of this email is stored
+    (the bulk import checks a whole batch in one query), so the check is not made again.
+    `parsed`: what parse_email returned (or the MailParseError it raised) for `inbound.raw`,
+    when the caller has parsed it already (the bulk import parses in another process).
+    """
     now = now or utcnow()
     if inbound.status != "received":
         return Outcome(inbound.status, inbound, inbound.work_item, inbound.reason)
     inbound.attempts += 1
-    first = find_known(session, inbound.message_id, inbound.sha256)
-    if first is not None and first.id != inbound.id:
-        inbound.duplicate_of_id = first.id
-        inbound.raw = None  # the bytes are kept once, on the first copy
-        return _finish(inbound, "duplicate", now, item=first.work_item)
+    if not known_new:
+        first = find_known(session, inbound.message_id, inbound.sha256)
+        if first is not None and first.id != inbound.id:
+            inbound.duplicate_of_id = first.id
+            inbound.raw = None  # the bytes are kept once, on the first copy
+            return _finish(inbound, "duplicate", now, item=first.work_item)
     if inbound.size > _setting("INTAKE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024):
         return quarantine(inbound, "oversize", now, f"{inbound.size} bytes is over the limit")
     try:
-        parsed = parse_email(inbound.raw)
+        if isinstance(parsed, MailParseError):
+            raise parsed
+        if parsed is None:
+            parsed = parse_email(inbound.raw)
     except MailParseError as exc:
         return quarantine(inbound, exc.reason, now, exc.detail or None)
-    if parsed.message_id and session.scalar(sa.select(Message.id).where(Message.message_id == parsed.message_id)):
+    if parsed.message_id and session.scalar(sa.select(Message.id).where(Message.message_id == parsed.message_id)
+                                            .execution_options(**audit.READS_NO_BATCHED_ROWS)):
         # A Message-ID we sent ourselves (or stored from another source): nothing new.
         sent = session.scalar(sa.select(Message).where(Message.message_id == parsed.message_id))
         if sent.kind == "outbound":
@@ -153,9 +178,18 @@ def process(session, inbound, *, fallback_mailbox=None, now=None):
         inbound.mailbox_id = mailbox.id
     item = _thread(session, parsed)
     try:
-        if item is not None and item.status != "closed":
+        if item is not None and (item.status != "closed" or _is_automatic(parsed)):
+            # An automatic reply (out of office) to a closed item is filed there: it is no new work.
             return _add_follow_up(session, inbound, parsed, item, now)
+        if mailbox is None and item is not None and _to_our_sender(recipients):
+            # A reply to our own mail (its From is MAIL_FROM, no mailbox) about a closed item:
+            # a new item that refers to it, in the closed item's team, as a mailbox would file it.
+            return _create_item(session, inbound, parsed, _ReplyRoute(item), now, closed=item)
         if mailbox is None:
+            if _to_our_sender(recipients):
+                return quarantine(inbound, "no_mailbox", now,
+                                  f"Addressed to {_our_sender()}, the sender of our outgoing mail, but it answers "
+                                  "none of our messages (no known In-Reply-To, References or [BO-…] tag)")
             return quarantine(inbound, "no_mailbox", now,
                               "Addressed to " + (", ".join(dict.fromkeys(recipients)) or "nobody")
                               + "; none is one of our mailboxes")
@@ -164,9 +198,47 @@ def process(session, inbound, *, fallback_mailbox=None, now=None):
         return quarantine(inbound, "rejected", now, exc.message)
 
 
+def _our_sender():
+    """The address of MAIL_FROM (which may carry a display name), lower case, or ""."""
+    return _address_of(_setting("MAIL_FROM", "") or "")
+
+
+@lru_cache(maxsize=16)
+def _address_of(value):
+    return parseaddr(value)[1].lower()
+
+
+def _to_our_sender(recipients):
+    ours = _our_sender()
+    return bool(ours) and any((a or "").strip().lower() == ours for a in recipients)
+
+
+@dataclass
+class _ReplyRoute:
+    """Routing defaults for a reply sent to MAIL_FROM (no mailbox): those of the item it answers."""
+
+    item: WorkItem
+
+    @property
+    def address(self):
+        return _our_sender()
+
+    @property
+    def type(self):
+        return self.item.type
+
+    @property
+    def team(self):
+        return self.item.team
+
+    @property
+    def priority(self):
+        return None
+
+
 def _is_our_own(parsed):
     domain = _setting("MAIL_DOMAIN", "backdesk.example.com").lower()
-    ours = parseaddr(_setting("MAIL_FROM", "") or "")[1].lower()  # MAIL_FROM may carry a display name
+    ours = _our_sender()
     return bool((ours and parsed.from_address == ours)
                 or (parsed.message_id and parsed.message_id.lower().endswith(f"@{domain}>")))
 
@@ -175,19 +247,21 @@ def _thread(session, parsed):
     keys = [k for k in parsed.in_reply_to + parsed.references if k]
     if keys:
         message = session.scalar(sa.select(Message).where(Message.message_id.in_(keys))
-                                 .order_by(Message.id.desc()).limit(1))
+                                 .order_by(Message.id.desc()).limit(1).execution_options(**audit.READS_NO_BATCHED_ROWS))
         if message is not None:
             return message.work_item
     ref = extract_ref_tag(parsed.subject)
     if ref:
-        return session.scalar(sa.select(WorkItem).where(WorkItem.ref == ref))
+        return session.scalar(sa.select(WorkItem).where(WorkItem.ref == ref)
+                              .execution_options(**audit.READS_NO_BATCHED_ROWS))
     return None
 
 
 def participants(session, item):
     people = {(item.requester_email or "").lower()}
     rows = session.execute(sa.select(Message.from_address, Message.to_addresses, Message.cc_addresses)
-                           .where(Message.work_item_id == item.id, Message.flagged_for_review.is_(False)))
+                           .where(Message.work_item_id == item.id, Message.flagged_for_review.is_(False))
+                           .execution_options(**audit.READS_NO_BATCHED_ROWS))
     for from_address, to_addresses, cc_addresses in rows:
         for value in (from_address, to_addresses, cc_addresses):
             people.update(a.strip().lower() for a in (value or "").split(",") if a.strip())
@@ -196,7 +270,7 @@ def participants(session, item):
 
 
 def _store_message(session, inbound, parsed, item, now, flagged=False):
-    message = Message(
+    values = dict(
         work_item_id=item.id, kind="inbound", message_id=parsed.message_id,
         in_reply_to=parsed.in_reply_to[-1] if parsed.in_reply_to else None,
         references=" ".join(parsed.references) or None, from_address=parsed.from_address,
@@ -204,25 +278,58 @@ def _store_message(session, inbound, parsed, item, now, flagged=False):
         body_text=parsed.body_text, body_html=parsed.body_html, inbound_email_id=inbound.id,
         flagged_for_review=flagged, created_at=now,
     )
+    attachments = [dict(filename=part.filename, content_type=part.content_type,
+                        declared_content_type=part.declared_content_type, size=len(part.data),
+                        sha256=store_blob(session, part.data),
+                        content_id=part.content_id[:255] if part.content_id else None,
+                        is_inline=part.is_inline, created_at=now) for part in parsed.attachments]
+    if session.info.get(_BULK) is not None:
+        return _insert_message_rows(session, values, attachments, item)
+    message = Message(**values)
     session.add(message)
     session.flush()
-    for part in parsed.attachments:
-        digest = store_blob(session, part.data)
-        session.add(Attachment(message_id=message.id, filename=part.filename, content_type=part.content_type,
-                               declared_content_type=part.declared_content_type, size=len(part.data), sha256=digest,
-                               content_id=part.content_id[:255] if part.content_id else None,
-                               is_inline=part.is_inline, created_at=now))
-    if parsed.attachments:
+    for row in attachments:
+        session.add(Attachment(message_id=message.id, **row))
+    if attachments:
         session.flush()
-        if any(a.is_inline for a in parsed.attachments):
-            message.body_html = _link_inline_images(message, item)
+        if any(row["is_inline"] for row in attachments):
+            message.body_html = _link_inline_images(message.body_html, message.attachments, item)
     return message
 
 
-def _link_inline_images(message, item):
+def _insert_message_rows(session, values, attachments, item):
+    """Bulk import: the message and its attachments as plain INSERTs, without ORM objects."""
+    messages, files = Message.__table__, Attachment.__table__
+    message_id = session.execute(_insert_returning_id(messages), values).scalar_one()
+    for row in attachments:
+        row["message_id"] = message_id
+    if attachments and any(row["is_inline"] for row in attachments):
+        ids = session.execute(sa.insert(files).returning(files.c.id, sort_by_parameter_order=True),
+                              attachments).scalars().all()
+        stored = [_Row(id=row_id, content_id=row["content_id"]) for row_id, row in zip(ids, attachments)]
+        values["body_html"] = _link_inline_images(values["body_html"], stored, item)
+        session.execute(sa.update(messages).where(messages.c.id == message_id).values(body_html=values["body_html"]))
+    elif attachments:
+        session.execute(sa.insert(files), attachments)
+    return _Row(id=message_id, **values)
+
+
+@lru_cache(maxsize=8)
+def _insert_returning_id(table):
+    return sa.insert(table).returning(table.c.id)
+
+
+class _Row:
+    """The values of a row written without an ORM object (bulk import), as attributes."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
+def _link_inline_images(html, attachments, item):
     """Point `cid:` images at our own attachment URLs (the parser left them as cid: for us)."""
-    html = message.body_html or ""
-    for attachment in message.attachments:
+    html = html or ""
+    for attachment in attachments:
         if attachment.content_id:
             html = html.replace(f'src="cid:{attachment.content_id}"',
                                 f'src="/items/{item.ref}/attachments/{attachment.id}/inline"')
@@ -238,13 +345,18 @@ def _add_follow_up(session, inbound, parsed, item, now):
     if flagged:
         record_event(session, item, "flagged_for_review", "intake",
                      {"message_id": message.id, "reason": f"{parsed.from_address} is not a participant"}, now=now)
-    if item.status == "resolved" and not flagged:  # a stranger's mail changes no status
+    # A stranger's mail changes no status, nor does an automatic one (an out-of-office reply).
+    if item.status == "resolved" and not flagged and not _is_automatic(parsed):
         work_items._apply_status(session, item, "open", actor="intake", now=now,
                                  comment=f"reopened by an email from {parsed.from_address}")
     if parsed.attachments:
         work_items.enqueue_checks(session, item)
     session.flush()
     return _finish(inbound, "followup", now, item=item)
+
+
+def _is_automatic(parsed):
+    return parsed.auto_reply or parsed.auto_submitted
 
 
 def _create_item(session, inbound, parsed, mailbox, now, closed=None):
@@ -275,14 +387,20 @@ def _create_item(session, inbound, parsed, mailbox, now, closed=None):
 def _no_ack_reason(session, parsed, now):
     if parsed.auto_submitted:
         return "auto-submitted"
+    if parsed.auto_reply:
+        return "automatic reply"
     if parsed.bulk:
         return "bulk or list mail"
     if parsed.from_address.startswith(NOISY_SENDERS):
         return "mailer-daemon or postmaster"
     cap = _setting("INTAKE_ACKS_PER_SENDER_HOUR", 5)
-    sent = session.scalar(sa.select(sa.func.count()).select_from(Message).where(
-        Message.is_automatic.is_(True), Message.to_addresses == parsed.from_address,
-        Message.created_at > now - timedelta(hours=1)))
+    bulk = session.info.get(_BULK)
+    if bulk is not None:
+        sent = bulk.acks_in_last_hour(session, parsed.from_address, now)
+    else:
+        sent = session.scalar(sa.select(sa.func.count()).select_from(Message).where(
+            Message.is_automatic.is_(True), Message.to_addresses == parsed.from_address,
+            Message.created_at > now - timedelta(hours=1)))
     if sent >= cap:
         return f"more than {cap} acknowledgements to this sender in an hour"
     return None
@@ -290,18 +408,25 @@ def _no_ack_reason(session, parsed, now):
 
 def _acknowledge(session, item, parsed, now):
     body = render_template("email/acknowledgement.txt", item=item, parsed=parsed)
-    message = Message(
+    values = dict(
         work_item_id=item.id, kind="outbound", message_id=work_items.new_message_id(),
         in_reply_to=parsed.message_id, references=" ".join((parsed.references + [parsed.message_id])[-20:])
         if parsed.message_id else None, to_addresses=parsed.from_address,
         subject=f"[{item.ref}] {parsed.subject or 'Your request'}"[:998], body_text=body, is_automatic=True,
         send_status="queued", created_at=now,
     )
-    session.add(message)
-    session.flush()
+    if session.info.get(_BULK) is not None:
+        message = _insert_message_rows(session, values, [], item)
+    else:
+        message = Message(**values)
+        session.add(message)
+        session.flush()
     record_event(session, item, "acknowledged", "intake", {"message_id": message.id, "to": parsed.from_address},
                  now=now)
     enqueue_after_commit(session, "workers.mail_out.send_message", message.id)
+    bulk = session.info.get(_BULK)
+    if bulk is not None:
+        bulk.acknowledged(parsed.from_address, now)
 
 
 def _file_bounce(session, inbound, parsed, now):
@@ -326,6 +451,252 @@ def pending_ids(session, older_than, limit=200):
     return session.scalars(sa.select(InboundEmail.id).where(InboundEmail.status == "received",
                                                             InboundEmail.received_at <= older_than)
                            .order_by(InboundEmail.id).limit(limit)).all()
+
+
+# --- bulk import (`flask intake file`) ----------------------------------------------------
+
+_BULK = "backdesk_bulk_import"
+
+
+class _BulkImport:
+    """What one bulk import keeps between messages: the acknowledgements sent per sender in the
+    last hour (read once, then counted here instead of queried per new item)."""
+
+    def __init__(self):
+        self.acks = None  # sender -> [sent at], loaded on first use
+        self.log = []  # (sender, sent at) added by this import, in order, to undo a failed batch
+
+    def acks_in_last_hour(self, session, sender, now):
+        if self.acks is None:
+            self.acks = {}
+            for to_address, created_at in session.execute(
+                    sa.select(Message.to_addresses, Message.created_at).where(
+                        Message.is_automatic.is_(True), Message.created_at > now - timedelta(hours=1))):
+                self.acks.setdefault(to_address, []).append(created_at)
+        since = now - timedelta(hours=1)
+        return sum(1 for at in self.acks.get(sender, ()) if at > since)
+
+    def acknowledged(self, sender, now):
+        if self.acks is not None:
+            self.acks.setdefault(sender, []).append(now)
+            self.log.append(sender)
+
+    def mark(self):
+        return len(self.log)
+
+    def undo(self, position):
+        for sender in reversed(self.log[position:]):
+            self.acks[sender].pop()
+        del self.log[position:]
+
+
+def _chunks(iterable, size):
+    iterator = iter(iterable)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _key(message_id, digest):
+    """What makes two copies the same email (see find_known)."""
+    return ("id", message_id) if message_id else ("sha256", digest)
+
+
+def _known_keys(session, keys):
+    """The keys among `keys` of emails already stored, in one query."""
+    ids = sorted({value for kind, value in keys if kind == "id"})
+    digests = sorted({value for kind, value in keys if kind == "sha256"})
+    conditions = []
+    if ids:
+        conditions.append(InboundEmail.message_id.in_(ids))
+    if digests:
+        conditions.append(sa.and_(InboundEmail.message_id.is_(None), InboundEmail.sha256.in_(digests)))
+    if not conditions:
+        return set()
+    rows = session.execute(sa.select(InboundEmail.message_id, InboundEmail.sha256)
+                           .where(sa.or_(*conditions), InboundEmail.duplicate_of_id.is_(None)))
+    return {_key(message_id, digest) for message_id, digest in rows}
+
+
+def import_raw_messages(session, raws, *, fallback_mailbox=None, source="file", batch=200, parse_processes=0):
+    """Store and process many raw emails (a file import); returns a Counter of outcomes.
+
+    A copy of an email already stored (same Message-ID, or same bytes without one) is
+    counted as a duplicate and not stored again, so importing the same files twice creates
+    nothing. Each batch of `batch` messages is one transaction. If anything in a batch fails,
+    the batch is rolled back and done again one message per transaction; a message that
+    still fails is kept, raw bytes and all, quarantined as `rejected` with the error.
+
+    `parse_processes` > 0 parses the next batches in that many other processes while this
+    one writes (parsing is about half the work and needs no database).
+    """
+    counts = Counter()
+    state = _BulkImport()
+    limit = _setting("INTAKE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
+    # Rules, policies and mailboxes are read once per batch; events and jobs are written per batch.
+    with config_cache.config_cache(session), audit.batched_rows(session), _Parsers(parse_processes) as parsers:
+        session.info[_BULK] = state
+        try:
+            for chunk, parsed in parsers.map(_chunks(raws, batch), limit):
+                with sla.memoised_due_times():
+                    counts.update(_import_batch(session, chunk, fallback_mailbox, source, state, parsed))
+                config_cache.reset(session)
+        finally:
+            session.info.pop(_BULK, None)
+    return counts
+
+
+def parse_many(raws, limit):
+    """parse_email of each message: a ParsedEmail, the MailParseError to quarantine it with, or
+    None (over the size limit, or the parser itself failed: `process` handles those)."""
+    out = []
+    for raw in raws:
+        if len(raw) > limit:
+            out.append(None)
+            continue
+        try:
+            out.append(parse_email(raw))
+        except MailParseError as exc:
+            out.append(exc)
+        except Exception:  # noqa: BLE001 - process() parses it again and deals with it
+            out.append(None)
+    return out
+
+
+class _Parsers:
+    """Parse batches ahead in worker processes; without workers, `process` parses each message."""
+
+    AHEAD = 2  # batches parsed ahead of the one being written
+
+    def __init__(self, processes):
+        self.processes = max(0, int(processes or 0))
+        self.pool = None
+
+    def __enter__(self):
+        if self.processes:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            try:
+                self.pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("fork"))
+            except (OSError, ValueError):
+                log.warning("intake: cannot start parser processes; parsing in this one", exc_info=True)
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def map(self, chunks, limit):
+        """Yield (chunk, parsed or None) in order."""
+        if self.pool is None:
+            for chunk in chunks:
+                yield chunk, None
+            return
+        from collections import deque
+
+        waiting = deque()
+        for chunk in chunks:
+            waiting.append((chunk, self.pool.submit(parse_many, chunk, limit)))
+            if len(waiting) > self.AHEAD * self.processes:
+                yield self._result(*waiting.popleft())
+        while waiting:
+            yield self._result(*waiting.popleft())
+
+    @staticmethod
+    def _result(chunk, future):
+        try:
+            return chunk, future.result()
+        except Exception:  # a broken worker: parse in this process instead
+            log.warning("intake: a parser process failed; parsing here", exc_info=True)
+            return chunk, None
+
+
+def _receive_rows(session, raws, *, source, keys, now):
+    """`receive` for the bulk import: a batch's rows are INSERTed at once, before anything else
+    (the raw bytes are stored first, as always), but the InboundEmails returned are not tracked
+    by the session; `_write_outcomes` writes what processing decided, for the whole batch."""
+    rows = [dict(source=source, mailbox_id=None, envelope_from=None, envelope_to=[], message_id=message_id,
+                 sha256=digest, size=len(raw), raw=raw, imap_uid=None, status="received", attempts=0,
+                 received_at=now) for raw, (message_id, digest) in zip(raws, keys)]
+    if not rows:
+        return []
+    ids = audit.insert_returning_ids(session, InboundEmail.__table__, rows)
+    return [InboundEmail(id=row_id, **row) for row_id, row in zip(ids, rows)]
+
+
+_OUTCOME_COLUMNS = ("status", "reason", "detail", "processed_at", "work_item_id", "mailbox_id", "attempts",
+                    "duplicate_of_id")
+
+
+def _write_outcomes(session, inbounds):
+    """One executemany UPDATE for the outcomes of a batch's InboundEmail rows (see _receive_rows)."""
+    if not inbounds:
+        return
+    table = InboundEmail.__table__
+    params = [{"row_id": i.id, **{f"new_{c}": getattr(i, c) for c in _OUTCOME_COLUMNS}} for i in inbounds]
+    session.execute(table.update().where(table.c.id == sa.bindparam("row_id"))
+                    .values({c: sa.bindparam(f"new_{c}") for c in _OUTCOME_COLUMNS}), params)
+    dropped = [{"row_id": i.id} for i in inbounds if i.raw is None]  # duplicates keep no bytes of their own
+    if dropped:
+        session.execute(table.update().where(table.c.id == sa.bindparam("row_id")).values(raw=None), dropped)
+
+
+def _import_batch(session, raws, fallback_mailbox, source, state, parsed=None):
+    # One instant for the whole batch, as its rows become visible together: the transaction's time.
+    now = utcnow()
+    keys = [(_peek_message_id(raw), hashlib.sha256(raw).hexdigest()) for raw in raws]
+    position = state.mark()
+    counts = Counter()
+    try:
+        known = _known_keys(session, [_key(*key) for key in keys])
+        new = []  # (index in the batch, raw, key) of each message not stored before
+        for index, (raw, (message_id, digest)) in enumerate(zip(raws, keys)):
+            key = _key(message_id, digest)
+            if key in known:
+                counts["duplicate"] += 1
+                continue
+            known.add(key)
+            new.append((index, raw, (message_id, digest)))
+        stored = _receive_rows(session, [raw for _, raw, _ in new], source=source, keys=[k for _, _, k in new],
+                               now=now)
+        for (index, _, _), inbound in zip(new, stored):
+            outcome = process(session, inbound, fallback_mailbox=fallback_mailbox, now=now, known_new=True,
+                              parsed=parsed[index] if parsed is not None else None)
+            counts[outcome.status] += 1
+        _write_outcomes(session, stored)
+        session.commit()
+        return counts
+    except Exception:
+        session.rollback()
+        state.undo(position)
+        config_cache.reset(session)
+        log.warning("intake: a batch of %d messages failed; filing them one at a time", len(raws), exc_info=True)
+    counts = Counter()
+    for raw in raws:
+        counts[_import_one(session, raw, fallback_mailbox, source, state)] += 1
+    return counts
+
+
+def _import_one(session, raw, fallback_mailbox, source, state):
+    position = state.mark()
+    try:
+        if find_known(session, _peek_message_id(raw), hashlib.sha256(raw).hexdigest()) is not None:
+            return "duplicate"
+        inbound = receive(session, raw, source=source)
+        status = process(session, inbound, fallback_mailbox=fallback_mailbox).status
+        session.commit()
+        return status
+    except Exception as exc:
+        session.rollback()
+        state.undo(position)
+        config_cache.reset(session)
+        log.exception("intake: a message could not be filed; it is kept and quarantined")
+        now = utcnow()
+        inbound = receive(session, raw, source=source, now=now)
+        inbound.attempts = 1
+        quarantine(inbound, "rejected", now, f"Filing failed: {type(exc).__name__}: {exc}"[:2000])
+        session.commit()
+        return "quarantined"
 
 
 # --- quarantine actions ----------------------------------------------------------------

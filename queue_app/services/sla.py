@@ -15,6 +15,9 @@ Invariants:
   before anything else is done, so a second worker, a retry or the sweep loses cleanly.
 - Resolution ends the clock: `met` when on time, otherwise `breached` stays.
 """
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -36,6 +39,34 @@ DEFAULT_WARN_PERCENT = 75
 DEFAULT_LADDER = [{"after_breach_minutes": 0, "notify": ["assignee", "supervisors"], "raise_priority": True}]
 TARGETS = ("first_response", "resolution")
 TIMER_JOB = "workers.sla_timers.fire_sla_timer"
+
+
+# Bulk intake files many items at one instant (its transaction's time) under a few policies,
+# so the same due times are computed again and again; inside `memoised_due_times()` each
+# (calendar, start, minutes) is computed once. Outside it nothing is kept.
+_MEMO = ContextVar("sla_due_time_memo", default=None)
+
+
+@contextmanager
+def memoised_due_times():
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def _add_business_minutes(calendar, start, minutes):
+    memo = _MEMO.get()
+    if memo is None:
+        return clock.add_business_minutes(calendar, start, minutes)
+    key = (id(calendar), start, minutes)
+    hit = memo.get(key)
+    if hit is not None and hit[0] is calendar:  # the calendar kept in the entry: its id cannot be reused
+        return hit[1]
+    result = clock.add_business_minutes(calendar, start, minutes)
+    memo[key] = (calendar, result)
+    return result
 
 
 def find_policy(session, item):
@@ -98,11 +129,11 @@ def steps(item, target, due):
     """The ladder of one target as (stage, instant, kind, level, rung), in order."""
     calendar = _calendar(item)
     minutes = _target_minutes(item, target)
-    warn_at = clock.add_business_minutes(calendar, due, -(1 - _warn_fraction(item)) * minutes)
+    warn_at = _add_business_minutes(calendar, due, -(1 - _warn_fraction(item)) * minutes)
     out = [(1, warn_at, "warning", 0, None)]
     for index, rung in enumerate(ladder(item)):
         after = rung.get("after_breach_minutes", 0) or 0
-        at = clock.add_business_minutes(calendar, due, after) if after else due
+        at = _add_business_minutes(calendar, due, after) if after else due
         out.append((2 + index, at, "breach" if index == 0 else "escalation", index + 1, rung))
     return out
 
@@ -143,7 +174,7 @@ def _refresh(session, item):
 
 def _due_from_start(item, target, start):
     minutes = _target_minutes(item, target) + (item.sla_paused_minutes or 0)
-    return clock.add_business_minutes(_calendar(item), start, minutes)
+    return _add_business_minutes(_calendar(item), start, minutes)
 
 
 def start_clock(session, item, now, actor=None):

@@ -10,14 +10,17 @@ Invariants:
   (the item changed since it was read), and the version column catches concurrent writers.
 """
 import uuid
+from functools import lru_cache
 
 import sqlalchemy as sa
+import sqlalchemy.orm
+from sqlalchemy.orm import make_transient_to_detached
 from flask import current_app, has_app_context
 
 from queue_app.models import Message, User, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES, SOURCES, STATUSES, TYPES, format_ref
-from queue_app.services import access, checks, sla
+from queue_app.services import access, audit, checks, sla
 from queue_app.services.audit import record_event
 from queue_app.services.dispatch import enqueue_after_commit
 from queue_app.services.errors import Conflict, Invalid, NotFound
@@ -104,13 +107,16 @@ def create_item(session, *, actor, source, type=None, subject, description="", f
         # API clients file work for their own teams; the front-office form may file for any team.
         access.require_manage_team(actor, decision.team.id)
 
-    item = WorkItem(
+    columns = dict(
         type=decision.type, status="new", priority=decision.priority, source=source, subject=subject,
-        description=description, team=decision.team, team_id=decision.team.id,
+        description=description, team_id=decision.team.id,
         requester_email=(requester_email or None), requester_name=requester_name,
         created_by_id=actor.id if actor else None, created_at=now, updated_at=now, last_activity_at=now,
         **values,
     )
+    if assignee is None and decision.team.auto_assign == "manual" and audit.batching(session):
+        return _insert_item_row(session, columns, decision, actor, source, now)
+    item = WorkItem(team=decision.team, **columns)
     session.add(item)
     session.flush()
     item.ref = format_ref(item.id)
@@ -129,6 +135,71 @@ def create_item(session, *, actor, source, type=None, subject, description="", f
     enqueue_checks(session, item)
     session.flush()
     return item
+
+
+# Columns the bulk path writes once the SLA clock is set (see _insert_item_row).
+_SLA_COLUMNS = ("sla_policy_id", "first_response_due", "resolution_due", "sla_next_due", "sla_state", "sla_paused_at",
+                "sla_version", "sla_next_check_at")
+
+
+@lru_cache(maxsize=1)
+def _item_sla_update():
+    """UPDATE work_items SET ref, updated_at and the SLA columns WHERE id (built once: building it
+    costs more than running it)."""
+    table = WorkItem.__table__
+    columns = ("ref", "updated_at", *_SLA_COLUMNS)
+    return (table.update().where(table.c.id == sa.bindparam("item_id"))
+            .values({c: sa.bindparam(f"new_{c}", type_=table.c[c].type) for c in columns}))
+
+
+def _insert_item_row(session, columns, decision, actor, source, now):
+    """create_item for bulk intake (inside audit.batched_rows), for a team that assigns by hand.
+
+    The same item, events and jobs, in the same order, but written with two plain statements
+    (INSERT, then the ref and SLA columns) instead of two ORM flushes of a new object: the
+    ORM's bookkeeping for a new WorkItem costs more than everything else intake does with it.
+    The item returned is then attached to the session as a clean persistent object.
+    """
+    table = WorkItem.__table__
+    row = {**columns, "sla_state": "on_track", "sla_version": 0, "sla_paused_minutes": 0.0, "first_response_stage": 0,
+           "resolution_stage": 0, "escalation_level": 0, "needs_attention": False, "version": 1}
+    item_id = session.execute(sa.insert(table).returning(table.c.id), row).scalar_one()
+    item = WorkItem(id=item_id, ref=format_ref(item_id), team=decision.team, **{k: v for k, v in row.items()
+                                                                                 if k != "team_id"})
+    item.team_id = decision.team.id
+    record_event(session, item, "created", actor, {
+        "source": source, "type": item.type, "team": decision.team.name, "priority": item.priority,
+    }, now=now)
+    if decision.rule is not None:
+        record_event(session, item, "routed", actor, {"rule": decision.rule.name, "team": decision.team.name},
+                     now=now)
+    sla.start_clock(session, item, now, actor)
+    enqueue_checks(session, item)
+    session.execute(_item_sla_update(), {"item_id": item_id, "new_ref": item.ref, "new_updated_at": now,
+                                         **{f"new_{k}": getattr(item, k) for k in _SLA_COLUMNS}})
+    make_transient_to_detached(item)
+    session.add(item)
+    # Not "new" to the session, so a rollback would leave it in the identity map under an id
+    # that no longer exists (and may be given again): remembered so a rollback drops it.
+    session.info.setdefault(_ATTACHED, []).append(item)
+    return item
+
+
+_ATTACHED = "backdesk_items_attached_in_transaction"
+
+
+@sa.event.listens_for(sa.orm.Session, "after_commit")
+def _forget_attached(session):
+    session.info.pop(_ATTACHED, None)
+
+
+@sa.event.listens_for(sa.orm.Session, "after_soft_rollback")
+def _drop_attached(session, previous_transaction):
+    if previous_transaction.parent is not None:  # a savepoint: the outer transaction still holds them
+        return
+    for item in session.info.pop(_ATTACHED, []):
+        if item in session:
+            session.expunge(item)
 
 
 def enqueue_checks(session, item):
@@ -306,6 +377,33 @@ def new_message_id():
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
+MAX_REFERENCES = 20
+
+
+def reply_threading(session, item):
+    """(In-Reply-To, References) for a message we send on `item`, so the requester's mail client
+    puts it in their thread.
+
+    In-Reply-To is the requester's latest email on the item (a stranger's flagged mail is not
+    answered to them), else the latest message with a Message-ID (our acknowledgement, say).
+    References is that message's References plus its Message-ID, with the Message-ID of the
+    requester's first email first (RFC 5322 threading, and what clients fall back on), at
+    most MAX_REFERENCES ids: the first and the latest ones.
+    """
+    with_id = sa.select(Message).where(Message.work_item_id == item.id, Message.message_id.is_not(None))
+    inbound = with_id.where(Message.kind == "inbound", Message.flagged_for_review.is_(False))
+    parent = (session.scalar(inbound.order_by(Message.id.desc()).limit(1))
+              or session.scalar(with_id.order_by(Message.id.desc()).limit(1)))
+    if parent is None:
+        return None, None
+    first = session.scalar(inbound.order_by(Message.id).limit(1))
+    chain = ([first.message_id] if first is not None else []) + (parent.references or "").split() + [parent.message_id]
+    references = list(dict.fromkeys(chain))  # no repeats, first occurrence kept
+    if len(references) > MAX_REFERENCES:
+        references = references[:1] + references[-(MAX_REFERENCES - 1):]
+    return parent.message_id, " ".join(references)
+
+
 def add_reply(session, item, *, actor, body, now=None, expected_version=None):
     """An outbound reply to the requester, sent by the mail job after commit."""
     now = now or utcnow()
@@ -314,17 +412,10 @@ def add_reply(session, item, *, actor, body, now=None, expected_version=None):
     body = _clean_text(body, "body", MAX_BODY, required=True)
     if not item.requester_email:
         raise Invalid(f"{item.ref} has no requester email to reply to", {"requester_email": "missing"})
-    last_inbound = session.scalar(
-        sa.select(Message).where(Message.work_item_id == item.id, Message.message_id.is_not(None))
-        .order_by(Message.id.desc()).limit(1)
-    )
-    references = []
-    if last_inbound is not None:
-        references = (last_inbound.references or "").split() + [last_inbound.message_id]
+    in_reply_to, references = reply_threading(session, item)
     message = Message(
         work_item_id=item.id, kind="outbound", message_id=new_message_id(),
-        in_reply_to=last_inbound.message_id if last_inbound else None,
-        references=" ".join(references[-20:]) or None,
+        in_reply_to=in_reply_to, references=references,
         to_addresses=item.requester_email, subject=f"[{item.ref}] {item.subject}", body_text=body,
         author_id=actor.id, send_status="queued", created_at=now,
     )

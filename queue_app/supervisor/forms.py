@@ -1,6 +1,6 @@
-"""Assigning an item. The choices depend on the item's team, so the select is built in the template."""
+"""Assigning items. The choices depend on the items' teams, so the selects are built in the templates."""
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, IntegerField, SubmitField
+from wtforms import BooleanField, HiddenField, IntegerField, SubmitField
 from wtforms.validators import InputRequired, Optional
 from wtforms.widgets import HiddenInput
 
@@ -10,6 +10,16 @@ class AssignForm(FlaskForm):
     version = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
     next = HiddenField()
     submit = SubmitField("Assign")
+
+
+class BulkAssignForm(FlaskForm):
+    """Many items (the ticked `item` checkboxes, read by the view) to one person, or back to the queue."""
+
+    assignee_id = IntegerField("Assign the selected items to", validators=[Optional()])
+    unassign = BooleanField("Return them to the unassigned queue")
+    override = BooleanField("Assign even over capacity, during an absence or without the skill")
+    next = HiddenField()
+    submit = SubmitField("Assign selected")
 
 
 class CheckerForm(FlaskForm):

@@ -1,79 +1,196 @@
-"""Unassigned work of the teams I manage, most urgent first, who has how much, and approvals to decide."""
-import sqlalchemy as sa
-from flask import flash, redirect, render_template, request, url_for
+"""The assignment board: the unassigned queue of the teams I manage, most urgent first, each
+person's load, and assigning or reassigning one item or many at once. Also approvals to decide.
+
+Every route checks the role and the team (services.access); every form carries a CSRF token.
+"""
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy.orm import selectinload
 
 from queue_app.auth.views import safe_next
 from queue_app.extensions import db
 from queue_app.inbox import paging
 from queue_app.inbox.forms import DecisionForm
-from queue_app.inbox.views import attempt, flash_form_errors, me, with_listing_relations
-from queue_app.models import Team, User, WorkItem
+from queue_app.inbox.views import attempt, flash_form_errors, me
+from queue_app.models import Team, User
 from queue_app.models.base import utcnow
-from queue_app.models.work_item import OPEN_STATUSES
-from queue_app.services import access, approvals, work_items
+from queue_app.services import access, approvals, assignment, users, work_items
+from queue_app.services.errors import Conflict, Invalid
 from queue_app.supervisor import bp
-from queue_app.supervisor.forms import AssignForm, CheckerForm
+from queue_app.supervisor.forms import AssignForm, BulkAssignForm, CheckerForm
+from queue_app.supervisor.reports import csv_response
 
 APPROVALS_PAGE = 50
+REFUSALS_SHOWN = 20  # refusal messages flashed one by one; the rest are counted
+UNASSIGNED_HEADER = ["Reference", "Subject", "Team", "Type", "Priority", "Status", "SLA state", "Next due (UTC)",
+                     "First response due (UTC)", "Resolution due (UTC)", "Created (UTC)", "Escalation level",
+                     "Requester"]
 
 
 def managed_teams(user):
-    teams = db.session.scalars(sa.select(Team).options(selectinload(Team.members)).order_by(Team.name)).all()
-    return [team for team in teams if access.manages_team(user, team.id)]
+    return assignment.managed_teams(db.session, user)
 
 
-def load_by_person(people, now):
-    """{user id: (open, overdue, breached)} over all of each person's open items."""
-    if not people:
-        return {}
-    rows = db.session.execute(
-        sa.select(
-            WorkItem.assignee_id,
-            sa.func.count(),
-            sa.func.sum(sa.case((WorkItem.sla_next_due <= now, 1), else_=0)),
-            sa.func.sum(sa.case((WorkItem.sla_state == "breached", 1), else_=0)),
-        ).where(WorkItem.assignee_id.in_([p.id for p in people]), WorkItem.status.in_(OPEN_STATUSES))
-        .group_by(WorkItem.assignee_id)
-    )
-    return {row[0]: (row[1], row[2] or 0, row[3] or 0) for row in rows}
+def _team_filter():
+    """The ?team= filter as an id (None: all my teams); a malformed value gets a clear message (422)."""
+    raw = request.args.get("team", "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise Invalid("the team filter must be a team id", {"team": "an id"}) from None
+
+
+def _cursor():
+    """The ?after= keyset cursor as (sla_next_due, id); a malformed one starts at the top."""
+    decoded = paging.decode_cursor(request.args.get("after"))
+    return None if decoded is None else decoded[1:]
 
 
 @bp.route("")
 @login_required
 def index():
+    """The assignment board."""
     access.require_role(current_user, "supervisor", "admin")
-    teams = managed_teams(current_user)
-    team_ids = [t.id for t in teams]
-    query = work_items.open_items_query(current_user).where(WorkItem.assignee_id.is_(None),
-                                                             WorkItem.team_id.in_(team_ids))
-    items, next_cursor = paging.page(db.session, with_listing_relations(query), request.args.get("after"))
-    people = sorted({u for t in teams for u in t.members if u.is_active}, key=lambda u: (u.name, u.id))
+    team_id = _team_filter()
     now = utcnow()
-    load = load_by_person(people, now)
-    members = {t.id: [u for u in t.members if u.is_active] for t in teams}
-    return render_template("supervisor/index.html", teams=teams, items=items, next_cursor=next_cursor,
-                           people=people, load=load, members=members, form=AssignForm())
+    board = assignment.board(db.session, me(), now, after=_cursor(), team_id=team_id)
+    teams = managed_teams(me()) if team_id is not None else board.teams
+    # The bulk form's choices: the executives shown, grouped by team when several teams are.
+    executives = [(team, [row for row in board.members.get(team.id, []) if row["user"].role == "executive"])
+                  for team in board.teams] if board.by_team else \
+        [row for row in board.people if row["user"].role == "executive"]
+    return render_template(
+        "supervisor/index.html", board=board, teams=teams, team_id=team_id, items=board.items,
+        next_cursor=paging.encode_cursor(board.next_item) if board.next_item is not None else None,
+        people=board.people, executives=executives, members=board.members, now=now, form=AssignForm(),
+        bulk_form=BulkAssignForm(), policies=assignment.POLICY_LABELS)
+
+
+def _person_choice(form):
+    """The chosen assignee: a User, None for "back to the queue", or a flashed problem (False)."""
+    if form.assignee_id.data is None:
+        return None
+    person = db.session.get(User, form.assignee_id.data)
+    if person is None:
+        flash("That person does not exist any more.", "error")
+        return False
+    return person
+
+
+@bp.route("/assign", methods=["POST"])
+@login_required
+def bulk_assign():
+    """Assign the items ticked on the board (or on a person's list) to one person, in one action.
+
+    Items that may not be assigned are named with the reason; the others are assigned.
+    """
+    access.require_role(current_user, "supervisor", "admin")
+    form = BulkAssignForm()
+    back = safe_next(form.next.data, "supervisor.index")
+    if not form.validate_on_submit():
+        flash_form_errors(form)
+        return redirect(back)
+    if form.assignee_id.data is None and not form.unassign.data:
+        flash("Choose who gets the selected items.", "error")
+        return redirect(back)
+    if form.assignee_id.data is not None and form.unassign.data:
+        flash("Choose a person or the unassigned queue, not both.", "error")
+        return redirect(back)
+    person = _person_choice(form)
+    if person is False:
+        return redirect(back)
+    try:
+        selection = assignment.parse_selection(request.form.getlist("item"))
+        result = assignment.assign_selected(db.session, me(), selection, person, now=utcnow(),
+                                            override=bool(form.override.data))
+        db.session.commit()
+    except (Invalid, Conflict) as exc:
+        db.session.rollback()
+        flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
+        return redirect(back)
+    done = len(result.assigned)
+    if done:
+        noun = f"{done} item{'s' if done != 1 else ''}"
+        refs = ", ".join(item.ref for item in result.assigned[:10]) + (" …" if done > 10 else "")
+        where = f"assigned to {person.name}" if person is not None else "returned to the unassigned queue"
+        flash(f"{noun} {where}: {refs}.", "success")
+    if result.refused:
+        count = len(result.refused)
+        flash(f"{count} item{'s' if count != 1 else ''} not assigned:", "error")
+        for ref, reason in result.refused[:REFUSALS_SHOWN]:
+            flash(f"{ref}: {reason[:1].upper() + reason[1:]}.", "error")
+        if count > REFUSALS_SHOWN:
+            flash(f"… and {count - REFUSALS_SHOWN} more.", "error")
+    return redirect(back)
 
 
 @bp.route("/items/<ref>/assign", methods=["POST"])
 @login_required
 def assign(ref):
-    item = work_items.get_visible_item(db.session, me(), ref)
+    """Assign or reassign one item (the board's row control and the item page's assign form)."""
+    item = assignment_item(ref)
     form = AssignForm()
     if form.validate_on_submit():
-        assignee = db.session.get(User, form.assignee_id.data) if form.assignee_id.data is not None else None
-        if form.assignee_id.data is not None and assignee is None:
-            flash("That person does not exist any more.", "error")
-        else:
-            done = f"{item.ref} assigned to {assignee.name}." if assignee else f"{item.ref} is unassigned."
-            attempt(lambda: work_items.assign(db.session, item, assignee, actor=me(),
-                                              expected_version=form.version.data), done)
+        person = _person_choice(form)
+        if person is not False:
+            now = utcnow()
+            done = f"{item.ref} assigned to {person.name}." if person else f"{item.ref} is unassigned."
+            if attempt(lambda: assignment.assign(db.session, item, person, actor=me(), now=now,
+                                                 expected_version=form.version.data), done) and person:
+                warn_about_load(person, now)
     else:
         flash_form_errors(form)
     return redirect(safe_next(form.next.data, "supervisor.index"))
 
+
+def assignment_item(ref):
+    return work_items.get_visible_item(db.session, me(), ref)
+
+
+def warn_about_load(person, now):
+    """Assignment by hand may go beyond capacity or to someone away; say so, it was allowed."""
+    load = assignment.open_loads(db.session, [person.id])[person.id]
+    if person.is_out_of_office(now):
+        flash(f"Note: {person.name} is out of office.", "info")
+    if load > person.capacity:
+        flash(f"Note: {person.name} now has {load} open items, over their capacity of {person.capacity}.", "info")
+
+
+@bp.route("/people/<int:user_id>/items")
+@login_required
+def person_items(user_id):
+    """One person's open items in the teams I manage, to reassign some or all of them."""
+    access.require_role(current_user, "supervisor", "admin")
+    person = db.session.get(User, user_id)
+    if person is None or not users.can_manage_person(me(), person):
+        abort(404)
+    items, last = assignment.person_items(db.session, me(), person, after=_cursor())
+    teams = managed_teams(me())
+    team_ids = {t.id for t in teams}
+    people = [row for row in assignment.team_load(db.session, teams, utcnow())
+              if row["user"].id != person.id and row["user"].role == "executive"]
+    for row in people:
+        row["shared"] = [t.name for t in row["user"].teams if t.id in team_ids]
+    load = assignment.open_loads(db.session, [person.id])[person.id]
+    return render_template("supervisor/person_items.html", person=person, items=items, people=people, load=load,
+                           next_cursor=paging.encode_cursor(last) if last is not None else None, now=utcnow(),
+                           bulk_form=BulkAssignForm())
+
+
+@bp.route("/unassigned.csv")
+@login_required
+def unassigned_csv():
+    """The unassigned queue of my teams (or one team) as CSV, in the board's order."""
+    access.require_role(current_user, "supervisor", "admin")
+    team_id = _team_filter()
+    rows = assignment.unassigned_rows(db.session, me(), team_id=team_id)
+    suffix = f"_team-{team_id}" if team_id is not None else ""
+    return csv_response(f"unassigned{suffix}_{utcnow():%Y-%m-%d}.csv", UNASSIGNED_HEADER,
+                        ([r[c] for c in assignment.UNASSIGNED_COLUMNS] for r in rows))
+
+
+# --- approvals ------------------------------------------------------------------------------------
 
 def _approval_cursor(raw):
     try:
@@ -118,3 +235,4 @@ def set_checker(team_id):
     else:
         flash_form_errors(form)
     return redirect(url_for("supervisor.approvals_queue"))
+

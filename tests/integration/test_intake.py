@@ -742,3 +742,167 @@ def test_mail_from_our_own_address_is_a_loop_even_with_a_display_name_configured
     outcome = deliver(session, mail("Hello", sender="support@backdesk.example.com"))
 
     assert (outcome.status, outcome.reason) == ("quarantined", "mail_loop")
+
+
+# --- automatic replies, replies to MAIL_FROM, threading of our replies ------------------------
+
+OOO_HEADERS = [
+    {"Auto-Submitted": "auto-replied"},
+    {"X-Autoreply": "yes"},
+    {"Precedence": "auto_reply"},
+    {},  # recognised by its subject alone
+]
+
+
+@pytest.mark.parametrize("headers", OOO_HEADERS, ids=["auto-submitted", "x-autoreply", "precedence", "subject"])
+def test_an_out_of_office_reply_does_not_reopen_a_resolved_item(session, world, headers):
+    item, first_id, ack = new_item(session)
+    work_items.change_status(session, item, "resolved", actor=world.supervisor)
+    session.commit()
+    acks_before = len(messages(session, item, "outbound"))
+
+    outcome = deliver(session, mail(f"Automatic reply: [{item.ref}] Broken kettle", in_reply_to=ack.message_id,
+                                    body="I am out of the office until Monday.", **headers))
+
+    item = session.get(WorkItem, item.id)
+    assert (outcome.status, outcome.item.id) == ("followup", item.id)
+    assert item.status == "resolved" and item.resolved_at is not None
+    assert [e.data["to"] for e in events(session, item, "status_changed")] == ["resolved"]
+    assert messages(session, item, "inbound")[-1].body_text.startswith("I am out of the office")
+    assert len(messages(session, item, "outbound")) == acks_before  # no acknowledgement
+    assert len(send_jobs(session)) == 1  # only the first acknowledgement's
+
+
+def test_a_person_whose_subject_mentions_absence_still_reopens(session, world):
+    item, first_id, _ = new_item(session)
+    work_items.change_status(session, item, "resolved", actor=world.supervisor)
+    session.commit()
+
+    deliver(session, mail("Out of office until May, but the kettle is still broken", in_reply_to=first_id))
+
+    assert session.get(WorkItem, item.id).status == "open"
+
+
+def test_an_out_of_office_reply_to_a_closed_item_is_filed_there_not_as_new_work(session, world):
+    item, first_id, ack = new_item(session)
+    work_items.change_status(session, item, "resolved", actor=world.supervisor)
+    work_items.change_status(session, item, "closed", actor=world.supervisor)
+    session.commit()
+
+    outcome = deliver(session, corpus_like_ooo(item.ref, ack.message_id))
+
+    assert (outcome.status, outcome.item.id) == ("followup", item.id)
+    assert session.get(WorkItem, item.id).status == "closed"
+    assert count(session, WorkItem) == 1 and len(send_jobs(session)) == 1
+
+
+def corpus_like_ooo(ref, in_reply_to):
+    return mail(f"Automatic reply: [{ref}] Broken kettle", in_reply_to=in_reply_to, Auto_Submitted="auto-replied",
+                X_Auto_Response_Suppress="All", body="I am away.")
+
+
+OURS = "backdesk@backdesk.example.com"  # MAIL_FROM in these tests
+
+
+def test_a_reply_to_mail_from_about_a_resolved_item_lands_on_it(session, world):
+    item, first_id, ack = new_item(session)
+    work_items.change_status(session, item, "resolved", actor=world.supervisor)
+    session.commit()
+
+    outcome = deliver(session, mail("Re: your request", to=f"Backdesk <{OURS}>", in_reply_to=ack.message_id,
+                                    body="Still broken."))
+
+    item = session.get(WorkItem, item.id)
+    assert (outcome.status, outcome.item.id) == ("followup", item.id)
+    assert item.status == "open"
+
+
+@pytest.mark.parametrize("how", ["in_reply_to", "references", "tag"])
+def test_a_reply_to_mail_from_about_a_closed_item_is_filed_not_quarantined(session, world, how):
+    old, first_id, ack = new_item(session)
+    work_items.change_status(session, old, "resolved", actor=world.supervisor)
+    work_items.change_status(session, old, "closed", actor=world.supervisor)
+    session.commit()
+    threading = {"in_reply_to": {"in_reply_to": ack.message_id},
+                 "references": {"references": f"{first_id} {ack.message_id}"},
+                 "tag": {}}[how]
+
+    outcome = deliver(session, mail(f"Re: [{old.ref}] Broken kettle", to=OURS, body="It broke again.", **threading))
+
+    assert outcome.status == "created", outcome
+    new = outcome.item
+    assert new.id != old.id and session.get(WorkItem, old.id).status == "closed"
+    assert (new.team_id, new.type) == (old.team_id, old.type)  # filed where the closed item was
+    assert new.description.startswith(f"Follow-up to {old.ref}, which is closed.")
+    assert [e.data for e in events(session, new, "related")] == [{"closed_item": old.ref}]
+    assert session.get(InboundEmail, outcome.inbound.id).status == "created"
+    assert len(messages(session, new, "outbound")) == 1  # the requester is told the new reference
+
+
+def test_mail_to_mail_from_that_answers_nothing_is_quarantined_with_a_clear_reason(session, world):
+    outcome = deliver(session, mail("Hello there", to=OURS))
+
+    assert (outcome.status, outcome.reason) == ("quarantined", "no_mailbox")
+    row = session.get(InboundEmail, outcome.inbound.id)
+    assert OURS in row.detail and "answers none of our messages" in row.detail
+    assert row.raw is not None and count(session, WorkItem) == 0
+
+
+def test_our_reply_answers_the_customers_latest_mail_not_our_acknowledgement(session, world, tmp_path):
+    item, first_id, ack = new_item(session)
+    work_items.assign(session, item, world.executive, actor=world.supervisor)
+
+    reply = work_items.add_reply(session, item, actor=world.executive, body="We are on it.")
+    session.commit()
+
+    assert reply.in_reply_to == first_id != ack.message_id
+    assert reply.references.split() == [first_id]
+
+    # The customer answers our reply from their client; our next reply answers that mail.
+    answer_id = new_id()
+    deliver(session, mail("Re: We are on it", message_id=answer_id, in_reply_to=reply.message_id,
+                          references=f"{first_id} {reply.message_id}"))
+    second = work_items.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Sent.")
+    session.commit()
+
+    assert second.in_reply_to == answer_id
+    assert second.references.split() == [first_id, reply.message_id, answer_id]
+    _, sent = sent_file(tmp_path, second.id)
+    assert sent["In-Reply-To"] == answer_id
+    assert sent["References"].split()[0] == first_id and sent["References"].split()[-1] == answer_id
+
+
+def test_our_reply_threads_on_the_first_mail_even_when_the_latest_has_no_references(session, world):
+    item, first_id, _ = new_item(session)
+    tagged_id = new_id()
+    deliver(session, mail(f"[{item.ref}] one more photo", message_id=tagged_id))  # found by its tag only
+    work_items.assign(session, item, world.executive, actor=world.supervisor)
+
+    reply = work_items.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Thanks.")
+
+    assert reply.in_reply_to == tagged_id
+    assert reply.references.split() == [first_id, tagged_id]
+
+
+def test_a_strangers_mail_is_not_what_our_reply_answers(session, world):
+    item, first_id, _ = new_item(session)
+    deliver(session, mail("Re: Broken kettle", sender="mallory@evil.example", in_reply_to=first_id))
+    work_items.assign(session, item, world.executive, actor=world.supervisor)
+
+    reply = work_items.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Thanks.")
+
+    assert reply.in_reply_to == first_id
+
+
+def test_a_long_thread_keeps_the_first_id_and_the_latest_ones_in_references(session, world):
+    item, first_id, _ = new_item(session)
+    ids = [new_id() for _ in range(30)]
+    deliver(session, mail("Re: Broken kettle", message_id=ids[-1], in_reply_to=ids[-2],
+                          references=" ".join([first_id] + ids[:-1])))
+    work_items.assign(session, item, world.executive, actor=world.supervisor)
+
+    reply = work_items.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Thanks.")
+
+    references = reply.references.split()
+    assert len(references) == work_items.MAX_REFERENCES
+    assert references[0] == first_id and references[-1] == ids[-1] and reply.in_reply_to == ids[-1]

@@ -15,6 +15,7 @@ from alembic.migration import MigrationContext
 from config import TestingConfig
 from queue_app import create_app
 from queue_app.extensions import db
+from queue_app.services import search
 from tests.conftest import database_is
 
 MIGRATIONS = str(Path(__file__).resolve().parents[2] / "migrations")
@@ -53,13 +54,30 @@ def migration_app(fresh_database_url, tmp_path):
 
 
 def table_names():
-    return set(sa.inspect(db.engine).get_table_names())
+    """The tables, less the full-text search index's own (FTS5 tables on SQLite), which no model describes."""
+    return {name for name in sa.inspect(db.engine).get_table_names() if not search.is_search_object(name)}
+
+
+def _not_search_object(name, _type, _parent_names):
+    return not search.is_search_object(name)
 
 
 def schema_drift():
     with db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": _not_search_object})
         return compare_metadata(context, db.metadata)
+
+
+def search_objects():
+    """The search index's tables, triggers and indexes present in the database."""
+    with db.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            rows = conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger') "
+                                        "AND name LIKE '%fts%'"))
+        else:
+            rows = conn.execute(sa.text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%fts%'"))
+        return {name for name, in rows if not name.startswith(("work_items_fts_", "messages_fts_"))
+                or name.endswith(("_ai", "_ad", "_au"))}
 
 
 def test_upgrade_from_empty_matches_the_models_and_downgrade_unwinds(migration_app):
@@ -73,6 +91,33 @@ def test_upgrade_from_empty_matches_the_models_and_downgrade_unwinds(migration_a
     flask_migrate.downgrade(directory=MIGRATIONS, revision="base")
 
     assert table_names() == {"alembic_version"}
+    assert search_objects() == set()
+
+
+def test_the_search_index_is_built_for_existing_rows_and_kept_current(migration_app):
+    """The search migration indexes the rows already there, and what create_all builds is the same."""
+    from tests import factories
+
+    flask_migrate.upgrade(directory=MIGRATIONS, revision="16585e9bff31")
+    with db.engine.begin() as conn:  # plain SQL: the models may describe later revisions
+        conn.execute(sa.text("INSERT INTO teams (id, name, work_types, created_at) "
+                             "VALUES (900, 'Old team', '[]', '2026-01-01 00:00:00')"))
+        conn.execute(sa.text(
+            "INSERT INTO work_items (id, ref, type, status, priority, source, subject, description, team_id, "
+            "sla_state, created_at, updated_at, last_activity_at) VALUES (900, 'BO-000900', 'return', 'new', "
+            "'normal', 'api', 'Cracked porcelain teapot', '', 900, 'on_track', '2026-01-01 00:00:00', "
+            "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+    flask_migrate.upgrade(directory=MIGRATIONS)
+    expected = set(search.SQLITE_OBJECTS + search.SQLITE_TRIGGERS) if database_is("sqlite") \
+        else set(search.PG_INDEXES)
+    assert search_objects() == expected
+    admin = factories.make_user(db.session, role="admin")
+    new = factories.make_item(db.session, subject="Porcelain vase chipped")
+    db.session.commit()
+
+    found = search.search(db.session, admin, "porcelain").items
+
+    assert {item.ref for item in found} == {"BO-000900", new.ref}
 
 
 def test_constraint_names_follow_the_naming_convention(migration_app):
@@ -108,3 +153,23 @@ def test_the_migrated_schema_accepts_a_work_item(migration_app):
     row = db.session.execute(sa.text("SELECT ref, needs_attention, version FROM work_items WHERE id = :id"),
                              {"id": item.id}).one()
     assert (row.ref, bool(row.needs_attention), row.version) == (item.ref, False, item.version)
+
+
+@pytest.mark.skipif(not database_is("sqlite"), reason="SQLite triggers")
+def test_an_upgrade_restores_triggers_a_table_rebuild_dropped(migration_app):
+    """Batch mode rebuilds tables on SQLite, which drops their triggers; the next upgrade puts them back."""
+    from tests import factories
+
+    flask_migrate.upgrade(directory=MIGRATIONS)
+    with db.engine.begin() as conn:  # what dropping the table in a rebuild does
+        for name in ("work_items_fts_ai", "work_items_fts_ad", "work_items_fts_au"):
+            conn.exec_driver_sql(f"DROP TRIGGER {name}")
+    item = factories.make_item(db.session, subject="Unindexed walrus")  # written while the trigger is missing
+    admin = factories.make_user(db.session, role="admin")
+    db.session.commit()
+    assert search.search(db.session, admin, "walrus").items == []
+
+    flask_migrate.upgrade(directory=MIGRATIONS)
+
+    assert "work_items_fts_ai" in search_objects()
+    assert [found.ref for found in search.search(db.session, admin, "walrus").items] == [item.ref]

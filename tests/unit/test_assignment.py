@@ -315,6 +315,50 @@ def test_board_lists_my_teams_unassigned_queue_and_loads(session, team, make_tea
     assert [i.ref for i in rest.items] == [mine[2].ref] and rest.next_item is None
 
 
+def rows_of(board):
+    return {row["team"].name: row for row in board.summary}
+
+
+def test_board_over_several_teams_sums_each_team_instead_of_listing_people(session, team, make_team, make_user,
+                                                                           make_item):
+    other = make_team(name="Other", work_types=["return"])
+    third = make_team(name="Third", work_types=["return"])
+    ann, bob = executives(make_user, team, "ann", "bob", capacity=3)
+    both = make_user(email="both@example.com", name="Both", teams=[team, other, third], capacity=4)
+    make_user(role="supervisor", teams=[team])
+    two = make_user(role="supervisor", teams=[team, other])
+    admin = make_user(role="admin")
+    mine = arrive(make_item, team, 3)
+    theirs = arrive(make_item, other, 2)
+    work_items.assign(session, mine[0], ann, actor=admin, now=NOW)
+    work_items.assign(session, theirs[0], both, actor=admin, now=NOW)
+    work_items.assign(session, arrive(make_item, third)[0], both, actor=admin, now=NOW)  # a team `two` does not see
+    mine[1].sla_state = "at_risk"
+    theirs[1].sla_next_due = NOW - timedelta(minutes=1)  # due already: counted as breached
+    users.set_absence(session, bob, actor=admin, start=NOW - timedelta(hours=1), until=None, now=NOW)
+    session.flush()
+
+    figures = ("people", "open", "at_risk", "breached", "unassigned", "free", "out_of_office")
+    # Both's load counts their items in every team, Third's included, whoever looks
+    returns = {"people": 5, "open": 3, "at_risk": 1, "breached": 0, "unassigned": 2, "free": 2 + 2, "out_of_office": 1}
+    others = {"people": 2, "open": 2, "at_risk": 0, "breached": 1, "unassigned": 1, "free": 2, "out_of_office": 0}
+    for viewer, names in ((admin, ["Other", "Returns", "Third"]), (two, ["Other", "Returns"])):
+        board = assignment.board(session, viewer, NOW)
+        assert board.by_team and board.people == []
+        rows = {row["team"].name: row for row in board.summary}
+        assert [r["team"].name for r in board.summary] == names
+        assert {k: rows["Returns"][k] for k in figures} == returns
+        assert {k: rows["Other"][k] for k in figures} == others
+        assert {m["user"].email: m["open"] for m in board.members[team.id]}["both@example.com"] == 2
+        assert [m["user"].email for m in board.members[other.id]] == ["both@example.com", two.email]
+    assert {k: rows_of(assignment.board(session, admin, NOW))["Third"][k] for k in ("open", "unassigned", "free")} \
+        == {"open": 1, "unassigned": 0, "free": 2}
+
+    one = assignment.board(session, admin, NOW, team_id=other.id)
+    assert not one.by_team and one.summary == []
+    assert [(r["user"].email, r["open"]) for r in one.people] == [("both@example.com", 2), (two.email, 0)]
+
+
 def test_round_robin_pages_back_through_the_teams_assignments(session, team, make_user, make_item, monkeypatch):
     monkeypatch.setattr(assignment, "BATCH", 1)  # one event per page: the walk must go on until all are seen
     team.auto_assign = "round_robin"
@@ -336,3 +380,65 @@ def test_bulk_assign_refuses_items_changed_since_they_were_read(session, team, m
         assignment.bulk_assign(session, items, ann, actor=sup, now=NOW)
     session.rollback()
     assert session.scalar(sa.select(sa.func.count()).where(WorkItem.assignee_id.is_not(None))) == 0
+
+
+# --- the board's bulk action: per-item refusals ----------------------------------------------------------
+
+def test_assign_selected_gives_free_capacity_to_the_most_urgent_items(session, team, make_user, make_item):
+    (ann,) = executives(make_user, team, "ann", capacity=2)
+    sup = make_user(role="supervisor", teams=[team])
+    late, urgent, middle = (arrive(make_item, team, minutes_ago=m)[0] for m in (0, 60, 30))
+    result = assignment.assign_selected(session, sup, {i.id: None for i in (late, urgent, middle)}, ann, now=NOW)
+    assert [i.ref for i in result.assigned] == [urgent.ref, middle.ref]  # in the order selected
+    assert result.refused == [(late.ref, "Ann would go over capacity (2 open of 2)")]
+    assert late.assignee_id is None and urgent.assignee_id == ann.id
+    note = session.scalars(sa.select(Notification).where(Notification.user_id == ann.id)).one()
+    assert note.subject == "2 items assigned to you"
+
+
+def test_assign_selected_refuses_what_changed_meanwhile_and_keeps_the_rest(session, team, make_user, make_item):
+    ann, bob = executives(make_user, team, "ann", "bob")
+    sup = make_user(role="supervisor", teams=[team])
+    free, taken, returned = arrive(make_item, team, 3)
+    work_items.assign(session, taken, bob, actor=sup, now=NOW)
+    result = assignment.assign_selected(session, sup, {free.id: None, taken.id: None, returned.id: ann.id}, ann,
+                                        now=NOW)
+    assert [i.ref for i in result.assigned] == [free.ref]
+    assert result.refused == [(taken.ref, "it was taken by Bob meanwhile"),
+                              (returned.ref, "it was returned to the queue meanwhile")]
+    assert kinds(session, free).count("assigned") == 1 and taken.assignee_id == bob.id
+
+
+def test_assign_selected_override_and_unassign(session, team, make_user, make_item):
+    (ann,) = executives(make_user, team, "ann", capacity=0, skills=["return"])
+    sup = make_user(role="supervisor", teams=[team])
+    users.set_absence(session, ann, actor=sup, start=NOW - timedelta(hours=1), until=None, now=NOW)
+    general = arrive(make_item, team, type="general")[0]
+    refused = assignment.assign_selected(session, sup, {general.id: None}, ann, now=NOW)
+    assert refused.assigned == [] and refused.refused == [(general.ref, "Ann is out of office")]
+    forced = assignment.assign_selected(session, sup, {general.id: None}, ann, now=NOW, override=True)
+    assert forced.assigned == [general] and general.assignee_id == ann.id
+    back = assignment.assign_selected(session, sup, {general.id: ann.id}, None, now=NOW)
+    assert back.assigned == [general] and general.assignee_id is None
+    assert kinds(session, general)[-1] == "unassigned"
+
+
+@pytest.mark.parametrize("values", [["abc"], ["1:x"], ["0:"], ["-3"], ["5:-1"]])
+def test_parse_selection_refuses_malformed_values(values):
+    with pytest.raises(Invalid):
+        assignment.parse_selection(values)
+
+
+def test_parse_selection_reads_ids_and_what_the_page_showed():
+    assert assignment.parse_selection(["4:", "5:7", " 6 "]) == {4: None, 5: 7, 6: None}
+
+
+def test_assign_selected_needs_a_selection_and_an_active_person(session, team, make_user, make_item):
+    (ann,) = executives(make_user, team, "ann")
+    sup = make_user(role="supervisor", teams=[team])
+    with pytest.raises(Invalid):
+        assignment.assign_selected(session, sup, {}, ann, now=NOW)
+    item = arrive(make_item, team)[0]
+    ann.is_active_user = False
+    with pytest.raises(Invalid):
+        assignment.assign_selected(session, sup, {item.id: None}, ann, now=NOW)

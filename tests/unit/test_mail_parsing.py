@@ -957,3 +957,35 @@ def test_typical_message_parses_fast():
     assert parsed.attachments[0].content_type == "application/pdf"
     # ~1.5 ms on a developer machine; the bound only catches gross regressions on slow CI.
     assert statistics.median(timings) < 0.015
+
+
+# --- automatic replies (out of office) ----------------------------------------------------------
+
+@pytest.mark.parametrize("headers, subject", [
+    ({"Auto-Submitted": "auto-replied; owner-email=x@example.com"}, "Re: your request"),
+    ({"X-Autoreply": "yes"}, "Re: your request"),
+    ({"X-Autorespond": "vacation"}, "Re: your request"),
+    ({"Precedence": "auto_reply"}, "Re: your request"),
+    ({}, "Automatic reply: [BO-000042] Laptop"),
+    ({}, "Out of Office: Laptop"),
+    ({}, "AutoReply: Laptop"),
+    ({}, "Abwesenheitsnotiz: Laptop"),
+    ({}, "Réponse automatique : Laptop"),
+])
+def test_out_of_office_replies_are_recognised(headers, subject):
+    assert parse_email(bytes(build(Subject=subject, **headers))).auto_reply is True
+
+
+@pytest.mark.parametrize("headers, subject", [
+    ({}, "Re: Laptop"),
+    ({}, "Out of office until May: can someone help?"[:-1].replace(":", "")),
+    ({}, "Automatic replies are annoying"),
+    ({"Auto-Submitted": "auto-generated"}, "Your invoice"),  # automatic, but not a reply
+    ({"Auto-Submitted": "no"}, "Re: Laptop"),
+])
+def test_ordinary_mail_is_not_an_automatic_reply(headers, subject):
+    assert parse_email(bytes(build(Subject=subject, **headers))).auto_reply is False
+
+
+def test_the_corpus_out_of_office_reply_is_one():
+    assert corpus("auto_reply.eml").auto_reply is True

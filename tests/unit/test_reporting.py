@@ -141,6 +141,32 @@ def test_created_and_resolved_per_day(session, world):
     assert resolved == {2: 1, 3: 1, 5: 1}  # items 1, 7 and 2; closing (item 5) is not resolving
 
 
+def test_created_and_resolved_per_day_by_team_type_and_at_midnight(session, world):
+    mine = scope(session, world.sup)  # Returns only: the range counts per team on PostgreSQL
+    days = reporting.created_resolved(session, mine)
+    assert {d["day"].day: d["created"] for d in days if d["created"]} == {1: 1, 2: 1, 10: 1, 12: 1, 14: 1}
+    assert {d["day"].day: d["resolved"] for d in days if d["resolved"]} == {2: 1, 3: 1, 5: 1}
+    general = reporting.created_resolved(session, scope(session, world.sup, type="general"))
+    assert {d["day"].day: d["created"] for d in general if d["created"]} == {10: 1, 14: 1}
+    assert not any(d["resolved"] for d in general)
+    ann = reporting.created_resolved(session, scope(session, world.admin, assignee_id=world.ann.id))
+    assert {d["day"].day: d["resolved"] for d in ann if d["resolved"]} == {2: 1, 3: 1, 5: 1}
+
+    # the last instant of a day and the first of the next, and the period's own edges
+    for n, created in ((20, "2026-03-07 23:59:59.999999"), (21, "2026-03-08 00:00:00"),
+                       (22, "2026-02-28 23:59:59"), (23, "2026-03-15 00:00:00")):
+        session.add(WorkItem(ref=f"BO-{n:06d}", type="document_verification", status="resolved",
+                             subject=f"edge {n}", team_id=world.docs.id, created_at=at(created),
+                             updated_at=at(created), last_activity_at=at(created), resolved_at=at(created)))
+    session.commit()
+    for who in (world.admin, None):
+        edges = reporting.created_resolved(session, scope(session, world.admin, team_id=world.docs.id)
+                                           if who is None else scope(session, who))
+        by_day = {d["day"].day: (d["created"], d["resolved"]) for d in edges if d["created"] or d["resolved"]}
+        assert by_day[7] == (1, 1) and by_day[8] == (1, 1) and 15 not in by_day and 28 not in by_day
+        assert sum(d["resolved"] for d in edges) == (5 if who is not None else 2)  # + items 1, 7, 2
+
+
 def test_average_handling_time(session, world):
     report = reporting.handling_time(session, scope(session, world.admin), by="executive")
     assert figures(report["total"], "resolved", "avg_hours", "max_hours") == (3, 120.0, 264.0)  # 24, 72, 264 h

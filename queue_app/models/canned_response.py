@@ -1,0 +1,27 @@
+"""Canned responses: reply texts with placeholders, for one team or (team NULL) for every team."""
+from datetime import datetime
+from typing import Optional
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from queue_app.models.base import db, utcnow
+
+
+class CannedResponse(db.Model):
+    __tablename__ = "canned_responses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(120))
+    body: Mapped[str] = mapped_column(sa.Text)  # placeholders as in services.canned_responses.PLACEHOLDERS
+    team_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    created_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    team = relationship("Team")
+    created_by = relationship("User")
+
+    def __repr__(self):
+        return f"<CannedResponse {self.title!r}>"

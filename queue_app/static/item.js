@@ -1,0 +1,154 @@
+// The item page: keyboard shortcuts, canned responses, and htmx niceties.
+//
+// Shortcuts (ignored while typing in a field, or with Ctrl/Alt/Meta held):
+//   r  focus the reply box          n  focus the note box
+//   e  resolve: focuses the "Resolved" button and asks to press Enter (never resolves by itself)
+//   u or Escape  back to the queue (Escape first cancels a pending resolve)
+(function () {
+  "use strict";
+
+  function byId(id) { return document.getElementById(id); }
+
+  function announce(text, kind) {
+    var live = byId("item-live");
+    if (!live) { return; }
+    var box = document.createElement("div");
+    box.className = "flash flash-" + (kind || "info");
+    box.textContent = text;
+    live.replaceChildren(box);
+  }
+
+  function isTyping(target) {
+    if (!target || !target.closest) { return false; }
+    return Boolean(target.isContentEditable || target.closest("input, textarea, select, [contenteditable]"));
+  }
+
+  function focusField(id) {
+    var field = byId(id);
+    if (!field) { return false; }
+    field.scrollIntoView({block: "center"});
+    field.focus();
+    return true;
+  }
+
+  // --- resolving asks first -----------------------------------------------------------------
+
+  function cancelResolve() {
+    var prompt = byId("resolve-confirm");
+    if (prompt) { prompt.remove(); }
+    document.querySelectorAll(".confirm-armed").forEach(function (b) { b.classList.remove("confirm-armed"); });
+  }
+
+  function armResolve() {
+    var button = document.querySelector("#status-form button[value='resolved']");
+    if (!button) {
+      announce("This item cannot be resolved from its current status.", "info");
+      return;
+    }
+    cancelResolve();
+    button.classList.add("confirm-armed");
+    var prompt = document.createElement("p");
+    prompt.id = "resolve-confirm";
+    prompt.className = "resolve-confirm";
+    prompt.setAttribute("role", "alert");
+    prompt.textContent = "Press Enter to resolve this item, or Escape to cancel.";
+    button.closest("fieldset").after(prompt);
+    button.setAttribute("aria-describedby", "resolve-confirm");
+    button.scrollIntoView({block: "center"});
+    button.focus();
+    button.addEventListener("blur", function onBlur() {
+      button.removeEventListener("blur", onBlur);
+      button.removeAttribute("aria-describedby");
+      // Let a click on the button itself go through before the prompt goes away.
+      setTimeout(cancelResolve, 150);
+    });
+  }
+
+  function backToQueue() {
+    var link = document.querySelector(".crumbs a");
+    window.location.assign(link ? link.href : "/");
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || event.ctrlKey || event.altKey || event.metaKey) { return; }
+    if (event.key === "Escape" && byId("resolve-confirm")) {
+      event.preventDefault();
+      var armed = document.querySelector(".confirm-armed");
+      cancelResolve();
+      if (armed) { armed.blur(); }
+      return;
+    }
+    if (isTyping(event.target) || document.querySelector("dialog[open]")) { return; }
+    var handled = true;
+    switch (event.key) {
+      case "r": handled = focusField("reply"); break;
+      case "n": handled = focusField("note"); break;
+      case "e": armResolve(); break;
+      case "u":
+      case "Escape": backToQueue(); break;
+      default: handled = false;
+    }
+    if (handled) { event.preventDefault(); }
+  });
+
+  // --- canned responses ---------------------------------------------------------------------
+
+  function insertAtCursor(textarea, text) {
+    var start = textarea.selectionStart, end = textarea.selectionEnd, value = textarea.value;
+    if (typeof start !== "number") { start = end = value.length; }
+    textarea.value = value.slice(0, start) + text + value.slice(end);
+    textarea.focus();
+    textarea.setSelectionRange(start + text.length, start + text.length);
+  }
+
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (select.id !== "canned-select" || !select.value) { return; }
+    var url = select.dataset.url.replace(/\/0$/, "/" + encodeURIComponent(select.value));
+    fetch(url, {headers: {"Accept": "application/json"}, credentials: "same-origin"})
+      .then(function (response) {
+        if (!response.ok) { throw new Error("status " + response.status); }
+        return response.json();
+      })
+      .then(function (data) {
+        var textarea = byId("reply");
+        if (textarea) { insertAtCursor(textarea, data.text); }
+        announce("Inserted “" + data.title + "”. Edit it before sending.", "info");
+      })
+      .catch(function () { announce("That canned response could not be loaded; try again.", "error"); })
+      .finally(function () { select.value = ""; });
+  });
+
+  // With JavaScript the select inserts by itself; the button is for pages without it.
+  document.documentElement.classList.add("js");
+
+  // --- htmx: conflicts and refusals are pages worth showing ---------------------------------
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var status = event.detail.xhr.status;
+    if (status === 409 || status === 422) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt;
+    if (event.detail.successful && event.detail.xhr.status === 200 && form.matches && form.matches("form.composer")) {
+      form.reset();
+    }
+  });
+
+  document.addEventListener("htmx:afterSettle", function () {
+    var panel = byId("changes");
+    if (panel && !panel.dataset.shown) {
+      panel.dataset.shown = "1";
+      panel.focus();
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var panel = byId("changes");
+    if (panel) { panel.dataset.shown = "1"; panel.focus(); }
+  });
+})();
