@@ -28,8 +28,8 @@ Timed, each run a GET through the test client with exec000 signed in (p50 / p95 
   refresh    GET /queue/refresh?stamp=...  (the poll when nothing changed: 204)
   search     GET /search?q=...             (a few realistic queries, in turn)
   item       GET /items/<ref>              (exec000's items, in turn)
-Then EXPLAIN (PostgreSQL) / EXPLAIN QUERY PLAN (SQLite) of the queue, team queue, change stamp
-and search queries.
+The SQL statements of one GET / are counted (none of them per row). Then EXPLAIN (PostgreSQL) /
+EXPLAIN QUERY PLAN (SQLite) of the queue, team queue, change stamp and search queries.
 
   .venv/bin/python bench/inbox.py                                      # SQLite, 100,000 items
   .venv/bin/python bench/inbox.py --throwaway-postgres --readme        # PostgreSQL, 1,000,000 items
@@ -357,7 +357,13 @@ def main():
                 sa.select(WorkItem.ref).where(WorkItem.assignee_id == target_id,
                                               WorkItem.status.in_(OPEN_STATUSES)).order_by(WorkItem.id).limit(50))]
             db.session.remove()
+            statements = []
+            listener = lambda conn, cursor, statement, *rest: statements.append(statement)  # noqa: E731
+            sa.event.listen(db.engine, "before_cursor_execute", listener)
             home = client.get("/").get_data(as_text=True)
+            sa.event.remove(db.engine, "before_cursor_execute", listener)
+            lines.append(f"inbox page GET /: {len(statements)} SQL statements")
+            base.log(lines[-1])
             import re
 
             stamp = re.search(r'data-stamp="([^"]+)"', home).group(1)

@@ -296,6 +296,8 @@ def main(argv=None):
             stats = pstats.Stats(profiler, stream=out).strip_dirs()
             stats.sort_stats("tottime").print_stats(args.profile)
             stats.sort_stats("cumulative").print_stats(args.profile)
+            if os.environ.get("BENCH_CALLEES"):
+                stats.print_callees(os.environ["BENCH_CALLEES"])
             print(out.getvalue())
         if expected is not None and wanted != summary:
             return 1

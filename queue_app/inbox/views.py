@@ -62,7 +62,7 @@ def _queues(args, flt, stamp=None):
     if unassigned is not None:
         team_items, team_next = paging.page(db.session, queues.listed(unassigned), args.get("team_after"),
                                             size=TEAM_PAGE_SIZE)
-    queues.with_row_relations(db.session, items, team_items)
+    queues.with_row_relations(db.session, current_user, items, team_items)
     return dict(items=items, next_cursor=next_cursor, team_items=team_items, team_next=team_next, flt=flt,
                 saved_views=queues.SAVED_VIEWS, filter_choices=queues.FILTERS,
                 stamp=stamp or queues.change_stamp(db.session, current_user))

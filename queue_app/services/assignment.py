@@ -523,6 +523,22 @@ def team_load(session, teams, now):
     return out
 
 
+def _open_item_columns():
+    """work_items columns by name (no table attached), for a query whose FROM is _open_items_source."""
+    names = ("team_id", "assignee_id", "status", "sla_state", "sla_next_due")
+    table = WorkItem.__table__
+    return type("OpenItemColumns", (), {name: sa.column(name, table.c[name].type) for name in names})
+
+
+def _open_items_source(session):
+    """FROM work_items, read through the status index. SQLite's planner would rather walk the
+    (team_id, assignee_id, ...) index for a GROUP BY team_id, assignee_id, i.e. every item of
+    the table (220 ms at 100,000 items against 4 ms), so it is told the index to use."""
+    if session.get_bind().dialect.name == "sqlite":
+        return sa.text("work_items INDEXED BY ix_work_items_status_due")
+    return WorkItem.__table__
+
+
 def team_summary(session, teams, now, *, every_team=False):
     """One row per team of `teams` and the members of each, for a board over several teams.
 
@@ -546,14 +562,15 @@ def team_summary(session, teams, now, *, every_team=False):
         .join(team_members, team_members.c.user_id == User.id)
         .where(team_members.c.team_id.in_(ids), User.is_active_user.is_(True))
         .order_by(User.name, User.id)).all()
-    query = (sa.select(WorkItem.team_id, WorkItem.assignee_id, sa.func.count(),
-                       sa.func.count().filter(WorkItem.sla_state == "at_risk"),
-                       sa.func.count().filter(sa.or_(WorkItem.sla_state == "breached", WorkItem.sla_next_due <= now)))
-             .where(WorkItem.status.in_(OPEN_STATUSES)).group_by(WorkItem.team_id, WorkItem.assignee_id))
+    c = _open_item_columns()
+    query = (sa.select(c.team_id, c.assignee_id, sa.func.count(), sa.func.count().filter(c.sla_state == "at_risk"),
+                       sa.func.count().filter(sa.or_(c.sla_state == "breached", c.sla_next_due <= now)))
+             .select_from(_open_items_source(session))
+             .where(c.status.in_(OPEN_STATUSES)).group_by(c.team_id, c.assignee_id))
     if not every_team:
         # the shown teams' items, and the members' items in other teams (their load counts those too)
         member_ids = sorted({row[1] for row in links})
-        query = query.where(sa.or_(WorkItem.team_id.in_(ids), WorkItem.assignee_id.in_(member_ids)))
+        query = query.where(sa.or_(c.team_id.in_(ids), c.assignee_id.in_(member_ids)))
     shown = set(ids)
     loads = defaultdict(int)
     counts = {team_id: [0, 0, 0, 0] for team_id in ids}  # open, at risk, breached, unassigned

@@ -120,16 +120,43 @@ class _Schedule:
 
 
 def _schedule(calendar):
-    """The calendar's rules ready to query, or None when it is open round the clock."""
+    """The calendar's rules ready to query, or None when it is open round the clock.
+
+    Parsed once per distinct calendar content (a queue page asks for dozens of rows'
+    business time against the same few calendars); an edited calendar is new content."""
     if calendar is None:
         return None
-    zone = _zone(getattr(calendar, "timezone", None) or "UTC")
     hours = getattr(calendar, "hours", None)
+    key = (getattr(calendar, "timezone", None) or "UTC", _frozen_hours(hours),
+           getattr(calendar, "holiday_country", None) or None, getattr(calendar, "holiday_subdivision", None) or None,
+           tuple(getattr(calendar, "closed_dates", None) or ()))
+    try:
+        hash(key)
+    except TypeError:  # malformed data (validation reports it): parse without the cache
+        return _build_schedule(hours, *key[:1], *key[2:])
+    return _cached_schedule(key)
+
+
+def _frozen_hours(hours):
+    if not isinstance(hours, dict):
+        return hours
+    return tuple((day, tuple(intervals) if isinstance(intervals, list) else intervals)
+                 for day, intervals in hours.items())
+
+
+@lru_cache(maxsize=256)
+def _cached_schedule(key):
+    zone_name, frozen, country, subdivision, closed = key
+    hours = None if frozen is None else {day: list(intervals) if isinstance(intervals, tuple) else intervals
+                                         for day, intervals in frozen} if isinstance(frozen, tuple) else frozen
+    return _build_schedule(hours, zone_name, country, subdivision, closed)
+
+
+def _build_schedule(hours, zone_name, country, subdivision, closed_dates):
+    zone = _zone(zone_name)
     week = tuple(tuple((s, e) for s, e, _ in day)
                  for day in _parse_hours(round_the_clock_hours() if hours is None else hours))
-    country = getattr(calendar, "holiday_country", None) or None
-    subdivision = getattr(calendar, "holiday_subdivision", None) or None
-    closed = frozenset(_parse_date(d) for d in (getattr(calendar, "closed_dates", None) or ()))
+    closed = frozenset(_parse_date(d) for d in closed_dates)
     all_day = all(any(s == 0 and e >= DAY_SECONDS for s, e in day) for day in week)
     if all_day and not country and not closed:
         return None

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 
 import sqlalchemy as sa
-from sqlalchemy.orm import load_only, selectinload
+from sqlalchemy.orm import defer, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from queue_app.models import SlaPolicy, Team, WorkItem
+from queue_app.models import Calendar, SlaPolicy, Team, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES, TYPES
 from queue_app.services import access, work_items
@@ -35,13 +35,6 @@ SAVED_VIEWS = {
 FILTERS = {"type": TYPES, "status": OPEN_STATUSES, "priority": PRIORITIES}
 TAKE_BATCH = 20
 TAKE_ROUNDS = 10
-# What a queue row shows or needs (SLA state and countdown, paging cursor, take form); the long text
-# columns (description, reason, ...) stay in the database.
-LISTED_COLUMNS = (
-    "id", "ref", "type", "status", "priority", "subject", "team_id", "assignee_id", "requester_email",
-    "requester_name", "sla_policy_id", "first_response_due", "resolution_due", "first_responded_at",
-    "sla_next_due", "sla_state", "escalation_level", "needs_attention", "last_activity_at", "version",
-)
 
 
 @dataclass
@@ -129,18 +122,29 @@ def team_queue_query(user):
 
 
 def listed(query):
-    """`query` loading only the columns a queue row uses (see with_row_relations)."""
-    return query.options(load_only(*(getattr(WorkItem, name) for name in LISTED_COLUMNS), raiseload=False))
+    """`query` without the long text columns (description, reason), which no queue row shows:
+    a queue page of 75 rows would otherwise carry every item's full text."""
+    return query.options(defer(WorkItem.description), defer(WorkItem.reason))
 
 
-def with_row_relations(session, *pages):
-    """Give the items of `pages` their team and SLA policy (with calendars), one query each for all
-    pages together instead of a query per relation per page. Returns the pages unchanged."""
+def with_row_relations(session, user, *pages):
+    """Give the items of `pages` their team and SLA policy (with calendars): the user's own teams
+    as already loaded, the others (and the policies) in one query each for all pages together,
+    instead of a query per relation per page. Returns the pages unchanged."""
     items = [item for page in pages for item in page]
+    known = {team.id: team for team in user.teams}
+    bare = [team for team in known.values() if "calendar" not in team.__dict__]
+    calendar_ids = sorted({team.calendar_id for team in bare} - {None})
+    calendars = ({row.id: row for row in session.scalars(sa.select(Calendar).where(Calendar.id.in_(calendar_ids)))}
+                 if calendar_ids else {})
+    for team in bare:
+        set_committed_value(team, "calendar", calendars.get(team.calendar_id))
     for model, key, relation in ((Team, "team_id", "team"), (SlaPolicy, "sla_policy_id", "sla_policy")):
-        ids = sorted({getattr(item, key) for item in items} - {None})
-        loaded = {row.id: row for row in session.scalars(
-            sa.select(model).where(model.id.in_(ids)).options(selectinload(model.calendar)))} if ids else {}
+        loaded = known if model is Team else {}
+        ids = sorted({getattr(item, key) for item in items} - {None} - set(loaded))
+        if ids:
+            loaded = {**loaded, **{row.id: row for row in session.scalars(
+                sa.select(model).where(model.id.in_(ids)).options(selectinload(model.calendar)))}}
         for item in items:
             if relation not in item.__dict__:
                 set_committed_value(item, relation, loaded.get(getattr(item, key)))

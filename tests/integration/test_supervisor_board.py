@@ -389,7 +389,8 @@ def test_every_supervisor_page_links_the_others(world, signed_in):
         nav = re.search(r'<nav class="subnav supervisor-nav" aria-label="Supervisor">(.*?)</nav>', page, re.S)
         assert nav, url
         links = re.findall(r'href="([^"]+)"', nav.group(1))
-        assert links == ["/supervisor", "/supervisor/approvals", "/supervisor/reports", "/supervisor/people"], url
+        assert links == ["/supervisor", "/supervisor/approvals", "/supervisor/reports", "/supervisor/people",
+                         "/admin/canned"], url
         assert 'aria-current="page"' in nav.group(1), url
     priya = signed_in("priya@example.com")
     nav = re.search(r'aria-label="Supervisor">(.*?)</nav>', text(priya.get("/supervisor/absence", follow_redirects=True)),

@@ -301,3 +301,18 @@ def test_between_is_additive_and_not_negative(cal, a, to_b, to_c, order):
     x, y, z = (points[i] for i in order)
     total = clock.business_minutes_between(cal, x, y) + clock.business_minutes_between(cal, y, z)
     assert total == pytest.approx(clock.business_minutes_between(cal, x, z), abs=1e-6)
+
+
+def test_an_edited_calendar_is_not_answered_from_the_parsed_schedule_of_before():
+    """Schedules are parsed once per calendar content; changing the hours or closing a day
+    must change the answer straight away, on the same object."""
+    cal = calendar(hours={"mon": ["09:00-17:00"], "tue": ["09:00-17:00"]})
+    monday_9 = datetime(2026, 11, 23, 9, tzinfo=timezone.utc)
+    assert clock.add_business_minutes(cal, monday_9, 8 * 60 + 60) == datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    cal.hours = {"mon": ["09:00-18:00"], "tue": ["09:00-17:00"]}
+    assert clock.add_business_minutes(cal, monday_9, 8 * 60 + 60) == datetime(2026, 11, 23, 18, tzinfo=timezone.utc)
+    cal.closed_dates = ["2026-11-23"]
+    assert clock.add_business_minutes(cal, monday_9, 60) == datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    cal.hours["mon"] = ["bad"]  # malformed data is still reported, not served from the cache
+    with pytest.raises(ValueError):
+        clock.add_business_minutes(cal, monday_9, 60)
