@@ -45,6 +45,8 @@ class Message(db.Model):
         sa.Index("ix_messages_work_item_id", "work_item_id", "id"),
         # The per-sender acknowledgement cap counts recent mail to one address.
         sa.Index("ix_messages_automatic_created", "is_automatic", "created_at"),
+        # The acknowledgement cap: automatic messages to one sender in the last hour.
+        sa.Index("ix_messages_automatic_to_created", "is_automatic", "to_addresses", "created_at"),
         sa.CheckConstraint("kind IN ('inbound', 'outbound', 'note')", name="kind"),
     )
 
