@@ -120,12 +120,7 @@ def create_item(session, *, actor, source, type=None, subject, description="", f
     session.add(item)
     session.flush()
     item.ref = format_ref(item.id)
-    record_event(session, item, "created", actor, {
-        "source": source, "type": item.type, "team": decision.team.name, "priority": item.priority,
-    }, now=now)
-    if decision.rule is not None:
-        record_event(session, item, "routed", actor, {"rule": decision.rule.name, "team": decision.team.name},
-                     now=now)
+    _record_creation(session, item, decision, actor, source, now)
     sla.start_clock(session, item, now, actor)
     if assignee is not None:
         assign(session, item, assignee, actor=actor, now=now, check_access=actor is not None)
@@ -135,6 +130,15 @@ def create_item(session, *, actor, source, type=None, subject, description="", f
     enqueue_checks(session, item)
     session.flush()
     return item
+
+
+def _record_creation(session, item, decision, actor, source, now):
+    record_event(session, item, "created", actor, {
+        "source": source, "type": item.type, "team": decision.team.name, "priority": item.priority,
+    }, now=now)
+    if decision.rule is not None:
+        record_event(session, item, "routed", actor, {"rule": decision.rule.name, "team": decision.team.name},
+                     now=now)
 
 
 # Columns the bulk path writes once the SLA clock is set (see _insert_item_row).
@@ -167,12 +171,7 @@ def _insert_item_row(session, columns, decision, actor, source, now):
     item = WorkItem(id=item_id, ref=format_ref(item_id), team=decision.team, **{k: v for k, v in row.items()
                                                                                  if k != "team_id"})
     item.team_id = decision.team.id
-    record_event(session, item, "created", actor, {
-        "source": source, "type": item.type, "team": decision.team.name, "priority": item.priority,
-    }, now=now)
-    if decision.rule is not None:
-        record_event(session, item, "routed", actor, {"rule": decision.rule.name, "team": decision.team.name},
-                     now=now)
+    _record_creation(session, item, decision, actor, source, now)
     sla.start_clock(session, item, now, actor)
     enqueue_checks(session, item)
     session.execute(_item_sla_update(), {"item_id": item_id, "new_ref": item.ref, "new_updated_at": now,

@@ -5,6 +5,7 @@ pushes its own app context, so it sees only committed data. Tests commit what th
 create, and the autouse fixture in tests/conftest.py empties the tables afterwards.
 """
 import os
+from pathlib import Path
 import threading
 
 import pytest
@@ -68,3 +69,11 @@ def sign_in(page, email, password=PASSWORD):
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/")
+
+
+@pytest.fixture
+def shot(tmp_path):
+    """Screenshot paths: in BACKDESK_SCREENSHOTS when set (to look at the pages), else a temp dir."""
+    folder = Path(os.environ.get("BACKDESK_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return lambda name: str(folder / name)

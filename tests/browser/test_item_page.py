@@ -1,6 +1,4 @@
 """The item page in a real browser: canned responses, htmx notes and replies, shortcuts, conflicts, CSRF."""
-import os
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -10,12 +8,6 @@ from tests.browser.conftest import sign_in
 
 pytestmark = pytest.mark.browser
 
-
-@pytest.fixture
-def shot(tmp_path):
-    folder = Path(os.environ.get("BACKDESK_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return lambda name: str(folder / name)
 
 
 @pytest.fixture

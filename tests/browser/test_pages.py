@@ -1,8 +1,6 @@
 """The pages in a real browser: sign in, work an item, assign as a supervisor, file a request."""
-import os
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -12,13 +10,6 @@ from tests.browser.conftest import sign_in
 
 pytestmark = pytest.mark.browser
 
-
-@pytest.fixture
-def shot(tmp_path):
-    """Screenshot paths: in BACKDESK_SCREENSHOTS when set (to look at the pages), else a temp dir."""
-    folder = Path(os.environ.get("BACKDESK_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return lambda name: str(folder / name)
 
 
 @pytest.fixture
