@@ -1,6 +1,6 @@
 """Canned responses: supervisors keep their own teams' responses, admins all of them (global ones too).
 
-These are the only admin pages supervisors reach (views.admins_only lets them through); every
+These are the only admin pages supervisors reach (marked open_to_supervisors); every
 route checks the role here and each response's team in services.canned_responses.
 """
 import sqlalchemy as sa
@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, Length
 from queue_app.admin import bp
 from queue_app.admin.forms import ActionForm, CleanForm
 from queue_app.admin.people import invalid_form, page, save
+from queue_app.admin.views import open_to_supervisors
 from queue_app.extensions import db
 from queue_app.inbox.views import flash_form_errors, me
 from queue_app.models import Team
@@ -63,6 +64,7 @@ def edit_page(form, response):
 
 
 @bp.route("/canned")
+@open_to_supervisors
 @login_required
 def canned_list():
     canned_responses.require_management_role(current_user)
@@ -71,6 +73,7 @@ def canned_list():
 
 
 @bp.route("/canned/new", methods=["GET", "POST"])
+@open_to_supervisors
 @login_required
 def canned_new():
     canned_responses.require_management_role(current_user)
@@ -85,6 +88,7 @@ def canned_new():
 
 
 @bp.route("/canned/<int:response_id>", methods=["GET", "POST"])
+@open_to_supervisors
 @login_required
 def canned_edit(response_id):
     canned_responses.require_management_role(current_user)
@@ -100,6 +104,7 @@ def canned_edit(response_id):
 
 
 @bp.route("/canned/<int:response_id>/delete", methods=["POST"])
+@open_to_supervisors
 @login_required
 def canned_delete(response_id):
     canned_responses.require_management_role(current_user)

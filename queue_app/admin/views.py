@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from email.parser import BytesHeaderParser
 
 import sqlalchemy as sa
-from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import defer, selectinload
 
@@ -28,13 +28,20 @@ MAX_HEADER_CHARS = 2000
 COUNT_CAP = 999
 
 
+def open_to_supervisors(view):
+    """Marks an admin page that supervisors reach too; such a view checks role and team itself."""
+    view.open_to_supervisors = True
+    return view
+
+
 @bp.before_request
 def admins_only():
-    """Every admin page: sign in first, then admins only (everyone else gets 403)."""
+    """Every admin page: sign in first, then admins only (everyone else gets 403), except the
+    pages marked open_to_supervisors."""
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
-    if (request.endpoint or "").startswith("admin.canned"):
-        return None  # supervisors keep their teams' canned responses; admin/canned.py checks role and team
+    if getattr(current_app.view_functions.get(request.endpoint), "open_to_supervisors", False):
+        return None
     access.require_role(current_user, "admin")
 
 
