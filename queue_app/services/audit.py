@@ -1,25 +1,30 @@
 """The only writer of Event rows: every change to a work item is recorded here with actor and time.
 
-Bulk writing (`batched_rows`, used by `flask intake file`): inside the block, append-only rows
-(events here, outbox jobs in services.dispatch) are not ORM objects flushed one by one but
-plain rows kept in order and written with one multi-row INSERT per table. They are written
+Bulk writing (`batched_rows`, used by `flask intake file`): inside the block, new rows
+(events here, outbox jobs in services.dispatch, and the items and messages of a bulk import)
+are not ORM objects flushed one by one but plain rows kept in order and written with one
+INSERT per table, tables in foreign-key order. They are written
 - before the transaction commits (so they commit with the change that made them, or not at all);
 - before any statement of the session reads their table (so a query never misses one);
+- before the session flushes (an ORM change may update or refer to one of them);
 - when the block ends.
-A rollback forgets them, as it forgets everything else of the transaction. Outside the block
-rows are ORM objects added to the session, as always.
+A rollback forgets them, as it forgets everything else of the transaction. Rows that others
+refer to take their id beforehand from `new_id`. Outside the block rows are ORM objects
+added to the session, as always.
 """
 from contextlib import contextmanager
+from functools import lru_cache
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.util import find_tables
 
 from queue_app.models import Event
-from queue_app.models.base import utcnow
+from queue_app.models.base import db, utcnow
 
 _BATCH = "backdesk_batched_rows"
 _WRITING = "backdesk_batched_rows_writing"
+_IDS = "backdesk_batched_rows_ids"
 
 
 def actor_label(actor):
@@ -123,13 +128,15 @@ def write_pending(session, tables=None):
 
 
 def _write(session, pending, tables):
-    for name, (model, rows, callbacks) in list(pending.tables.items()):
+    order = _table_order()
+    for name, (model, rows, callbacks) in sorted(pending.tables.items(), key=lambda entry: order[entry[0]]):
         if not rows or (tables is not None and name not in tables):
             continue
         batch, notify = list(rows), list(callbacks)
         rows.clear()
         callbacks.clear()
         table = model.__table__
+        _complete(table, batch)
         if any(notify):
             ids = insert_returning_ids(session, table, batch)
             for callback, row_id in zip(notify, ids):
@@ -137,6 +144,62 @@ def _write(session, pending, tables):
                     callback(row_id)
         else:
             session.execute(sa.insert(table), batch)
+
+
+@lru_cache(maxsize=1)
+def _table_order():
+    """Table name -> position in foreign-key order (a row is written after the rows it refers to)."""
+    return {table.name: position for position, table in enumerate(db.metadata.sorted_tables)}
+
+
+def _complete(table, rows):
+    """Give every row the same columns (one INSERT statement for all): a missing one takes the
+    column's plain default, or NULL."""
+    columns = set().union(*rows)
+    for row in rows:
+        for name in columns.difference(row):
+            default = table.c[name].default
+            row[name] = default.arg if default is not None and default.is_scalar else None
+
+
+# --- ids of rows not yet written -------------------------------------------------------------
+
+_ID_CHUNK = 100  # PostgreSQL: ids taken from the sequence at a time
+
+
+def new_id(session, table):
+    """The id a row of `table` queued with add_row will have, so rows referring to it can be queued too.
+
+    PostgreSQL: the next value of the table's sequence, as an INSERT would take it (a few at a
+    time). SQLite: one more than the highest id written or handed out in this transaction, which
+    is what SQLite gives an INTEGER PRIMARY KEY; no other connection can write meanwhile, as the
+    transaction holds the write lock. Both start again after anything else inserts into the
+    table and at each new transaction.
+    """
+    ids = session.info.setdefault(_IDS, {})
+    if session.get_bind().dialect.name == "postgresql":
+        spare = ids.get(table.name)
+        if not spare:
+            spare = ids[table.name] = list(session.execute(
+                sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+                {"table": table.name, "n": _ID_CHUNK}).scalars())[::-1]
+        return spare.pop()
+    last = ids.get(table.name)
+    if last is None:
+        last = session.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))
+                               .execution_options(**READS_NO_BATCHED_ROWS)).scalar_one()
+    ids[table.name] = last + 1
+    return last + 1
+
+
+def _forget_ids(session, names=None):
+    """Read the count again (SQLite) or take fresh sequence values (PostgreSQL, where the ones
+    dropped are a gap, as a rolled-back INSERT leaves) for `names`, or every table."""
+    ids = session.info.get(_IDS)
+    if not ids:
+        return
+    for name in list(ids) if names is None else names:
+        ids.pop(name, None)
 
 
 # Execution option for a query that reads none of the batched tables (events, outbox jobs):
@@ -166,6 +229,8 @@ def _tables_of(statement):
 
 @sa.event.listens_for(Session, "do_orm_execute")
 def _write_before_reading(state):
+    if state.session.info.get(_IDS) and state.statement.is_insert and not state.session.info.get(_WRITING):
+        _forget_ids(state.session, _tables_of(state.statement) or None)
     pending = state.session.info.get(_BATCH)
     if not pending or state.execution_options.get("backdesk_reads_no_batched_rows"):
         return
@@ -181,8 +246,26 @@ def _write_before_commit(session):
         write_pending(session)
 
 
+@sa.event.listens_for(Session, "before_flush")
+def _write_before_flush(session, flush_context, instances):
+    if session.info.get(_BATCH):
+        write_pending(session)
+
+
+@sa.event.listens_for(Session, "after_flush")
+def _recount_after_orm_inserts(session, flush_context):
+    if session.info.get(_IDS) and session.new:
+        _forget_ids(session, {sa.inspect(obj).mapper.local_table.name for obj in session.new})
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _recount_after_commit(session):
+    _forget_ids(session)
+
+
 @sa.event.listens_for(Session, "after_rollback")
 def _forget_on_rollback(session):
+    _forget_ids(session)
     pending = session.info.get(_BATCH)
     if pending is not None:
         pending.forget_since({})

@@ -32,7 +32,7 @@ from itertools import islice
 from typing import Optional
 
 import sqlalchemy as sa
-from flask import current_app, has_app_context, render_template
+from flask import current_app, has_app_context
 from sqlalchemy.orm import defer
 
 from queue_app.models import Attachment, InboundEmail, Message, WorkItem
@@ -159,14 +159,15 @@ def process(session, inbound, *, fallback_mailbox=None, now=None, known_new=Fals
             parsed = parse_email(inbound.raw)
     except MailParseError as exc:
         return quarantine(inbound, exc.reason, now, exc.detail or None)
-    if parsed.message_id and session.scalar(sa.select(Message.id).where(Message.message_id == parsed.message_id)
-                                            .execution_options(**audit.READS_NO_BATCHED_ROWS)):
+    lookups = _batch_lookups(session)
+    seen = _seen_message(session, parsed.message_id, lookups) if parsed.message_id else None
+    if seen is not None:
         # A Message-ID we sent ourselves (or stored from another source): nothing new.
-        sent = session.scalar(sa.select(Message).where(Message.message_id == parsed.message_id))
-        if sent.kind == "outbound":
+        kind, item = seen
+        if kind == "outbound":
             return quarantine(inbound, "mail_loop", now)
         inbound.raw = None
-        return _finish(inbound, "duplicate", now, item=sent.work_item)
+        return _finish(inbound, "duplicate", now, item=item)
     if _is_our_own(parsed):
         return quarantine(inbound, "mail_loop", now)
     if parsed.is_bounce:
@@ -176,7 +177,7 @@ def process(session, inbound, *, fallback_mailbox=None, now=None, known_new=Fals
     mailbox = inbound.mailbox or mailboxes.mailbox_for(session, recipients) or fallback_mailbox
     if mailbox is not None and inbound.mailbox_id is None:
         inbound.mailbox_id = mailbox.id
-    item = _thread(session, parsed)
+    item = _thread(session, parsed, lookups)
     try:
         if item is not None and (item.status != "closed" or _is_automatic(parsed)):
             # An automatic reply (out of office) to a closed item is filed there: it is no new work.
@@ -243,30 +244,50 @@ def _is_our_own(parsed):
                 or (parsed.message_id and parsed.message_id.lower().endswith(f"@{domain}>")))
 
 
-def _thread(session, parsed):
+def _seen_message(session, message_id, lookups=None):
+    """(kind, item) of the message we already have with this Message-ID, or None."""
+    if lookups is not None:
+        return lookups.seen(message_id)
+    message = session.scalar(sa.select(Message).where(Message.message_id == message_id))
+    return (message.kind, message.work_item) if message is not None else None
+
+
+def _thread(session, parsed, lookups=None):
     keys = [k for k in parsed.in_reply_to + parsed.references if k]
     if keys:
-        message = session.scalar(sa.select(Message).where(Message.message_id.in_(keys))
-                                 .order_by(Message.id.desc()).limit(1).execution_options(**audit.READS_NO_BATCHED_ROWS))
-        if message is not None:
-            return message.work_item
+        if lookups is not None:
+            item = lookups.latest_item(keys)
+            if item is not None:
+                return item
+        else:
+            message = session.scalar(sa.select(Message).where(Message.message_id.in_(keys))
+                                     .order_by(Message.id.desc()).limit(1))
+            if message is not None:
+                return message.work_item
     ref = extract_ref_tag(parsed.subject)
     if ref:
-        return session.scalar(sa.select(WorkItem).where(WorkItem.ref == ref)
-                              .execution_options(**audit.READS_NO_BATCHED_ROWS))
+        if lookups is not None:
+            return lookups.item_by_ref(ref)
+        return session.scalar(sa.select(WorkItem).where(WorkItem.ref == ref))
     return None
 
 
-def participants(session, item):
+def participants(session, item, lookups=None):
+    """The requester and everyone on the item's mail, except messages flagged for review."""
+    if lookups is not None:
+        return lookups.participants(item)
     people = {(item.requester_email or "").lower()}
     rows = session.execute(sa.select(Message.from_address, Message.to_addresses, Message.cc_addresses)
-                           .where(Message.work_item_id == item.id, Message.flagged_for_review.is_(False))
-                           .execution_options(**audit.READS_NO_BATCHED_ROWS))
-    for from_address, to_addresses, cc_addresses in rows:
-        for value in (from_address, to_addresses, cc_addresses):
-            people.update(a.strip().lower() for a in (value or "").split(",") if a.strip())
+                           .where(Message.work_item_id == item.id, Message.flagged_for_review.is_(False)))
+    for row in rows:
+        people.update(_addresses(*row))
     people.discard("")
     return people
+
+
+def _addresses(*values):
+    """The lower-case addresses in comma-separated address columns."""
+    return {a.strip().lower() for value in values for a in (value or "").split(",") if a.strip()}
 
 
 def _store_message(session, inbound, parsed, item, now, flagged=False):
@@ -284,7 +305,7 @@ def _store_message(session, inbound, parsed, item, now, flagged=False):
                         content_id=part.content_id[:255] if part.content_id else None,
                         is_inline=part.is_inline, created_at=now) for part in parsed.attachments]
     if session.info.get(_BULK) is not None:
-        return _insert_message_rows(session, values, attachments, item)
+        return _queue_message_rows(session, values, attachments, item)
     message = Message(**values)
     session.add(message)
     session.flush()
@@ -297,26 +318,22 @@ def _store_message(session, inbound, parsed, item, now, flagged=False):
     return message
 
 
-def _insert_message_rows(session, values, attachments, item):
-    """Bulk import: the message and its attachments as plain INSERTs, without ORM objects."""
-    messages, files = Message.__table__, Attachment.__table__
-    message_id = session.execute(_insert_returning_id(messages), values).scalar_one()
+def _queue_message_rows(session, values, attachments, item):
+    """Bulk import: the message and its attachments as rows queued for the batch's INSERTs
+    (audit.batched_rows), their ids taken beforehand, without ORM objects."""
+    values["id"] = audit.new_id(session, Message.__table__)
     for row in attachments:
-        row["message_id"] = message_id
-    if attachments and any(row["is_inline"] for row in attachments):
-        ids = session.execute(sa.insert(files).returning(files.c.id, sort_by_parameter_order=True),
-                              attachments).scalars().all()
-        stored = [_Row(id=row_id, content_id=row["content_id"]) for row_id, row in zip(ids, attachments)]
-        values["body_html"] = _link_inline_images(values["body_html"], stored, item)
-        session.execute(sa.update(messages).where(messages.c.id == message_id).values(body_html=values["body_html"]))
-    elif attachments:
-        session.execute(sa.insert(files), attachments)
-    return _Row(id=message_id, **values)
-
-
-@lru_cache(maxsize=8)
-def _insert_returning_id(table):
-    return sa.insert(table).returning(table.c.id)
+        row["message_id"] = values["id"]
+        row["id"] = audit.new_id(session, Attachment.__table__)
+    if any(row["is_inline"] for row in attachments):
+        values["body_html"] = _link_inline_images(values["body_html"], [_Row(**row) for row in attachments], item)
+    audit.add_row(session, Message, values)
+    for row in attachments:
+        audit.add_row(session, Attachment, row)
+    lookups = _batch_lookups(session)
+    if lookups is not None:
+        lookups.wrote_message(values)
+    return _Row(**values)
 
 
 class _Row:
@@ -337,7 +354,7 @@ def _link_inline_images(html, attachments, item):
 
 
 def _add_follow_up(session, inbound, parsed, item, now):
-    flagged = parsed.from_address not in participants(session, item)
+    flagged = parsed.from_address not in participants(session, item, _batch_lookups(session))
     message = _store_message(session, inbound, parsed, item, now, flagged=flagged)
     item.last_activity_at = now
     record_event(session, item, "email_received", parsed.from_address,
@@ -351,8 +368,15 @@ def _add_follow_up(session, inbound, parsed, item, now):
                                  comment=f"reopened by an email from {parsed.from_address}")
     if parsed.attachments:
         work_items.enqueue_checks(session, item)
-    session.flush()
+    _flush_unless_bulk(session)
     return _finish(inbound, "followup", now, item=item)
+
+
+def _flush_unless_bulk(session):
+    """Flush now, so a failure shows at the message that caused it; the bulk import leaves it to
+    the batch's commit (a failed batch is filed again one message at a time)."""
+    if session.info.get(_BULK) is None:
+        session.flush()
 
 
 def _is_automatic(parsed):
@@ -370,6 +394,9 @@ def _create_item(session, inbound, parsed, mailbox, now, closed=None):
         requester_email=parsed.from_address, requester_name=parsed.from_name or None, recipient=mailbox.address,
         sender=parsed.from_address, require_fields=False, route_defaults=mailbox, now=now,
     )
+    lookups = _batch_lookups(session)
+    if lookups is not None:
+        lookups.made_item(item)
     _store_message(session, inbound, parsed, item, now)
     record_event(session, item, "email_received", parsed.from_address,
                  {"inbound_email_id": inbound.id, "mailbox": mailbox.address}, now=now)
@@ -380,7 +407,7 @@ def _create_item(session, inbound, parsed, mailbox, now, closed=None):
         _acknowledge(session, item, parsed, now)
     else:
         record_event(session, item, "ack_suppressed", "intake", {"reason": reason}, now=now)
-    session.flush()
+    _flush_unless_bulk(session)
     return _finish(inbound, "created", now, item=item)
 
 
@@ -407,7 +434,8 @@ def _no_ack_reason(session, parsed, now):
 
 
 def _acknowledge(session, item, parsed, now):
-    body = render_template("email/acknowledgement.txt", item=item, parsed=parsed)
+    # The template itself, without render_template's request context (none is used here).
+    body = current_app.jinja_env.get_template("email/acknowledgement.txt").render(item=item, parsed=parsed)
     values = dict(
         work_item_id=item.id, kind="outbound", message_id=work_items.new_message_id(),
         in_reply_to=parsed.message_id, references=" ".join((parsed.references + [parsed.message_id])[-20:])
@@ -416,7 +444,7 @@ def _acknowledge(session, item, parsed, now):
         send_status="queued", created_at=now,
     )
     if session.info.get(_BULK) is not None:
-        message = _insert_message_rows(session, values, [], item)
+        message = _queue_message_rows(session, values, [], item)
     else:
         message = Message(**values)
         session.add(message)
@@ -465,6 +493,7 @@ class _BulkImport:
     def __init__(self):
         self.acks = None  # sender -> [sent at], loaded on first use
         self.log = []  # (sender, sent at) added by this import, in order, to undo a failed batch
+        self.lookups = None  # the batch being written: its _Lookups
 
     def acks_in_last_hour(self, session, sender, now):
         if self.acks is None:
@@ -488,6 +517,100 @@ class _BulkImport:
         for sender in reversed(self.log[position:]):
             self.acks[sender].pop()
         del self.log[position:]
+
+
+def _batch_lookups(session):
+    bulk = session.info.get(_BULK)
+    return bulk.lookups if bulk is not None else None
+
+
+class _Lookups:
+    """The reads that filing a batch makes, done for the whole batch up front in a few queries
+    and kept current as the batch writes: the messages we have under the Message-IDs the
+    batch mentions, the items those and its [BO-…] tags lead to, and who takes part in them.
+
+    Filing one message at a time asks the database for each of these; here every message
+    of the batch sees exactly what it would have seen there, as the rows the batch writes
+    (messages, new items) are added as they are queued.
+    """
+
+    CHUNK = 500  # values per IN (...) list
+
+    def __init__(self, session, parsed):
+        self.session = session
+        self.messages = {}  # Message-ID -> (message id, item id, kind)
+        self.items, self.refs, self.people = {}, {}, {}
+        self.asked_ids, self.asked_refs = set(), set()
+        keys, refs = set(), set()
+        for p in parsed:
+            if hasattr(p, "message_id"):  # a ParsedEmail (not an error, nor None)
+                keys.update(k for k in (p.message_id, *p.in_reply_to, *p.references, *p.bounced_message_ids) if k)
+                ref = extract_ref_tag(p.subject)
+                if ref:
+                    refs.add(ref)
+        self._fetch(keys, refs)
+
+    def _fetch(self, keys, refs=()):
+        """Read what the database has for these Message-IDs and refs (once per value)."""
+        keys, refs = set(keys) - self.asked_ids, set(refs) - self.asked_refs
+        if not keys and not refs:
+            return
+        self.asked_ids.update(keys)
+        self.asked_refs.update(refs)
+        item_ids = set()
+        for chunk in _chunks(sorted(keys), self.CHUNK):
+            for message_id, row_id, item_id, kind in self.session.execute(
+                    sa.select(Message.message_id, Message.id, Message.work_item_id, Message.kind)
+                    .where(Message.message_id.in_(chunk))):
+                self.messages[message_id] = (row_id, item_id, kind)
+                item_ids.add(item_id)
+        item_ids = sorted(item_ids - set(self.items))
+        loaded = []
+        for column, values in ((WorkItem.id, item_ids), (WorkItem.ref, sorted(refs - set(self.refs)))):
+            for chunk in _chunks(values, self.CHUNK):
+                loaded += self.session.scalars(sa.select(WorkItem).where(column.in_(chunk))).all()
+        for item in loaded:
+            self._add_item(item)
+        for chunk in _chunks(sorted(item.id for item in loaded), self.CHUNK):
+            for item_id, *addresses in self.session.execute(
+                    sa.select(Message.work_item_id, Message.from_address, Message.to_addresses, Message.cc_addresses)
+                    .where(Message.work_item_id.in_(chunk), Message.flagged_for_review.is_(False))):
+                self.people[item_id].update(_addresses(*addresses))
+
+    def _add_item(self, item):
+        self.items[item.id] = item  # held here: the session's identity map keeps no strong reference
+        self.refs[item.ref] = item
+        self.people[item.id] = {(item.requester_email or "").lower()}
+
+    def seen(self, message_id):
+        self._fetch([message_id])
+        found = self.messages.get(message_id)
+        return (found[2], self.items[found[1]]) if found else None
+
+    def latest_item(self, keys):
+        self._fetch(keys)
+        found = [self.messages[k] for k in keys if k in self.messages]
+        return self.items[max(found)[1]] if found else None
+
+    def item_by_ref(self, ref):
+        self._fetch((), [ref])
+        return self.refs.get(ref)
+
+    def participants(self, item):
+        people = set(self.people.get(item.id) or ())
+        people.discard("")
+        return people
+
+    def made_item(self, item):
+        self._add_item(item)
+        self.asked_refs.add(item.ref)
+
+    def wrote_message(self, values):
+        if values.get("message_id"):
+            self.messages[values["message_id"]] = (values["id"], values["work_item_id"], values["kind"])
+        if not values.get("flagged_for_review") and values["work_item_id"] in self.people:
+            self.people[values["work_item_id"]].update(
+                _addresses(values.get("from_address"), values.get("to_addresses"), values.get("cc_addresses")))
 
 
 def _chunks(iterable, size):
@@ -529,6 +652,8 @@ def import_raw_messages(session, raws, *, fallback_mailbox=None, source="file", 
     `parse_processes` > 0 parses the next batches in that many other processes while this
     one writes (parsing is about half the work and needs no database).
     """
+    if isinstance(session, sa.orm.scoped_session):
+        session = session()  # the session itself: the many calls below skip the proxy's lookup
     counts = Counter()
     state = _BulkImport()
     limit = _setting("INTAKE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
@@ -659,10 +784,16 @@ def _import_batch(session, raws, fallback_mailbox, source, state, parsed=None):
             new.append((index, raw, (message_id, digest)))
         stored = _receive_rows(session, [raw for _, raw, _ in new], source=source, keys=[k for _, _, k in new],
                                now=now)
-        for (index, _, _), inbound in zip(new, stored):
+        if parsed is None:
+            parsed_new = parse_many([raw for _, raw, _ in new], _setting("INTAKE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024))
+        else:
+            parsed_new = [parsed[index] for index, _, _ in new]
+        state.lookups = _Lookups(session, parsed_new)
+        for inbound, parsed_one in zip(stored, parsed_new):
             outcome = process(session, inbound, fallback_mailbox=fallback_mailbox, now=now, known_new=True,
-                              parsed=parsed[index] if parsed is not None else None)
+                              parsed=parsed_one)
             counts[outcome.status] += 1
+        audit.write_pending(session)  # the outcomes refer to the batch's new items
         _write_outcomes(session, stored)
         session.commit()
         return counts
@@ -671,6 +802,8 @@ def _import_batch(session, raws, fallback_mailbox, source, state, parsed=None):
         state.undo(position)
         config_cache.reset(session)
         log.warning("intake: a batch of %d messages failed; filing them one at a time", len(raws), exc_info=True)
+    finally:
+        state.lookups = None
     counts = Counter()
     for raw in raws:
         counts[_import_one(session, raw, fallback_mailbox, source, state)] += 1

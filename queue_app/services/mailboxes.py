@@ -1,5 +1,6 @@
 """Mailboxes: the addresses we receive work for."""
 import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
 
 from queue_app.models import Mailbox, Team
 from queue_app.models.work_item import PRIORITIES, TYPES
@@ -46,7 +47,8 @@ def mailbox_for(session, addresses):
         return None
     if config_cache.enabled(session):  # bulk import: every active mailbox, read once
         found = config_cache.cached(session, "active_mailboxes", lambda: {m.address: m for m in session.scalars(
-            sa.select(Mailbox).where(Mailbox.active.is_(True)))})
+            sa.select(Mailbox).where(Mailbox.active.is_(True))
+            .options(selectinload(Mailbox.team).selectinload(Team.calendar)))})
     else:
         found = {m.address: m for m in session.scalars(
             sa.select(Mailbox).where(Mailbox.address.in_(wanted), Mailbox.active.is_(True)))}

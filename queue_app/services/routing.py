@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
 
 from queue_app.models import RoutingRule, Team
 from queue_app.services.config_cache import cached
@@ -53,6 +54,7 @@ def route(session, *, source, work_type=None, team=None, priority=None, recipien
     """Decide type, team and priority. `defaults` (e.g. a mailbox's) apply after rules, before fallbacks."""
     rules = cached(session, "routing_rules", lambda: session.scalars(
         sa.select(RoutingRule).where(RoutingRule.active.is_(True)).order_by(RoutingRule.position, RoutingRule.id)
+        .options(selectinload(RoutingRule.team).selectinload(Team.calendar))
     ).all())
     matched = None
     for rule in rules:

@@ -21,6 +21,7 @@ from contextvars import ContextVar
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import selectinload
 
 from queue_app.models import SlaEscalation, SlaPolicy, Team, WorkItem
 from queue_app.models.base import utcnow
@@ -72,7 +73,8 @@ def _add_business_minutes(calendar, start, minutes):
 def find_policy(session, item):
     """The most specific active policy matching the item's type, priority and team."""
     policies = cached(session, "sla_policies", lambda: session.scalars(
-        sa.select(SlaPolicy).where(SlaPolicy.active.is_(True)).order_by(SlaPolicy.id)).all())
+        sa.select(SlaPolicy).where(SlaPolicy.active.is_(True)).order_by(SlaPolicy.id)
+        .options(selectinload(SlaPolicy.calendar))).all())
     candidates = [
         p for p in policies
         if p.match_type in (None, item.type)

@@ -10,7 +10,6 @@ Invariants:
   (the item changed since it was read), and the version column catches concurrent writers.
 """
 import uuid
-from functools import lru_cache
 
 import sqlalchemy as sa
 import sqlalchemy.orm
@@ -141,47 +140,37 @@ def _record_creation(session, item, decision, actor, source, now):
                      now=now)
 
 
-# Columns the bulk path writes once the SLA clock is set (see _insert_item_row).
-_SLA_COLUMNS = ("sla_policy_id", "first_response_due", "resolution_due", "sla_next_due", "sla_state", "sla_paused_at",
-                "sla_version", "sla_next_check_at")
-
-
-@lru_cache(maxsize=1)
-def _item_sla_update():
-    """UPDATE work_items SET ref, updated_at and the SLA columns WHERE id (built once: building it
-    costs more than running it)."""
-    table = WorkItem.__table__
-    columns = ("ref", "updated_at", *_SLA_COLUMNS)
-    return (table.update().where(table.c.id == sa.bindparam("item_id"))
-            .values({c: sa.bindparam(f"new_{c}", type_=table.c[c].type) for c in columns}))
-
-
 def _insert_item_row(session, columns, decision, actor, source, now):
     """create_item for bulk intake (inside audit.batched_rows), for a team that assigns by hand.
 
-    The same item, events and jobs, in the same order, but written with two plain statements
-    (INSERT, then the ref and SLA columns) instead of two ORM flushes of a new object: the
-    ORM's bookkeeping for a new WorkItem costs more than everything else intake does with it.
-    The item returned is then attached to the session as a clean persistent object.
+    The same item, events and jobs, in the same order, but the item is a row queued for the
+    batch's INSERT (with its id taken beforehand, its ref and SLA columns already set) instead
+    of an ORM flush of a new object: the ORM's bookkeeping for a new WorkItem costs more than
+    everything else intake does with it. The item returned is attached to the session as a
+    clean persistent object; the session writes the queued rows before it flushes any change.
     """
     table = WorkItem.__table__
-    row = {**columns, "sla_state": "on_track", "sla_version": 0, "sla_paused_minutes": 0.0, "first_response_stage": 0,
-           "resolution_stage": 0, "escalation_level": 0, "needs_attention": False, "version": 1}
-    item_id = session.execute(sa.insert(table).returning(table.c.id), row).scalar_one()
-    item = WorkItem(id=item_id, ref=format_ref(item_id), team=decision.team, **{k: v for k, v in row.items()
-                                                                                 if k != "team_id"})
+    item_id = audit.new_id(session, table)
+    row = {**columns, "id": item_id, "ref": format_ref(item_id), "sla_state": "on_track", "sla_version": 0,
+           "sla_paused_minutes": 0.0, "first_response_stage": 0, "resolution_stage": 0, "escalation_level": 0,
+           "needs_attention": False, "version": 1}
+    item = WorkItem(team=decision.team, **{k: v for k, v in row.items() if k != "team_id"})
     item.team_id = decision.team.id
     _record_creation(session, item, decision, actor, source, now)
     sla.start_clock(session, item, now, actor)
     enqueue_checks(session, item)
-    session.execute(_item_sla_update(), {"item_id": item_id, "new_ref": item.ref, "new_updated_at": now,
-                                         **{f"new_{k}": getattr(item, k) for k in _SLA_COLUMNS}})
+    audit.add_row(session, WorkItem, {**row, **{c: getattr(item, c) for c in _SLA_COLUMNS}})
     make_transient_to_detached(item)
     session.add(item)
     # Not "new" to the session, so a rollback would leave it in the identity map under an id
     # that no longer exists (and may be given again): remembered so a rollback drops it.
     session.info.setdefault(_ATTACHED, []).append(item)
     return item
+
+
+# Columns start_clock sets on a new item.
+_SLA_COLUMNS = ("sla_policy_id", "first_response_due", "resolution_due", "sla_next_due", "sla_state", "sla_paused_at",
+                "sla_version", "sla_next_check_at")
 
 
 _ATTACHED = "backdesk_items_attached_in_transaction"
