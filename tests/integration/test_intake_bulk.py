@@ -126,7 +126,7 @@ def uses_postgres(session):
 
 
 @pytest.mark.parametrize("parse_processes", [0, 1])
-def test_a_bulk_import_writes_what_filing_one_at_a_time_writes(session, world, parse_processes):
+def test_a_bulk_import_writes_what_filing_one_at_a_time_writes(session, world, parse_processes, caplog):
     if uses_postgres(session):
         pytest.skip("ids restart only on SQLite; the comparison needs the same ids in both runs")
     raws = mixed_batch()
@@ -138,6 +138,7 @@ def test_a_bulk_import_writes_what_filing_one_at_a_time_writes(session, world, p
 
     assert dict(counts) == expected_counts
     assert expected_counts == {"created": 5, "followup": 4, "duplicate": 2, "quarantined": 2}
+    assert no_batch_was_refiled(caplog)
     got = snapshot(session)
     for table in expected:
         assert got[table] == expected[table], table
@@ -232,3 +233,71 @@ def test_replies_within_one_batch_find_the_items_made_earlier_in_it(session, wor
     assert item.ref and work_items.get_item(session, item.ref).id == item.id
     assert len(session.scalars(sa.select(Message).where(Message.work_item_id == item.id,
                                                         Message.kind == "inbound")).all()) == 2
+
+
+def no_batch_was_refiled(caplog):
+    """The bulk path did the work: a failed batch is filed again one message at a time, which
+    would hide a fault of the bulk path behind a correct result."""
+    return not [r for r in caplog.records if "filing them one at a time" in r.getMessage()]
+
+
+def test_items_of_auto_assigning_and_manual_teams_mixed_in_one_batch_get_their_own_ids(
+        session, world, make_user, caplog):
+    """Manual teams' items are queued with ids taken beforehand; an auto-assigning team's item
+    is an ORM insert in the same transaction. Neither may take the other's id."""
+    from queue_app.models import Team
+
+    returns = session.scalar(sa.select(Team).where(Team.name == "Returns"))
+    returns.auto_assign = "round_robin"
+    make_user(email="r@backdesk.example.com", teams=[returns])
+    session.commit()
+    raws = []
+    for n in range(6):
+        to = RETURNS if n % 2 else DESK
+        raws.append(mail(f"Request {n}", message_id=f"<m{n}@c.example>", sender=f"u{n}@c.example", to=to,
+                         attachment=PNG if n == 4 else None))
+        raws.append(mail(f"Re: Request {n}", message_id=f"<m{n}r@c.example>", sender=f"u{n}@c.example",
+                         in_reply_to=f"<m{n}@c.example>"))
+
+    counts = intake.import_raw_messages(session, raws, batch=20)
+
+    assert dict(counts) == {"created": 6, "followup": 6}
+    assert no_batch_was_refiled(caplog)
+    session.expire_all()
+    items = session.scalars(sa.select(WorkItem).order_by(WorkItem.id)).all()
+    assert [i.subject for i in items] == [f"Request {n}" for n in range(6)]
+    assert all(i.ref == work_items.format_ref(i.id) for i in items)
+    assert [i.team.name for i in items] == ["Support", "Returns"] * 3
+    assert all(i.assignee_id is not None for i in items if i.team.name == "Returns")
+    for n, item in enumerate(items):
+        inbound = session.scalars(sa.select(Message.subject).where(Message.work_item_id == item.id,
+                                                                   Message.kind == "inbound")
+                                  .order_by(Message.id)).all()
+        assert inbound == [f"Request {n}", f"Re: Request {n}"]
+    [attachment] = session.scalars(sa.select(Attachment)).all()
+    assert attachment.message.work_item.subject == "Request 4"
+
+
+def test_replies_in_the_same_and_later_batches_thread_by_header_and_tag_and_know_the_participants(session, world, caplog):
+    raws = [
+        mail("Broken kettle", message_id="<p1@c.example>", Cc="Carol <carol@c.example>"),
+        # the same batch: Carol takes part through the Cc of the mail just filed
+        mail("Re: Broken kettle", message_id="<p3@c.example>", sender="carol@c.example", in_reply_to="<p1@c.example>"),
+        mail("Other", message_id="<p2@c.example>", sender="zed@c.example"),
+        # later batches: the item and its participants come from the database
+        mail("Re: Broken kettle", message_id="<p4@c.example>", sender="dave@c.example", References="<p3@c.example>"),
+        mail("[BO-000001] one more thing", message_id="<p5@c.example>"),
+        mail("Resent", message_id="<p2@c.example>", sender="zed@c.example"),  # a Message-ID stored earlier
+    ]
+
+    counts = intake.import_raw_messages(session, raws, batch=2)
+
+    assert dict(counts) == {"created": 2, "followup": 3, "duplicate": 1}
+    assert no_batch_was_refiled(caplog)
+    assert work_items.get_item(session, "BO-000002").subject == "Other"
+    first = work_items.get_item(session, "BO-000001")
+    rows = session.execute(sa.select(Message.from_address, Message.flagged_for_review)
+                           .where(Message.work_item_id == first.id, Message.kind == "inbound")
+                           .order_by(Message.id)).all()
+    assert rows == [("anna@customer.example.com", False), ("carol@c.example", False), ("dave@c.example", True),
+                    ("anna@customer.example.com", False)]
