@@ -13,9 +13,9 @@ Measured:
 - end to end: the `intake file` command (read the mbox or .eml files, store raw bytes,
   parse, detect duplicates, thread, route, start the SLA clock, acknowledge, write the
   outbox jobs, commit), invoked in-process through Flask's CLI runner, with its own defaults
-  (batches of 200 messages per transaction, one parser process ahead of the writer on a
-  machine with 2+ CPUs) unless --parse-processes / --batch-size say otherwise; the CPU time
-  of the importing process and of the parser processes is printed too;
+  (batches of 200 messages per transaction; with 2+ CPUs a second process reads and parses
+  ahead of the writer) unless --no-read-ahead / --batch-size say otherwise; the CPU time
+  of the importing process and of the read-ahead process is printed too;
 - the `email` package alone on the same bytes: email.message_from_bytes(raw,
   policy=email.policy.default) and get_content() of every leaf part from walk();
 - the ratio between the two.
@@ -205,8 +205,8 @@ def main(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (database, corpus)")
     parser.add_argument("--dump", help="write the fingerprinted rows to this file (to diff two runs)")
     parser.add_argument("--repeat", type=int, default=1, help="runs on fresh databases; the fastest is reported")
-    parser.add_argument("--parse-processes", type=int, default=None,
-                        help="passed to `intake file` (default: its own, 1 parser process with 2+ CPUs)")
+    parser.add_argument("--read-ahead", action=argparse.BooleanOptionalAction, default=None,
+                        help="passed to `intake file` (default: its own, on with 2+ CPUs)")
     parser.add_argument("--batch-size", type=int, default=None, help="passed to `intake file` (default: its own)")
     args = parser.parse_args(argv)
 
@@ -245,8 +245,8 @@ def main(argv=None):
             runner = app.test_cli_runner()
             profiler = cProfile.Profile() if args.profile and attempt == 0 else None
             options = []
-            if args.parse_processes is not None:
-                options += ["--parse-processes", str(args.parse_processes)]
+            if args.read_ahead is not None:
+                options += ["--read-ahead" if args.read_ahead else "--no-read-ahead"]
             if args.batch_size is not None:
                 options += ["--batch-size", str(args.batch_size)]
             load_before = os.getloadavg()[0]
@@ -258,7 +258,7 @@ def main(argv=None):
             if profiler:
                 profiler.disable()
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the parser processes, reaped at the end
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the read-ahead process, reaped at the end
             child_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
             loads.append((load_before, os.getloadavg()[0]))
             if result.exit_code != 0:
@@ -283,7 +283,7 @@ def main(argv=None):
         print(f"intake file:   {rate:8.0f} messages/s end to end ({seconds:.1f} s wall, {count / cpu_seconds:.0f}/s "
               f"of CPU time{', under cProfile' if profiler else ''}; best of {args.repeat}), target {TARGET}: "
               f"{'met' if rate >= TARGET else 'NOT met'}")
-        print(f"CPU:           {cpu_seconds:.1f} s in the importing process, {child_seconds:.1f} s in parser processes "
+        print(f"CPU:           {cpu_seconds:.1f} s in the importing process, {child_seconds:.1f} s in read-ahead process "
               f"({count / (cpu_seconds + child_seconds):.0f} messages per CPU second in all)")
         print(f"ratio:         {rate / baseline:.2f} of the email package alone ({baseline / rate:.1f}x slower)")
         print(f"load average:  {', '.join(f'{a:.1f} before / {b:.1f} after' for a, b in loads)} "

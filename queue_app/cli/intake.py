@@ -50,26 +50,23 @@ def _maildir_order(key):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
 
 
-def import_messages(raws, fallback_mailbox=None, batch=200, parse_processes=0):
+def import_messages(raws, fallback_mailbox=None, batch=200, read_ahead=False):
     """Store and process each message; returns a Counter of outcomes. Re-importing creates nothing."""
     from queue_app.services import intake as intake_service
 
     return intake_service.import_raw_messages(db.session, raws, fallback_mailbox=fallback_mailbox, batch=batch,
-                                              parse_processes=parse_processes)
-
-
-def _default_parse_processes():
-    return 1 if (os.cpu_count() or 1) > 1 else 0
+                                              read_ahead=read_ahead)
 
 
 @intake.command("file")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--mailbox", "mailbox_address", help="Mailbox for messages addressed to none of ours.")
-@click.option("--parse-processes", type=click.IntRange(0, 16), default=None,
-              help="Processes parsing ahead while this one writes (default: 1 with 2+ CPUs, else 0).")
+@click.option("--read-ahead/--no-read-ahead", default=None,
+              help="Read and parse the next messages in a second process while this one writes "
+                   "(default: on with 2+ CPUs).")
 @click.option("--batch-size", type=click.IntRange(1, 5000), default=200, show_default=True,
               help="Messages per transaction.")
-def import_files(paths, mailbox_address, parse_processes, batch_size):
+def import_files(paths, mailbox_address, read_ahead, batch_size):
     """Import .eml files, mbox files and Maildir folders."""
     fallback = None
     if mailbox_address:
@@ -78,10 +75,10 @@ def import_files(paths, mailbox_address, parse_processes, batch_size):
             raise click.ClickException(f"no mailbox {mailbox_address}; add it with `flask mailboxes add`")
     for path in paths:  # every path checked before anything is imported
         _check_path(path)
-    if parse_processes is None:
-        parse_processes = _default_parse_processes()
+    if read_ahead is None:
+        read_ahead = (os.cpu_count() or 1) > 1
     counts = import_messages((raw for path in paths for raw in read_messages(path)), fallback, batch=batch_size,
-                             parse_processes=parse_processes)
+                             read_ahead=read_ahead)
     total = sum(counts.values())
     parts = ", ".join(f"{counts[key]} {label}" for key, label in SUMMARY_KEYS.items())
     click.echo(f"{total} messages: {parts}")

@@ -23,6 +23,7 @@ Invariants:
 """
 import hashlib
 import logging
+import queue as queue_module
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
@@ -571,7 +572,7 @@ class _Lookups:
                 loaded += self.session.scalars(sa.select(WorkItem).where(column.in_(chunk))).all()
         for item in loaded:
             self._add_item(item)
-        for chunk in _chunks(sorted(item.id for item in loaded), self.CHUNK):
+        for chunk in _chunks(sorted(item.id for item in loaded), self.CHUNK):  # who takes part in them
             for item_id, *addresses in self.session.execute(
                     sa.select(Message.work_item_id, Message.from_address, Message.to_addresses, Message.cc_addresses)
                     .where(Message.work_item_id.in_(chunk), Message.flagged_for_review.is_(False))):
@@ -579,8 +580,15 @@ class _Lookups:
 
     def _add_item(self, item):
         self.items[item.id] = item  # held here: the session's identity map keeps no strong reference
-        self.refs[item.ref] = item
+        self.refs[item.ref] = item.id
         self.people[item.id] = {(item.requester_email or "").lower()}
+
+    def _work_item(self, item_id):
+        """The WorkItem to change: an item made in this batch is a QueuedItem until it is loaded."""
+        item = self.items[item_id]
+        if not isinstance(item, WorkItem):
+            item = self.items[item_id] = self.session.get(WorkItem, item_id)
+        return item
 
     def seen(self, message_id):
         self._fetch([message_id])
@@ -590,11 +598,11 @@ class _Lookups:
     def latest_item(self, keys):
         self._fetch(keys)
         found = [self.messages[k] for k in keys if k in self.messages]
-        return self.items[max(found)[1]] if found else None
+        return self._work_item(max(found)[1]) if found else None
 
     def item_by_ref(self, ref):
         self._fetch((), [ref])
-        return self.refs.get(ref)
+        return self._work_item(self.refs[ref]) if ref in self.refs else None
 
     def participants(self, item):
         people = set(self.people.get(item.id) or ())
@@ -640,7 +648,7 @@ def _known_keys(session, keys):
     return {_key(message_id, digest) for message_id, digest in rows}
 
 
-def import_raw_messages(session, raws, *, fallback_mailbox=None, source="file", batch=200, parse_processes=0):
+def import_raw_messages(session, raws, *, fallback_mailbox=None, source="file", batch=200, read_ahead=False):
     """Store and process many raw emails (a file import); returns a Counter of outcomes.
 
     A copy of an email already stored (same Message-ID, or same bytes without one) is
@@ -649,8 +657,9 @@ def import_raw_messages(session, raws, *, fallback_mailbox=None, source="file", 
     the batch is rolled back and done again one message per transaction; a message that
     still fails is kept, raw bytes and all, quarantined as `rejected` with the error.
 
-    `parse_processes` > 0 parses the next batches in that many other processes while this
-    one writes (parsing is about half the work and needs no database).
+    `read_ahead`: read and parse the next batches in a second process while this one writes
+    (`raws` is then iterated there: reading and parsing are about half the work and need no
+    database).
     """
     if isinstance(session, sa.orm.scoped_session):
         session = session()  # the session itself: the many calls below skip the proxy's lookup
@@ -658,10 +667,11 @@ def import_raw_messages(session, raws, *, fallback_mailbox=None, source="file", 
     state = _BulkImport()
     limit = _setting("INTAKE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
     # Rules, policies and mailboxes are read once per batch; events and jobs are written per batch.
-    with config_cache.config_cache(session), audit.batched_rows(session), _Parsers(parse_processes) as parsers:
+    with config_cache.config_cache(session), audit.batched_rows(session), \
+            _ReadAhead(raws, batch, limit, enabled=read_ahead) as batches:
         session.info[_BULK] = state
         try:
-            for chunk, parsed in parsers.map(_chunks(raws, batch), limit):
+            for chunk, parsed in batches:
                 with sla.memoised_due_times():
                     counts.update(_import_batch(session, chunk, fallback_mailbox, source, state, parsed))
                 config_cache.reset(session)
@@ -687,53 +697,78 @@ def parse_many(raws, limit):
     return out
 
 
-class _Parsers:
-    """Parse batches ahead in worker processes; without workers, `process` parses each message."""
+def _read_and_parse(raws, size, limit, queue):
+    """The read-ahead process: each batch's raw bytes and parse results, in order, then "done"."""
+    try:
+        for chunk in _chunks(raws, size):
+            queue.put(("batch", chunk, parse_many(chunk, limit)))
+        queue.put(("done", None, None))
+    except BaseException as exc:  # noqa: BLE001 - told to the importing process, which carries on
+        queue.put(("failed", f"{type(exc).__name__}: {exc}", None))
+    queue.close()
+    queue.join_thread()  # everything handed over before the process exits
 
-    AHEAD = 2  # batches parsed ahead of the one being written
 
-    def __init__(self, processes):
-        self.processes = max(0, int(processes or 0))
-        self.pool = None
+class _ReadAhead:
+    """Batches of (raw bytes, parse results or None) to write, in order.
 
-    def __enter__(self):
-        if self.processes:
+    Enabled, a forked process reads `raws` (its own copy of the iterator, not yet started)
+    and parses each batch, up to AHEAD batches ahead of the writer. If that process fails or
+    dies, this one carries on from the first message it has not received, reading the rest
+    itself (and `process` parses them). Disabled, batches are read here, unparsed.
+    """
+
+    AHEAD = 2
+
+    def __init__(self, raws, size, limit, enabled):
+        self.raws, self.size, self.limit = raws, size, limit
+        self.process = self.queue = None
+        if enabled:
             import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
 
             try:
-                self.pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("fork"))
+                context = multiprocessing.get_context("fork")
+                self.queue = context.Queue(self.AHEAD)
+                self.process = context.Process(target=_read_and_parse, args=(raws, size, limit, self.queue),
+                                               name="backdesk-intake-read-ahead", daemon=True)
+                self.process.start()
             except (OSError, ValueError):
-                log.warning("intake: cannot start parser processes; parsing in this one", exc_info=True)
+                log.warning("intake: cannot start the read-ahead process; reading in this one", exc_info=True)
+                self.process = None
+
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.process is not None:
+            if self.process.is_alive():
+                self.process.terminate()
+            self.process.join()
+            self.queue.close()
+            self.queue.cancel_join_thread()
 
-    def map(self, chunks, limit):
-        """Yield (chunk, parsed or None) in order."""
-        if self.pool is None:
-            for chunk in chunks:
-                yield chunk, None
-            return
-        from collections import deque
-
-        waiting = deque()
-        for chunk in chunks:
-            waiting.append((chunk, self.pool.submit(parse_many, chunk, limit)))
-            if len(waiting) > self.AHEAD * self.processes:
-                yield self._result(*waiting.popleft())
-        while waiting:
-            yield self._result(*waiting.popleft())
-
-    @staticmethod
-    def _result(chunk, future):
-        try:
-            return chunk, future.result()
-        except Exception:  # a broken worker: parse in this process instead
-            log.warning("intake: a parser process failed; parsing here", exc_info=True)
-            return chunk, None
+    def __iter__(self):
+        received = 0
+        while self.process is not None:
+            try:
+                kind, chunk, parsed = self.queue.get(timeout=1)
+            except queue_module.Empty:
+                if self.process.is_alive():
+                    continue
+                kind, chunk = "failed", f"it exited with code {self.process.exitcode}"
+            except Exception as exc:  # noqa: BLE001 - a message cut short by a dying process
+                kind, chunk = "failed", f"{type(exc).__name__}: {exc}"
+            if kind == "batch":
+                received += len(chunk)
+                yield chunk, parsed
+            elif kind == "done":
+                return
+            else:
+                log.warning("intake: the read-ahead process failed (%s); reading from message %d in this one",
+                            chunk, received + 1)
+                break
+        for chunk in _chunks(islice(self.raws, received, None), self.size):
+            yield chunk, None
 
 
 def _receive_rows(session, raws, *, source, keys, now):

@@ -12,8 +12,6 @@ Invariants:
 import uuid
 
 import sqlalchemy as sa
-import sqlalchemy.orm
-from sqlalchemy.orm import make_transient_to_detached
 from flask import current_app, has_app_context
 
 from queue_app.models import Message, User, WorkItem
@@ -144,27 +142,21 @@ def _insert_item_row(session, columns, decision, actor, source, now):
     """create_item for bulk intake (inside audit.batched_rows), for a team that assigns by hand.
 
     The same item, events and jobs, in the same order, but the item is a row queued for the
-    batch's INSERT (with its id taken beforehand, its ref and SLA columns already set) instead
-    of an ORM flush of a new object: the ORM's bookkeeping for a new WorkItem costs more than
-    everything else intake does with it. The item returned is attached to the session as a
-    clean persistent object; the session writes the queued rows before it flushes any change.
+    batch's INSERT (its id taken beforehand, its ref and SLA columns already set) and what is
+    returned is a QueuedItem holding its values, not an ORM object: the ORM's bookkeeping for
+    a new WorkItem costs more than everything else intake does with it. To change the item
+    later in the transaction, load it (`session.get(WorkItem, item.id)`); the session writes
+    the queued rows before it reads them.
     """
-    table = WorkItem.__table__
-    item_id = audit.new_id(session, table)
+    item_id = audit.new_id(session, WorkItem.__table__)
     row = {**columns, "id": item_id, "ref": format_ref(item_id), "sla_state": "on_track", "sla_version": 0,
            "sla_paused_minutes": 0.0, "first_response_stage": 0, "resolution_stage": 0, "escalation_level": 0,
            "needs_attention": False, "version": 1}
-    item = WorkItem(team=decision.team, **{k: v for k, v in row.items() if k != "team_id"})
-    item.team_id = decision.team.id
+    item = QueuedItem(decision.team, row)
     _record_creation(session, item, decision, actor, source, now)
     sla.start_clock(session, item, now, actor)
     enqueue_checks(session, item)
     audit.add_row(session, WorkItem, {**row, **{c: getattr(item, c) for c in _SLA_COLUMNS}})
-    make_transient_to_detached(item)
-    session.add(item)
-    # Not "new" to the session, so a rollback would leave it in the identity map under an id
-    # that no longer exists (and may be given again): remembered so a rollback drops it.
-    session.info.setdefault(_ATTACHED, []).append(item)
     return item
 
 
@@ -173,21 +165,20 @@ _SLA_COLUMNS = ("sla_policy_id", "first_response_due", "resolution_due", "sla_ne
                 "sla_version", "sla_next_check_at")
 
 
-_ATTACHED = "backdesk_items_attached_in_transaction"
+class QueuedItem:
+    """A new work item whose row is queued for a bulk INSERT: every column as a plain attribute
+    (those not given are None), its team and SLA policy, and WorkItem's `is_open`."""
 
+    is_open = WorkItem.is_open
 
-@sa.event.listens_for(sa.orm.Session, "after_commit")
-def _forget_attached(session):
-    session.info.pop(_ATTACHED, None)
+    def __init__(self, team, row):
+        self.__dict__.update(dict.fromkeys(WorkItem.__table__.columns.keys()), **row)
+        self.team = team
+        self.sla_policy = None
+        self.assignee = None
 
-
-@sa.event.listens_for(sa.orm.Session, "after_soft_rollback")
-def _drop_attached(session, previous_transaction):
-    if previous_transaction.parent is not None:  # a savepoint: the outer transaction still holds them
-        return
-    for item in session.info.pop(_ATTACHED, []):
-        if item in session:
-            session.expunge(item)
+    def __repr__(self):
+        return f"<QueuedItem {self.ref} {self.type} {self.status}>"
 
 
 def enqueue_checks(session, item):

@@ -125,8 +125,8 @@ def uses_postgres(session):
     return session.get_bind().dialect.name == "postgresql"
 
 
-@pytest.mark.parametrize("parse_processes", [0, 1])
-def test_a_bulk_import_writes_what_filing_one_at_a_time_writes(session, world, parse_processes, caplog):
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_a_bulk_import_writes_what_filing_one_at_a_time_writes(session, world, read_ahead, caplog):
     if uses_postgres(session):
         pytest.skip("ids restart only on SQLite; the comparison needs the same ids in both runs")
     raws = mixed_batch()
@@ -134,7 +134,7 @@ def test_a_bulk_import_writes_what_filing_one_at_a_time_writes(session, world, p
     expected = snapshot(session)
     reset_rows(session)
 
-    counts = intake.import_raw_messages(session, raws, batch=5, parse_processes=parse_processes)
+    counts = intake.import_raw_messages(session, raws, batch=5, read_ahead=read_ahead)
 
     assert dict(counts) == expected_counts
     assert expected_counts == {"created": 5, "followup": 4, "duplicate": 2, "quarantined": 2}
