@@ -301,3 +301,31 @@ def test_replies_in_the_same_and_later_batches_thread_by_header_and_tag_and_know
                            .order_by(Message.id)).all()
     assert rows == [("anna@customer.example.com", False), ("carol@c.example", False), ("dave@c.example", True),
                     ("anna@customer.example.com", False)]
+
+
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_if_the_read_ahead_process_fails_the_import_goes_on_from_the_first_message_not_received(
+        session, world, caplog, how):
+    import os
+
+    raws = [mail(f"Request {n}", message_id=f"<ra{n}@c.example>", sender=f"u{n}@c.example") for n in range(7)]
+    importer = os.getpid()
+
+    def messages():
+        for n, raw in enumerate(raws):
+            if n == 4 and os.getpid() != importer:  # only the read-ahead process's copy fails
+                if how == "raises":
+                    raise OSError("disk unreadable")
+                os._exit(3)
+            yield raw
+
+    counts = intake.import_raw_messages(session, messages(), batch=2, read_ahead=True)
+
+    assert dict(counts) == {"created": 7}
+    [warning] = [r.getMessage() for r in caplog.records if "read-ahead process failed" in r.getMessage()]
+    assert ("OSError: disk unreadable" if how == "raises" else "exited with code 3") in warning
+    # What was handed over before the failure is kept; a process that dies may take its last
+    # batch with it, which is then read again here. Either way each message is filed once.
+    assert "from message 5" in warning or (how == "dies" and "from message 3" in warning)
+    assert sorted(session.scalars(sa.select(WorkItem.subject))) == [f"Request {n}" for n in range(7)]
+    assert session.scalar(sa.select(sa.func.count()).select_from(InboundEmail)) == 7
