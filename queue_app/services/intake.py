@@ -586,8 +586,8 @@ class _Lookups:
     def _work_item(self, item_id):
         """The WorkItem to change: an item made in this batch is a QueuedItem until it is loaded."""
         item = self.items[item_id]
-        if not isinstance(item, WorkItem):
-            item = self.items[item_id] = self.session.get(WorkItem, item_id)
+        if isinstance(item, work_items.QueuedItem):
+            item = self.items[item_id] = work_items.attach_queued_item(self.session, item)
         return item
 
     def seen(self, message_id):

@@ -12,6 +12,8 @@ Invariants:
 import uuid
 
 import sqlalchemy as sa
+import sqlalchemy.orm
+from sqlalchemy.orm import make_transient_to_detached
 from flask import current_app, has_app_context
 
 from queue_app.models import Message, User, WorkItem
@@ -145,8 +147,7 @@ def _insert_item_row(session, columns, decision, actor, source, now):
     batch's INSERT (its id taken beforehand, its ref and SLA columns already set) and what is
     returned is a QueuedItem holding its values, not an ORM object: the ORM's bookkeeping for
     a new WorkItem costs more than everything else intake does with it. To change the item
-    later in the transaction, load it (`session.get(WorkItem, item.id)`); the session writes
-    the queued rows before it reads them.
+    later in the transaction, take `attach_queued_item(session, item)`.
     """
     item_id = audit.new_id(session, WorkItem.__table__)
     row = {**columns, "id": item_id, "ref": format_ref(item_id), "sla_state": "on_track", "sla_version": 0,
@@ -179,6 +180,38 @@ class QueuedItem:
 
     def __repr__(self):
         return f"<QueuedItem {self.ref} {self.type} {self.status}>"
+
+
+def attach_queued_item(session, queued):
+    """The WorkItem of a QueuedItem, attached to the session as the persistent object of its row
+    without reading it back (its changes are flushed after the queued rows are written)."""
+    columns = WorkItem.__table__.columns.keys()
+    item = WorkItem(**{c: getattr(queued, c) for c in columns if c != "team_id"}, team=queued.team,
+                    sla_policy=queued.sla_policy)
+    item.team_id = queued.team_id
+    make_transient_to_detached(item)
+    session.add(item)
+    # Not "new" to the session, so a rollback would leave it in the identity map under an id
+    # that no longer exists (and may be given again): remembered so a rollback drops it.
+    session.info.setdefault(_ATTACHED, []).append(item)
+    return item
+
+
+_ATTACHED = "backdesk_items_attached_in_transaction"
+
+
+@sa.event.listens_for(sa.orm.Session, "after_commit")
+def _forget_attached(session):
+    session.info.pop(_ATTACHED, None)
+
+
+@sa.event.listens_for(sa.orm.Session, "after_soft_rollback")
+def _drop_attached(session, previous_transaction):
+    if previous_transaction.parent is not None:  # a savepoint: the outer transaction still holds them
+        return
+    for item in session.info.pop(_ATTACHED, []):
+        if item in session:
+            session.expunge(item)
 
 
 def enqueue_checks(session, item):

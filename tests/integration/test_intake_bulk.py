@@ -329,3 +329,26 @@ def test_if_the_read_ahead_process_fails_the_import_goes_on_from_the_first_messa
     assert "from message 5" in warning or (how == "dies" and "from message 3" in warning)
     assert sorted(session.scalars(sa.select(WorkItem.subject))) == [f"Request {n}" for n in range(7)]
     assert session.scalar(sa.select(sa.func.count()).select_from(InboundEmail)) == 7
+
+
+def test_a_batch_that_fails_after_a_reply_to_its_own_new_item_is_filed_again_cleanly(session, world, monkeypatch):
+    """The reply loads the new item into the session under an id the rollback frees again;
+    filing the batch again one message at a time must not meet that stale object."""
+    raws = [mail("Broken kettle", message_id="<x1@c.example>"),
+            mail("Re: Broken kettle", message_id="<x2@c.example>", in_reply_to="<x1@c.example>"),
+            mail("Doomed", message_id="<x3@c.example>", sender="z@c.example")]
+    real = intake._create_item
+
+    def flaky(session_, inbound, parsed, *args, **kwargs):
+        if parsed.subject == "Doomed":
+            raise RuntimeError("disk on fire")
+        return real(session_, inbound, parsed, *args, **kwargs)
+
+    monkeypatch.setattr(intake, "_create_item", flaky)
+
+    counts = intake.import_raw_messages(session, raws, batch=10)
+
+    assert dict(counts) == {"created": 1, "followup": 1, "quarantined": 1}
+    [item] = session.scalars(sa.select(WorkItem)).all()
+    assert item.subject == "Broken kettle" and item.version > 1  # the reply's touch was written
+    assert [m.message_id for m in item.messages if m.kind == "inbound"] == ["<x1@c.example>", "<x2@c.example>"]
