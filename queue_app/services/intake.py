@@ -773,15 +773,17 @@ class _ReadAhead:
 
 def _receive_rows(session, raws, *, source, keys, now):
     """`receive` for the bulk import: a batch's rows are INSERTed at once, before anything else
-    (the raw bytes are stored first, as always), but the InboundEmails returned are not tracked
-    by the session; `_write_outcomes` writes what processing decided, for the whole batch."""
+    (the raw bytes are stored first, as always). What is returned holds each row's values as
+    attributes, as an InboundEmail would (not an ORM object: the session does not track them);
+    `_write_outcomes` writes what processing decided, for the whole batch."""
     rows = [dict(source=source, mailbox_id=None, envelope_from=None, envelope_to=[], message_id=message_id,
                  sha256=digest, size=len(raw), raw=raw, imap_uid=None, status="received", attempts=0,
                  received_at=now) for raw, (message_id, digest) in zip(raws, keys)]
     if not rows:
         return []
     ids = audit.insert_returning_ids(session, InboundEmail.__table__, rows)
-    return [InboundEmail(id=row_id, **row) for row_id, row in zip(ids, rows)]
+    return [_Row(id=row_id, mailbox=None, work_item=None, reason=None, detail=None, processed_at=None,
+                 work_item_id=None, duplicate_of_id=None, **row) for row_id, row in zip(ids, rows)]
 
 
 _OUTCOME_COLUMNS = ("status", "reason", "detail", "processed_at", "work_item_id", "mailbox_id", "attempts",
