@@ -144,16 +144,22 @@ def test_a_bulk_import_writes_what_filing_one_at_a_time_writes(session, world, r
         assert got[table] == expected[table], table
 
 
-def test_a_message_that_fails_is_kept_and_quarantined_and_the_others_are_filed(session, world, monkeypatch):
-    raws = [mail(f"Request {n}", message_id=f"<f{n}@c.example>", sender=f"u{n}@c.example") for n in range(6)]
+def fail_to_file(monkeypatch, subject):
+    """Make filing the new item of the mail with this subject raise; returns the real function."""
     real = intake._create_item
 
     def flaky(session_, inbound, parsed, *args, **kwargs):
-        if parsed.subject == "Request 3":
+        if parsed.subject == subject:
             raise RuntimeError("disk on fire")
         return real(session_, inbound, parsed, *args, **kwargs)
 
     monkeypatch.setattr(intake, "_create_item", flaky)
+    return real
+
+
+def test_a_message_that_fails_is_kept_and_quarantined_and_the_others_are_filed(session, world, monkeypatch):
+    raws = [mail(f"Request {n}", message_id=f"<f{n}@c.example>", sender=f"u{n}@c.example") for n in range(6)]
+    real = fail_to_file(monkeypatch, "Request 3")
 
     counts = intake.import_raw_messages(session, raws, batch=4)
 
@@ -338,14 +344,7 @@ def test_a_batch_that_fails_after_a_reply_to_its_own_new_item_is_filed_again_cle
     raws = [mail("Broken kettle", message_id="<x1@c.example>"),
             mail("Re: Broken kettle", message_id="<x2@c.example>", in_reply_to="<x1@c.example>"),
             mail("Doomed", message_id="<x3@c.example>", sender="z@c.example")]
-    real = intake._create_item
-
-    def flaky(session_, inbound, parsed, *args, **kwargs):
-        if parsed.subject == "Doomed":
-            raise RuntimeError("disk on fire")
-        return real(session_, inbound, parsed, *args, **kwargs)
-
-    monkeypatch.setattr(intake, "_create_item", flaky)
+    fail_to_file(monkeypatch, "Doomed")
 
     counts = intake.import_raw_messages(session, raws, batch=10)
 
