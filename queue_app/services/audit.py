@@ -86,6 +86,7 @@ def batched_rows(session):
         write_pending(session)
     finally:
         session.info.pop(_BATCH, None)
+        session.info.pop(_IDS, None)
 
 
 def batching(session):
@@ -164,26 +165,19 @@ def _complete(table, rows):
 
 # --- ids of rows not yet written -------------------------------------------------------------
 
-_ID_CHUNK = 100  # PostgreSQL: ids taken from the sequence at a time
-
-
 def new_id(session, table):
     """The id a row of `table` queued with add_row will have, so rows referring to it can be queued too.
 
-    PostgreSQL: the next value of the table's sequence, as an INSERT would take it (a few at a
-    time). SQLite: one more than the highest id written or handed out in this transaction, which
-    is what SQLite gives an INTEGER PRIMARY KEY; no other connection can write meanwhile, as the
-    transaction holds the write lock. Both start again after anything else inserts into the
-    table and at each new transaction.
+    PostgreSQL: the next value of the table's sequence, as the INSERT would have taken it.
+    SQLite: one more than the highest id written or handed out in this transaction, which is
+    what SQLite gives an INTEGER PRIMARY KEY; no other connection can write meanwhile, as the
+    transaction holds the write lock. The count starts again at each transaction and after
+    anything else inserts into the table. Either way ids follow the order rows were made in.
     """
-    ids = session.info.setdefault(_IDS, {})
     if session.get_bind().dialect.name == "postgresql":
-        spare = ids.get(table.name)
-        if not spare:
-            spare = ids[table.name] = list(session.execute(
-                sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
-                {"table": table.name, "n": _ID_CHUNK}).scalars())[::-1]
-        return spare.pop()
+        return session.execute(sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id'))"),
+                               {"table": table.name}).scalar_one()
+    ids = session.info.setdefault(_IDS, {})
     last = ids.get(table.name)
     if last is None:
         last = session.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))
@@ -193,8 +187,7 @@ def new_id(session, table):
 
 
 def _forget_ids(session, names=None):
-    """Read the count again (SQLite) or take fresh sequence values (PostgreSQL, where the ones
-    dropped are a gap, as a rolled-back INSERT leaves) for `names`, or every table."""
+    """Read the highest id again for `names`, or every table (SQLite; see new_id)."""
     ids = session.info.get(_IDS)
     if not ids:
         return
@@ -202,8 +195,8 @@ def _forget_ids(session, names=None):
         ids.pop(name, None)
 
 
-# Execution option for a query that reads none of the batched tables (events, outbox jobs):
-# the bulk import's own frequent lookups carry it, so they skip the check below.
+# Execution option for a query that needs no batched row written first (new_id's count of
+# ids, which knows of them), so it skips the check below.
 READS_NO_BATCHED_ROWS = {"backdesk_reads_no_batched_rows": True}
 
 
