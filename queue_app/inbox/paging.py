@@ -10,16 +10,10 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from queue_app.models import WorkItem
+from queue_app.services.work_items import after_in_urgency_order, urgency_order
 
 PAGE_SIZE = 50
 _NONE = "none"
-
-
-def urgency_order(query, attention_first=False):
-    keys = (WorkItem.sla_next_due.asc().nulls_last(), WorkItem.id.asc())
-    if attention_first:
-        keys = (WorkItem.needs_attention.desc(),) + keys
-    return query.order_by(*keys)
 
 
 def encode_cursor(item, attention_first=False):
@@ -47,17 +41,6 @@ def decode_cursor(cursor, attention_first=False):
         return None
 
 
-def _after_due(due, item_id):
-    """Rows after (due, id) in (sla_next_due nulls last, id) order."""
-    if due is None:
-        return sa.and_(WorkItem.sla_next_due.is_(None), WorkItem.id > item_id)
-    return sa.or_(
-        WorkItem.sla_next_due > due,
-        sa.and_(WorkItem.sla_next_due == due, WorkItem.id > item_id),
-        WorkItem.sla_next_due.is_(None),
-    )
-
-
 def after(query, cursor, attention_first=False):
     """Rows strictly after the cursor in the order."""
     decoded = decode_cursor(cursor, attention_first)
@@ -65,13 +48,13 @@ def after(query, cursor, attention_first=False):
         return query
     attention, due, item_id = decoded
     if not attention_first:
-        return query.where(_after_due(due, item_id))
+        return query.where(after_in_urgency_order(due, item_id))
     if attention:  # the rest of the items needing attention, then every item that does not
         return query.where(sa.or_(
-            sa.and_(WorkItem.needs_attention.is_(True), _after_due(due, item_id)),
+            sa.and_(WorkItem.needs_attention.is_(True), after_in_urgency_order(due, item_id)),
             WorkItem.needs_attention.is_(False),
         ))
-    return query.where(WorkItem.needs_attention.is_(False), _after_due(due, item_id))
+    return query.where(WorkItem.needs_attention.is_(False), after_in_urgency_order(due, item_id))
 
 
 def page(session, query, cursor=None, size=PAGE_SIZE, attention_first=False):

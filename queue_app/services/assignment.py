@@ -201,18 +201,13 @@ def _auto(session, pool, policy, item, user, actor, now):
 
 
 def _urgency_after(query, item):
-    """Items after `item` in urgency order (sla_next_due, nulls last, then id)."""
-    if item.sla_next_due is None:
-        return query.where(WorkItem.sla_next_due.is_(None), WorkItem.id > item.id)
-    return query.where(sa.or_(WorkItem.sla_next_due > item.sla_next_due,
-                              sa.and_(WorkItem.sla_next_due == item.sla_next_due, WorkItem.id > item.id),
-                              WorkItem.sla_next_due.is_(None)))
+    """Items after `item` in urgency order."""
+    return query.where(work_items.after_in_urgency_order(item.sla_next_due, item.id))
 
 
 def unassigned_query(team_ids):
-    return (sa.select(WorkItem).where(WorkItem.team_id.in_(list(team_ids)), WorkItem.assignee_id.is_(None),
-                                      WorkItem.status.in_(OPEN_STATUSES))
-            .order_by(WorkItem.sla_next_due.asc().nulls_last(), WorkItem.id.asc()))
+    return work_items.urgency_order(sa.select(WorkItem).where(
+        WorkItem.team_id.in_(list(team_ids)), WorkItem.assignee_id.is_(None), WorkItem.status.in_(OPEN_STATUSES)))
 
 
 def _serve_queue(session, pool, team, policy, actor, now, limit):
@@ -301,9 +296,9 @@ def redistribute(session, user, actor, now=None, *, mode="queue"):
     if not (actor.id == user.id or actor.role == "admin" or
             (actor.role == "supervisor" and actor.team_ids & user.team_ids)):
         raise NotFound("no such person in your teams")
-    query = (sa.select(WorkItem).where(WorkItem.assignee_id == user.id, WorkItem.status.in_(OPEN_STATUSES))
-             .options(selectinload(WorkItem.team))
-             .order_by(WorkItem.sla_next_due.asc().nulls_last(), WorkItem.id.asc()))
+    query = work_items.urgency_order(
+        sa.select(WorkItem).where(WorkItem.assignee_id == user.id, WorkItem.status.in_(OPEN_STATUSES))
+        .options(selectinload(WorkItem.team)))
     items = session.scalars(query).all()
     mine = [i for i in items if actor.id == user.id or access.manages_team(actor, i.team_id)]
     result = {"assigned": [], "queued": [], "kept": len(items) - len(mine)}
@@ -656,10 +651,10 @@ def person_items(session, actor, person, *, after=None, size=BOARD_PAGE):
     """One page of `person`'s open items in the teams `actor` manages, most urgent first
     (keyset, as the board); (items, last item shown when there are more)."""
     team_ids = [t.id for t in managed_teams(session, actor)]
-    query = (sa.select(WorkItem).where(WorkItem.assignee_id == person.id, WorkItem.status.in_(OPEN_STATUSES),
-                                       WorkItem.team_id.in_(team_ids))
-             .options(*_listing_options())
-             .order_by(WorkItem.sla_next_due.asc().nulls_last(), WorkItem.id.asc()))
+    query = work_items.urgency_order(
+        sa.select(WorkItem).where(WorkItem.assignee_id == person.id, WorkItem.status.in_(OPEN_STATUSES),
+                                  WorkItem.team_id.in_(team_ids))
+        .options(*_listing_options()))
     if after is not None:
         query = _urgency_after(query, _Position(*after) if isinstance(after, tuple) else after)
     rows = session.scalars(query.limit(size + 1)).all()
@@ -680,10 +675,10 @@ def unassigned_rows(session, user, *, team_id=None):
             raise NotFound("no such team among the teams you manage")
     names = {t.id: t.name for t in teams}
     columns = [getattr(WorkItem, c) for c in UNASSIGNED_COLUMNS if c != "team"]
-    base = (sa.select(WorkItem.id, WorkItem.team_id, *columns)
-            .where(WorkItem.team_id.in_(list(names)), WorkItem.assignee_id.is_(None),
-                   WorkItem.status.in_(OPEN_STATUSES))
-            .order_by(WorkItem.sla_next_due.asc().nulls_last(), WorkItem.id.asc()).limit(BATCH * 5))
+    base = work_items.urgency_order(
+        sa.select(WorkItem.id, WorkItem.team_id, *columns)
+        .where(WorkItem.team_id.in_(list(names)), WorkItem.assignee_id.is_(None),
+               WorkItem.status.in_(OPEN_STATUSES))).limit(BATCH * 5)
 
     def rows():
         last = None

@@ -2,7 +2,7 @@
 and the change stamp the pages poll to refresh themselves.
 
 - My queue: open items assigned to the user, those needing attention first, then by the next
-  due instant (paging.urgency_order), keyset-paged. Saved views and filters narrow it.
+  due instant (work_items.urgency_order), keyset-paged. Saved views and filters narrow it.
 - Team queue: the open unassigned items of the user's teams, most urgent first.
 - take_next: gives the user the most urgent unassigned open item of their teams whose type is
   among their skills (any type when they have none). Two people pressing at once never get the
@@ -158,7 +158,7 @@ def _candidates(user):
     skills = [s for s in (user.skills or []) if s in TYPES]
     if skills:
         query = query.where(WorkItem.type.in_(skills))
-    return query.order_by(WorkItem.sla_next_due.asc().nulls_last(), WorkItem.id.asc())
+    return work_items.urgency_order(query)
 
 
 def _claim_postgres(session, user):

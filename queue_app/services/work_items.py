@@ -39,6 +39,25 @@ MAX_SUBJECT = 255
 MAX_BODY = 100_000
 
 
+def urgency_order(query, attention_first=False):
+    """Most urgent first: sla_next_due (none last), then id; items needing attention first if asked."""
+    keys = (WorkItem.sla_next_due.asc().nulls_last(), WorkItem.id.asc())
+    if attention_first:
+        keys = (WorkItem.needs_attention.desc(),) + keys
+    return query.order_by(*keys)
+
+
+def after_in_urgency_order(due, item_id):
+    """Rows after the item with (sla_next_due, id) = (due, item_id) in urgency_order (keyset paging)."""
+    if due is None:
+        return sa.and_(WorkItem.sla_next_due.is_(None), WorkItem.id > item_id)
+    return sa.or_(
+        WorkItem.sla_next_due > due,
+        sa.and_(WorkItem.sla_next_due == due, WorkItem.id > item_id),
+        WorkItem.sla_next_due.is_(None),
+    )
+
+
 def allowed_transitions(item):
     return sorted(TRANSITIONS[item.status])
 
