@@ -43,7 +43,8 @@ from queue_app.services.audit import record_event
 from queue_app.services.blobs import store_blob
 from queue_app.services.dispatch import enqueue_after_commit
 from queue_app.services.errors import DomainError
-from queue_app.services.mail_parsing import MailParseError, extract_ref_tag, normalise_message_id, parse_email
+from queue_app.services.mail_parsing import (MailParseError, ParsedEmail, extract_ref_tag, normalise_message_id,
+                                             parse_email)
 
 QUARANTINE_REASONS = {
     "unparseable": "The message could not be parsed",
@@ -160,8 +161,8 @@ def process(session, inbound, *, fallback_mailbox=None, now=None, known_new=Fals
             parsed = parse_email(inbound.raw)
     except MailParseError as exc:
         return quarantine(inbound, exc.reason, now, exc.detail or None)
-    lookups = _batch_lookups(session)
-    seen = _seen_message(session, parsed.message_id, lookups) if parsed.message_id else None
+    lookups = _lookups(session)
+    seen = lookups.seen(parsed.message_id) if parsed.message_id else None
     if seen is not None:
         # A Message-ID we sent ourselves (or stored from another source): nothing new.
         kind, item = seen
@@ -178,7 +179,7 @@ def process(session, inbound, *, fallback_mailbox=None, now=None, known_new=Fals
     mailbox = inbound.mailbox or mailboxes.mailbox_for(session, recipients) or fallback_mailbox
     if mailbox is not None and inbound.mailbox_id is None:
         inbound.mailbox_id = mailbox.id
-    item = _thread(session, parsed, lookups)
+    item = _thread(parsed, lookups)
     try:
         if item is not None and (item.status != "closed" or _is_automatic(parsed)):
             # An automatic reply (out of office) to a closed item is filed there: it is no new work.
@@ -245,45 +246,48 @@ def _is_our_own(parsed):
                 or (parsed.message_id and parsed.message_id.lower().endswith(f"@{domain}>")))
 
 
-def _seen_message(session, message_id, lookups=None):
-    """(kind, item) of the message we already have with this Message-ID, or None."""
-    if lookups is not None:
-        return lookups.seen(message_id)
-    message = session.scalar(sa.select(Message).where(Message.message_id == message_id))
-    return (message.kind, message.work_item) if message is not None else None
-
-
-def _thread(session, parsed, lookups=None):
+def _thread(parsed, lookups):
     keys = [k for k in parsed.in_reply_to + parsed.references if k]
-    if keys:
-        if lookups is not None:
-            item = lookups.latest_item(keys)
-            if item is not None:
-                return item
-        else:
-            message = session.scalar(sa.select(Message).where(Message.message_id.in_(keys))
-                                     .order_by(Message.id.desc()).limit(1))
-            if message is not None:
-                return message.work_item
+    item = lookups.latest_item(keys) if keys else None
+    if item is not None:
+        return item
     ref = extract_ref_tag(parsed.subject)
-    if ref:
-        if lookups is not None:
-            return lookups.item_by_ref(ref)
-        return session.scalar(sa.select(WorkItem).where(WorkItem.ref == ref))
-    return None
+    return lookups.item_by_ref(ref) if ref else None
 
 
-def participants(session, item, lookups=None):
-    """The requester and everyone on the item's mail, except messages flagged for review."""
-    if lookups is not None:
-        return lookups.participants(item)
-    people = {(item.requester_email or "").lower()}
-    rows = session.execute(sa.select(Message.from_address, Message.to_addresses, Message.cc_addresses)
-                           .where(Message.work_item_id == item.id, Message.flagged_for_review.is_(False)))
-    for row in rows:
-        people.update(_addresses(*row))
-    people.discard("")
-    return people
+class _DatabaseLookups:
+    """What filing a message reads of the messages and items we have, a query per question
+    (`_BatchLookups` answers the same questions for a whole batch of the bulk import)."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def seen(self, message_id):
+        """(kind, item) of the message we already have with this Message-ID, or None."""
+        message = self.session.scalar(sa.select(Message).where(Message.message_id == message_id))
+        return (message.kind, message.work_item) if message is not None else None
+
+    def latest_item(self, keys):
+        """The item of the newest message with one of these Message-IDs, or None."""
+        message = self.session.scalar(sa.select(Message).where(Message.message_id.in_(keys))
+                                      .order_by(Message.id.desc()).limit(1))
+        return message.work_item if message is not None else None
+
+    def item_by_ref(self, ref):
+        return self.session.scalar(sa.select(WorkItem).where(WorkItem.ref == ref))
+
+    def participants(self, item):
+        """The requester and everyone on the item's mail, except messages flagged for review."""
+        people = {item.requester_email.lower()} if item.requester_email else set()
+        for row in self.session.execute(
+                sa.select(Message.from_address, Message.to_addresses, Message.cc_addresses)
+                .where(Message.work_item_id == item.id, Message.flagged_for_review.is_(False))):
+            people.update(_addresses(*row))
+        return people
+
+
+def _lookups(session):
+    return _batch_lookups(session) or _DatabaseLookups(session)
 
 
 def _addresses(*values):
@@ -355,7 +359,7 @@ def _link_inline_images(html, attachments, item):
 
 
 def _add_follow_up(session, inbound, parsed, item, now):
-    flagged = parsed.from_address not in participants(session, item, _batch_lookups(session))
+    flagged = parsed.from_address not in _lookups(session).participants(item)
     message = _store_message(session, inbound, parsed, item, now, flagged=flagged)
     item.last_activity_at = now
     record_event(session, item, "email_received", parsed.from_address,
@@ -494,7 +498,7 @@ class _BulkImport:
     def __init__(self):
         self.acks = None  # sender -> [sent at], loaded on first use
         self.log = []  # (sender, sent at) added by this import, in order, to undo a failed batch
-        self.lookups = None  # the batch being written: its _Lookups
+        self.lookups = None  # the batch being written: its _BatchLookups
 
     def acks_in_last_hour(self, session, sender, now):
         if self.acks is None:
@@ -525,7 +529,7 @@ def _batch_lookups(session):
     return bulk.lookups if bulk is not None else None
 
 
-class _Lookups:
+class _BatchLookups:
     """The reads that filing a batch makes, done for the whole batch up front in a few queries
     and kept current as the batch writes: the messages we have under the Message-IDs the
     batch mentions, the items those and its [BO-…] tags lead to, and who takes part in them.
@@ -544,7 +548,7 @@ class _Lookups:
         self.asked_ids, self.asked_refs = set(), set()
         keys, refs = set(), set()
         for p in parsed:
-            if hasattr(p, "message_id"):  # a ParsedEmail (not an error, nor None)
+            if isinstance(p, ParsedEmail):  # not the error to quarantine with, nor None
                 keys.update(k for k in (p.message_id, *p.in_reply_to, *p.references, *p.bounced_message_ids) if k)
                 ref = extract_ref_tag(p.subject)
                 if ref:
@@ -581,7 +585,7 @@ class _Lookups:
     def _add_item(self, item):
         self.items[item.id] = item  # held here: the session's identity map keeps no strong reference
         self.refs[item.ref] = item.id
-        self.people[item.id] = {(item.requester_email or "").lower()}
+        self.people[item.id] = {item.requester_email.lower()} if item.requester_email else set()
 
     def _work_item(self, item_id):
         """The WorkItem to change: an item made in this batch is a QueuedItem until it is loaded."""
@@ -605,9 +609,7 @@ class _Lookups:
         return self._work_item(self.refs[ref]) if ref in self.refs else None
 
     def participants(self, item):
-        people = set(self.people.get(item.id) or ())
-        people.discard("")
-        return people
+        return set(self.people[item.id])
 
     def made_item(self, item):
         self._add_item(item)
@@ -825,7 +827,7 @@ def _import_batch(session, raws, fallback_mailbox, source, state, parsed=None):
             parsed_new = parse_many([raw for _, raw, _ in new], _setting("INTAKE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024))
         else:
             parsed_new = [parsed[index] for index, _, _ in new]
-        state.lookups = _Lookups(session, parsed_new)
+        state.lookups = _BatchLookups(session, parsed_new)
         for inbound, parsed_one in zip(stored, parsed_new):
             outcome = process(session, inbound, fallback_mailbox=fallback_mailbox, now=now, known_new=True,
                               parsed=parsed_one)
