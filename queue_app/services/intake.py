@@ -75,6 +75,11 @@ def _setting(key, default):
     return current_app.config.get(key, default) if has_app_context() else default
 
 
+def size_limit():
+    """The largest message we file (INTAKE_MAX_MESSAGE_BYTES); a larger one is quarantined as oversize."""
+    return _setting("INTAKE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
+
+
 def _peek_message_id(raw):
     """The Message-ID header, read cheaply without parsing the whole message."""
     head = raw[:65536].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
@@ -152,7 +157,7 @@ def process(session, inbound, *, fallback_mailbox=None, now=None, known_new=Fals
             inbound.duplicate_of_id = first.id
             inbound.raw = None  # the bytes are kept once, on the first copy
             return _finish(inbound, "duplicate", now, item=first.work_item)
-    if inbound.size > _setting("INTAKE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024):
+    if inbound.size > size_limit():
         return quarantine(inbound, "oversize", now, f"{inbound.size} bytes is over the limit")
     try:
         if isinstance(parsed, MailParseError):
@@ -667,7 +672,7 @@ def import_raw_messages(session, raws, *, fallback_mailbox=None, source="file", 
         session = session()  # the session itself: the many calls below skip the proxy's lookup
     counts = Counter()
     state = _BulkImport()
-    limit = _setting("INTAKE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024)
+    limit = size_limit()
     # Rules, policies and mailboxes are read once per batch; events and jobs are written per batch.
     with config_cache.config_cache(session), audit.batched_rows(session), \
             _ReadAhead(raws, batch, limit, enabled=read_ahead) as batches:
@@ -675,7 +680,7 @@ def import_raw_messages(session, raws, *, fallback_mailbox=None, source="file", 
         try:
             for chunk, parsed in batches:
                 with sla.memoised_due_times():
-                    counts.update(_import_batch(session, chunk, fallback_mailbox, source, state, parsed))
+                    counts.update(_import_batch(session, chunk, fallback_mailbox, source, state, parsed, limit))
                 config_cache.reset(session)
         finally:
             session.info.pop(_BULK, None)
@@ -805,7 +810,7 @@ def _write_outcomes(session, inbounds):
         session.execute(table.update().where(table.c.id == sa.bindparam("row_id")).values(raw=None), dropped)
 
 
-def _import_batch(session, raws, fallback_mailbox, source, state, parsed=None):
+def _import_batch(session, raws, fallback_mailbox, source, state, parsed, limit):
     # One instant for the whole batch, as its rows become visible together: the transaction's time.
     now = utcnow()
     keys = [(_peek_message_id(raw), hashlib.sha256(raw).hexdigest()) for raw in raws]
@@ -824,7 +829,7 @@ def _import_batch(session, raws, fallback_mailbox, source, state, parsed=None):
         stored = _receive_rows(session, [raw for _, raw, _ in new], source=source, keys=[k for _, _, k in new],
                                now=now)
         if parsed is None:
-            parsed_new = parse_many([raw for _, raw, _ in new], _setting("INTAKE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024))
+            parsed_new = parse_many([raw for _, raw, _ in new], limit)
         else:
             parsed_new = [parsed[index] for index, _, _ in new]
         state.lookups = _BatchLookups(session, parsed_new)
