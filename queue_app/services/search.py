@@ -106,22 +106,22 @@ def is_search_object(name):
     return bool(name) and (name in PG_INDEXES or any(name == t or name.startswith(t + "_") for t in SQLITE_OBJECTS))
 
 
+def _run_if_indexed_tables(statements, metadata, connection, tables):
+    """Run `statements` for this dialect when create_all/drop_all touches an indexed table."""
+    names = {table.name for table in tables} if tables else set(metadata.tables)
+    if {"work_items", "messages"} & names:
+        for statement in statements(connection.dialect.name):
+            connection.exec_driver_sql(statement)
+
+
 @sa.event.listens_for(db.metadata, "after_create")
 def _create_search_index(metadata, connection, tables=(), **_kw):
-    names = {table.name for table in tables} if tables else set(metadata.tables)
-    if not {"work_items", "messages"} & names:
-        return
-    for statement in create_statements(connection.dialect.name):
-        connection.exec_driver_sql(statement)
+    _run_if_indexed_tables(create_statements, metadata, connection, tables)
 
 
 @sa.event.listens_for(db.metadata, "before_drop")
 def _drop_search_index(metadata, connection, tables=(), **_kw):
-    names = {table.name for table in tables} if tables else set(metadata.tables)
-    if not {"work_items", "messages"} & names:
-        return
-    for statement in drop_statements(connection.dialect.name):
-        connection.exec_driver_sql(statement)
+    _run_if_indexed_tables(drop_statements, metadata, connection, tables)
 
 
 # --- the query ------------------------------------------------------------------------------
