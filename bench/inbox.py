@@ -38,10 +38,8 @@ EXPLAIN QUERY PLAN (SQLite) of the queue, team queue, change stamp and search qu
 import argparse
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -300,24 +298,14 @@ def main():
     parser.add_argument("--readme", action="store_true", help="append the figures to bench/README.md")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="backdesk-bench-inbox-"))
-    pg = None
-    try:
-        pg = base.ThrowawayPostgres(args.postgres_port) if args.throwaway_postgres else None
-        database_url = pg.url if pg else args.database_url or f"sqlite:///{tmp / 'bench.db'}"
-        os.environ.update(BACKDESK_ENV="testing", DATABASE_URL=database_url,
-                          BACKDESK_INSTANCE_DIR=str(tmp / "instance"))
-        count = args.items or (1_000_000 if database_url.startswith("postgres") else 100_000)
+    with base.bench_app(args, "backdesk-bench-inbox-") as (app, count):
         import sqlalchemy as sa
 
-        from queue_app import create_app
         from queue_app.extensions import db
         from queue_app.models import SlaPolicy, User, WorkItem
         from queue_app.models.base import utcnow
         from queue_app.models.work_item import OPEN_STATUSES
 
-        app = create_app()
-        app.config.update(OUTBOX_DELIVER_ON_COMMIT=False, WTF_CSRF_ENABLED=True)
         with app.app_context():
             backend = db.engine.url.get_backend_name()
             base.log(f"database: {backend}; {count:,} items, {base.EXECUTIVES} executives in {base.TEAMS} teams")
@@ -400,10 +388,6 @@ def main():
                 base.log(line)
             if args.readme:
                 append_readme(lines, plan_lines, backend)
-    finally:
-        if pg is not None:
-            pg.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def append_readme(lines, plan_lines, backend):

@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -555,20 +556,10 @@ def main():
     if args.reuse_data and not args.database_url:
         parser.error("--reuse-data needs --database-url")
 
-    tmp = Path(tempfile.mkdtemp(prefix="backdesk-bench-"))
-    pg = None
-    try:
-        pg = ThrowawayPostgres(args.postgres_port) if args.throwaway_postgres else None
-        database_url = pg.url if pg else args.database_url or f"sqlite:///{tmp / 'bench.db'}"
-        os.environ.update(BACKDESK_ENV="testing", DATABASE_URL=database_url,
-                          BACKDESK_INSTANCE_DIR=str(tmp / "instance"))
-        count = args.items or (1_000_000 if database_url.startswith("postgres") else 100_000)
-        from queue_app import create_app
+    with bench_app(args, "backdesk-bench-") as (app, count):
         from queue_app.extensions import db
         from queue_app.models.base import utcnow
 
-        app = create_app()
-        app.config.update(OUTBOX_DELIVER_ON_COMMIT=False, WTF_CSRF_ENABLED=True)
         with app.app_context():
             backend = db.engine.url.get_backend_name()
             log(f"database: {backend}; {count:,} items, {EXECUTIVES} executives in {TEAMS} teams")
@@ -622,6 +613,25 @@ def main():
             db.engine.dispose()
         if args.readme:
             append_readme(lines, count, backend)
+
+
+@contextmanager
+def bench_app(args, prefix):
+    """The app on the bench's database, and how many items to generate: a throwaway PostgreSQL
+    cluster (--throwaway-postgres), --database-url, or SQLite in a temporary directory, all
+    removed afterwards (a given --database-url is left as it is)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    pg = None
+    try:
+        pg = ThrowawayPostgres(args.postgres_port) if args.throwaway_postgres else None
+        database_url = pg.url if pg else args.database_url or f"sqlite:///{tmp / 'bench.db'}"
+        os.environ.update(BACKDESK_ENV="testing", DATABASE_URL=database_url,
+                          BACKDESK_INSTANCE_DIR=str(tmp / "instance"))
+        from queue_app import create_app
+
+        app = create_app()
+        app.config.update(OUTBOX_DELIVER_ON_COMMIT=False, WTF_CSRF_ENABLED=True)
+        yield app, args.items or (1_000_000 if database_url.startswith("postgres") else 100_000)
     finally:
         if pg is not None:
             pg.stop()
