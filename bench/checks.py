@@ -167,8 +167,8 @@ class Bench:
 def create_items(bench, count, pdf):
     """Items created by the real service, each with its PDF attached in the same transaction."""
     from queue_app.models import Attachment, Message, Team
-    from queue_app.services import work_items
-    from queue_app.services.blobs import store_blob
+    from queue_app.services.items import lifecycle
+    from queue_app.db.blobs import store_blob
 
     session = bench.db.session
     team = Team(name="Documents", work_types=["document_verification"])
@@ -177,7 +177,7 @@ def create_items(bench, count, pdf):
     started = time.perf_counter()
     for n in range(count):
         data = pdf.replace(SERIAL, f"BENCH{n:07d}".encode())
-        item = work_items.create_item(
+        item = lifecycle.create_item(
             session, actor=None, source="email", type="document_verification", subject=f"Passport {n}",
             team=team, requester_email=f"customer{n}@example.com",
             fields={"document_type": "passport", "document_number": f"P{n:07d}", "expires_on": "2031-06-30"})
@@ -212,7 +212,7 @@ def run(args):
     import sqlalchemy as sa
 
     from queue_app.models import CheckResult, WorkItem
-    from queue_app.services.check_rules import CHECKS_BY_TYPE
+    from queue_app.services.checks.rules import CHECKS_BY_TYPE
     from workers.relay import relay_pending
 
     bench = Bench(args)

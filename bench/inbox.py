@@ -169,13 +169,13 @@ def load_postgres(db, data):
     """COPY items, events and messages, then build the search indexes and analyse."""
     from psycopg.types.json import Json
 
-    from queue_app.services import search
+    from queue_app.services.items import search as items_search
 
     raw = db.engine.raw_connection()
     try:
         connection = raw.driver_connection
         cursor = connection.cursor()
-        for statement in search.drop_statements("postgresql"):
+        for statement in items_search.drop_statements("postgresql"):
             cursor.execute(statement)
         events, messages = [], 0
         with cursor.copy(f"COPY work_items ({', '.join(base.ITEM_COLUMNS)}) FROM STDIN") as copy:
@@ -198,7 +198,7 @@ def load_postgres(db, data):
         connection.commit()
         started = time.perf_counter()
         cursor.execute("SET maintenance_work_mem = '512MB'")
-        for statement in search.create_statements("postgresql"):
+        for statement in items_search.create_statements("postgresql"):
             cursor.execute(statement)
         connection.commit()
         index_seconds = time.perf_counter() - started
@@ -266,20 +266,21 @@ def plans(db, target_email, lines):
 
     from queue_app.inbox import paging
     from queue_app.models import User
-    from queue_app.services import queues, search
+    from queue_app.services.assignment import worklists
+    from queue_app.services.items import search as items_search
 
     session = db.session
     user = session.scalar(sa.select(User).where(User.email == target_email))
-    my = paging.urgency_order(queues.my_queue_query(user), attention_first=True).limit(paging.PAGE_SIZE + 1)
-    team = paging.urgency_order(queues.team_queue_query(user)).limit(paging.PAGE_SIZE + 1)
+    my = paging.urgency_order(worklists.my_queue_query(user), attention_first=True).limit(paging.PAGE_SIZE + 1)
+    team = paging.urgency_order(worklists.team_queue_query(user)).limit(paging.PAGE_SIZE + 1)
     searched = []
     for text in (SEARCHES[0], SEARCHES[2]):
-        queries, params = search.search_queries(session, user, text)
+        queries, params = items_search.search_queries(session, user, text)
         searched += [(f"search {text!r}, first page, items matched on their own fields", queries[0], params),
                      (f"search {text!r}, first page, items with a matching message", queries[1], params)]
     for label, q, p in [("My queue, first page", my, None), ("team queue, first page", team, None)] + searched:
         lines.append(f"plan of {label}:")
-        lines.extend("    " + line for line in search.explain(session, q, p))
+        lines.extend("    " + line for line in items_search.explain(session, q, p))
     db.session.remove()
 
 
@@ -369,12 +370,12 @@ def main():
                 times = timed_get(client, args.runs, make_url, expect)
                 lines.append(summary(label, times))
                 base.log(lines[-1])
-            from queue_app.services import search
+            from queue_app.services.items import search as items_search
 
             user = db.session.scalar(sa.select(User).where(User.email == TARGET_EMAIL))
             for q in SEARCHES:
                 started = time.perf_counter()
-                found = search.search(db.session, user, q)
+                found = items_search.search(db.session, user, q)
                 took = time.perf_counter() - started
                 lines.append(f"search {q!r}: first page {len(found.items)} items, "
                              f"{'more pages' if found.next_before else 'no more'} ({base.ms(took)})")

@@ -172,7 +172,7 @@ def cpu_seconds(pid):
 def setup_people(bench, executives=20):
     """A team with a supervisor and executives, and one round-the-clock policy with default targets."""
     from queue_app.models import SlaPolicy, Team
-    from queue_app.services import users
+    from queue_app.services.people import users
 
     session = bench.db.session
     team = Team(name="Operations", work_types=["general"])
@@ -217,7 +217,7 @@ def insert_items(bench, first_id, instants, step, team_id, assignee_ids, policy_
     import sqlalchemy as sa
 
     from queue_app.models import OutboxJob, WorkItem
-    from queue_app.services import sla
+    from queue_app.services.sla import policies
     from workers.queues import JOB_TIMEOUTS, retry_for
 
     session = bench.db.session
@@ -230,7 +230,7 @@ def insert_items(bench, first_id, instants, step, team_id, assignee_ids, policy_
             rows.append(item_row(item_id, instant, step, team_id, assignee_ids[item_id % len(assignee_ids)],
                                  policy_id))
             if timers:
-                outbox.append({"id": item_id, "job_path": sla.TIMER_JOB, "args": [item_id, 1], "queue": "default",
+                outbox.append({"id": item_id, "job_path": policies.TIMER_JOB, "args": [item_id, 1], "queue": "default",
                                "run_at": instant, "created_at": now, "enqueued_at": now, "attempts": 1})
         session.execute(sa.insert(WorkItem.__table__), rows)
         if outbox:
@@ -261,15 +261,15 @@ def schedule_timers(bench, outbox_rows, timeout, retry):
 def check_sample(bench, ids, step):
     """The generated columns agree with services.sla for a sample of items."""
     from queue_app.models import WorkItem
-    from queue_app.services import sla
+    from queue_app.services.sla import policies
 
     session = bench.db.session
     for item_id in ids:
         item = session.get(WorkItem, item_id)
-        assert sla.next_check(item) == item.sla_next_check_at, item_id
-        stage_instants = {kind: at for _, at, kind, _, _ in sla.steps(item, "first_response", item.first_response_due)}
+        assert policies.next_check(item) == item.sla_next_check_at, item_id
+        stage_instants = {kind: at for _, at, kind, _, _ in policies.steps(item, "first_response", item.first_response_due)}
         assert stage_instants[step] == item.sla_next_check_at, (item_id, stage_instants)
-        assert sla.state_at(item, item.created_at) == "on_track"
+        assert policies.state_at(item, item.created_at) == "on_track"
     session.rollback()
 
 
@@ -314,7 +314,7 @@ def measure(bench, args, worker, scheduler, anchor, window, items):
     import sqlalchemy as sa
 
     from queue_app.models import OutboxJob, SlaEscalation
-    from queue_app.services import sla
+    from queue_app.services.sla import policies
 
     session = bench.db.session
     stage = 1 if args.step == "warning" else 2
@@ -360,7 +360,7 @@ def measure(bench, args, worker, scheduler, anchor, window, items):
         by[fired_by] = by.get(fired_by, 0) + 1
     early_rearmed = session.scalar(
         sa.select(sa.func.count()).select_from(OutboxJob)
-        .where(OutboxJob.job_path == sla.TIMER_JOB, OutboxJob.created_at >= anchor,
+        .where(OutboxJob.job_path == policies.TIMER_JOB, OutboxJob.created_at >= anchor,
                OutboxJob.run_at <= end + timedelta(seconds=5)))
     log("")
     log(f"RESULT lateness ({args.step}, {bench.db_label}, 1 worker --no-fork, {items} steps over {window:.0f} s, "
@@ -409,7 +409,7 @@ def timed(func, repeat):
 def sweep_one(bench, args, size):
     import sqlalchemy as sa
 
-    from queue_app.services import sla
+    from queue_app.services.sla import policies
     from workers.sla_timers import sweep
 
     bench.reset_schema()
@@ -438,7 +438,7 @@ def sweep_one(bench, args, size):
     assert sweep() == 0
     sa.event.remove(bench.db.engine, "before_cursor_execute", capture)
     zero = timed(lambda: sweep(), args.repeat)
-    query = timed(lambda: (sla.due_item_ids(bench.db.session, utcnow()), bench.db.session.rollback()), args.repeat)
+    query = timed(lambda: (policies.due_item_ids(bench.db.session, utcnow()), bench.db.session.rollback()), args.repeat)
     explain(bench, *captured[0])
 
     hundred_times = []

@@ -26,7 +26,7 @@ Timed, each on a fresh session (nothing cached in the identity map):
              each tab of the reports page through HTTP (one report per page view); and on
              PostgreSQL the EXPLAIN (ANALYZE, BUFFERS) of the created-per-day query
   bulk       services.assignment.bulk_assign() of 500 open items + commit, 5 runs
-  arrival    work_items.create_item() on a round-robin team (auto-assignment included), 50 runs
+  arrival    lifecycle.create_item() on a round-robin team (auto-assignment included), 50 runs
 
   .venv/bin/python bench/supervisor.py                         # SQLite, 100,000 items
   .venv/bin/python bench/supervisor.py --throwaway-postgres --items 1000000 --readme
@@ -314,13 +314,13 @@ def timed(db, runs, action):
 
 
 def bench_board(db, users, now, runs, lines):
-    from queue_app.services import assignment
+    from queue_app.services.assignment import auto as assignment_auto
 
     for label, email in (("supervisor of 1 team", "sup03@bench.example.com"), ("admin, all 10 teams",
                                                                               "admin@bench.example.com")):
         def action(session, email=email):
             user = session.scalar(users.select_by_email(email))
-            board = assignment.board(session, user, now)
+            board = assignment_auto.board(session, user, now)
             assert board.items and (board.people or board.summary)
 
         times = timed(db, runs, action)
@@ -334,7 +334,7 @@ def explain_board(db, users, now, lines):
     the statements are captured while board() runs, then explained one by one."""
     import sqlalchemy as sa
 
-    from queue_app.services import assignment
+    from queue_app.services.assignment import auto as assignment_auto
 
     if db.engine.url.get_backend_name() != "postgresql":
         return
@@ -348,7 +348,7 @@ def explain_board(db, users, now, lines):
     user = session.scalar(users.select_by_email("admin@bench.example.com"))
     sa.event.listen(db.engine, "before_cursor_execute", capture)
     try:
-        assignment.board(session, user, now)
+        assignment_auto.board(session, user, now)
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", capture)
     for n, (statement, parameters) in enumerate(captured, 1):
@@ -364,7 +364,7 @@ def explain_board(db, users, now, lines):
 def explain_daily(db, users, now, lines):
     """EXPLAIN (ANALYZE, BUFFERS) of the "created per day" query, for the admin and one team (PostgreSQL)."""
     from queue_app.models import WorkItem
-    from queue_app.services import reporting
+    from queue_app.services.reporting import reports as reporting_reports
 
     if db.engine.url.get_backend_name() != "postgresql":
         return
@@ -373,8 +373,8 @@ def explain_daily(db, users, now, lines):
                                                                           "sup03@bench.example.com")):
         session = db.session
         user = session.scalar(users.select_by_email(email))
-        scope = reporting.make_scope(session, user, start=today - timedelta(days=DAYS - 1), end=today, today=today)
-        compiled = reporting.ranged_per_day_query(WorkItem.created_at, scope).compile(
+        scope = reporting_reports.make_scope(session, user, start=today - timedelta(days=DAYS - 1), end=today, today=today)
+        compiled = reporting_reports.ranged_per_day_query(WorkItem.created_at, scope).compile(
             session.get_bind(), compile_kwargs={"render_postcompile": True})
         plan = [row[0] for row in session.connection().exec_driver_sql(
             "EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), compiled.params)]
@@ -413,29 +413,29 @@ def bench_board_http(db, app, runs, lines):
 
 
 def bench_reports(db, users, app, now, runs, lines):
-    from queue_app.services import reporting
+    from queue_app.services.reporting import reports as reporting_reports
 
     today = now.date()
     start = today - timedelta(days=DAYS - 1)
     reports = {
-        "SLA compliance by team": lambda s, scope: reporting.sla_compliance(s, scope, now, by="team"),
-        "SLA compliance by executive": lambda s, scope: reporting.sla_compliance(s, scope, now, by="executive"),
-        "backlog by age, by team": lambda s, scope: reporting.backlog(s, scope, now, by="team"),
-        "created vs resolved per day": lambda s, scope: reporting.created_resolved(s, scope),
+        "SLA compliance by team": lambda s, scope: reporting_reports.sla_compliance(s, scope, now, by="team"),
+        "SLA compliance by executive": lambda s, scope: reporting_reports.sla_compliance(s, scope, now, by="executive"),
+        "backlog by age, by team": lambda s, scope: reporting_reports.backlog(s, scope, now, by="team"),
+        "created vs resolved per day": lambda s, scope: reporting_reports.created_resolved(s, scope),
         # the same figures the way they were computed before (one GROUP BY day per column), timed
         # in the same run so the comparison holds whatever else the machine is doing
         "created vs resolved per day, grouped by day (previous query)": lambda s, scope: (
-            reporting._grouped_per_day(s, reporting.WorkItem.created_at, scope),
-            reporting._grouped_per_day(s, reporting.WorkItem.resolved_at, scope)),
-        "average handling time by type": lambda s, scope: reporting.handling_time(s, scope, by="type"),
-        "breaches list (first 101)": lambda s, scope: reporting.breaches(s, scope, now, limit=101),
+            reporting_reports._grouped_per_day(s, reporting_reports.WorkItem.created_at, scope),
+            reporting_reports._grouped_per_day(s, reporting_reports.WorkItem.resolved_at, scope)),
+        "average handling time by type": lambda s, scope: reporting_reports.handling_time(s, scope, by="type"),
+        "breaches list (first 101)": lambda s, scope: reporting_reports.breaches(s, scope, now, limit=101),
     }
     for who, email in (("admin, all teams", "admin@bench.example.com"), ("supervisor, 1 team",
                                                                           "sup03@bench.example.com")):
         for name, run in reports.items():
             def action(session, run=run, email=email):
                 user = session.scalar(users.select_by_email(email))
-                scope = reporting.make_scope(session, user, start=start, end=today, today=today)
+                scope = reporting_reports.make_scope(session, user, start=start, end=today, today=today)
                 run(session, scope)
 
             times = timed(db, runs, action)
@@ -476,7 +476,7 @@ def bench_bulk(db, users, teams, now, runs, lines):
 
     from queue_app.models import User, WorkItem, team_members
     from queue_app.models.work_item import OPEN_STATUSES
-    from queue_app.services import assignment
+    from queue_app.services.assignment import auto as assignment_auto
 
     team_id = teams[3]
     times = []
@@ -491,8 +491,8 @@ def bench_bulk(db, users, teams, now, runs, lines):
                                                            WorkItem.assignee_id.is_distinct_from(target.id))
                               .order_by(WorkItem.id).limit(500)).all()
         started = time.perf_counter()
-        items = assignment.items_by_id(session, sup, ids)
-        changed = assignment.bulk_assign(session, items, target, actor=sup, now=now)
+        items = assignment_auto.items_by_id(session, sup, ids)
+        changed = assignment_auto.bulk_assign(session, items, target, actor=sup, now=now)
         session.commit()
         times.append(time.perf_counter() - started)
         assert len(changed) == 500, len(changed)
@@ -504,7 +504,7 @@ def bench_bulk(db, users, teams, now, runs, lines):
 
 def bench_arrival(db, teams, now, runs, lines):
     from queue_app.models import Team
-    from queue_app.services import work_items
+    from queue_app.services.items import lifecycle
 
     times = []
     assigned = 0
@@ -512,7 +512,7 @@ def bench_arrival(db, teams, now, runs, lines):
         session = db.session
         team = session.get(Team, teams[0])
         started = time.perf_counter()
-        item = work_items.create_item(session, actor=None, source="api", type="general", subject=f"arrival {n}",
+        item = lifecycle.create_item(session, actor=None, source="api", type="general", subject=f"arrival {n}",
                                       team=team, require_fields=False, now=now)
         session.commit()
         times.append(time.perf_counter() - started)

@@ -4,8 +4,8 @@ import itertools
 import sqlalchemy as sa
 
 from queue_app.models import SlaPolicy, Team, User
-from queue_app.services import users as user_service
-from queue_app.services import work_items
+from queue_app.services.people import users as user_service
+from queue_app.services.items import lifecycle
 
 PASSWORD = "correct-horse-42"
 _seq = itertools.count(1)
@@ -40,7 +40,7 @@ def make_item(session, *, team=None, type="return", actor=None, fields=None, sub
               assignee=None, requester_email="customer@example.com", source="api", now=None):
     if team is None:
         team = session.scalar(sa.select(Team).order_by(Team.id)) or make_team(session, work_types=[type])
-    return work_items.create_item(
+    return lifecycle.create_item(
         session, actor=actor, source=source, type=type, subject=subject or f"{type} item {next(_seq)}",
         fields=VALID_FIELDS[type] if fields is None else fields, priority=priority, team=team,
         requester_email=requester_email, assignee=assignee, now=now,

@@ -10,7 +10,7 @@ import logging
 from rq import get_current_job
 
 from queue_app.extensions import db
-from queue_app.services import checks
+from queue_app.services.checks import runner
 from workers.context import job_context
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def is_final_attempt():
 def run_checks(item_id, item_version=None, run_key=None):
     """Run every check of the item's type. `item_version` is the version that asked (for the log);
     the run is keyed by the version found now, or by `run_key` for a re-run someone asked for."""
-    results = checks.run_checks(db.session, item_id, run_key=run_key, final_attempt=is_final_attempt())
+    results = runner.run_checks(db.session, item_id, run_key=run_key, final_attempt=is_final_attempt())
     if results is None:
         log.info("item %s is gone; no checks to run", item_id)
         return []
@@ -35,5 +35,5 @@ def run_checks(item_id, item_version=None, run_key=None):
 
 @job_context
 def run_check(item_id, name, run_key=None):
-    result = checks.run_check(db.session, item_id, name, run_key=run_key, final_attempt=is_final_attempt())
+    result = runner.run_check(db.session, item_id, name, run_key=run_key, final_attempt=is_final_attempt())
     return (result.name, result.status) if result else None

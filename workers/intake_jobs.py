@@ -5,7 +5,7 @@ from datetime import timedelta
 from queue_app.extensions import db
 from queue_app.models import InboundEmail
 from queue_app.models.base import utcnow
-from queue_app.services import intake
+from queue_app.services.intake import filing
 from workers.context import job_context
 
 log = logging.getLogger(__name__)
@@ -16,15 +16,15 @@ def process_inbound(inbound_id):
     inbound = db.session.get(InboundEmail, inbound_id)
     if inbound is None:
         return "gone"
-    return intake.process(db.session, inbound).status
+    return filing.process(db.session, inbound).status
 
 
 def sweep(older_than_seconds=60, limit=200):
     """Process stored emails nobody processed (the job was lost or the process died)."""
     done = 0
-    for inbound_id in intake.pending_ids(db.session, utcnow() - timedelta(seconds=older_than_seconds), limit):
+    for inbound_id in filing.pending_ids(db.session, utcnow() - timedelta(seconds=older_than_seconds), limit):
         try:
-            intake.process(db.session, db.session.get(InboundEmail, inbound_id))
+            filing.process(db.session, db.session.get(InboundEmail, inbound_id))
             db.session.commit()
             done += 1
         except Exception:

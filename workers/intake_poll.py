@@ -30,7 +30,7 @@ from flask import current_app
 
 from queue_app.extensions import db
 from queue_app.models import InboundEmail, Mailbox
-from queue_app.services import intake
+from queue_app.services.intake import filing
 from workers.context import job_context
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def mark_done(conn, uid, folder, capabilities):
 def _process(session, inbound_id):
     """Process a committed message; a crash leaves it `received` for the intake sweep."""
     try:
-        outcome = intake.process(session, session.get(InboundEmail, inbound_id))
+        outcome = filing.process(session, session.get(InboundEmail, inbound_id))
         session.commit()
         return outcome.status
     except Exception:
@@ -196,11 +196,11 @@ def _take(conn, capabilities, session, mailbox, address, uid, counts):
     if raw is None:
         return False  # expunged by someone else since the search
     try:
-        known = intake.find_known(session, intake._peek_message_id(raw), hashlib.sha256(raw).hexdigest())
+        known = filing.find_known(session, filing._peek_message_id(raw), hashlib.sha256(raw).hexdigest())
         if known is not None:
             counts["duplicate"] += 1
         else:
-            inbound = intake.receive(session, raw, source="imap", imap_uid=uid, mailbox=mailbox)
+            inbound = filing.receive(session, raw, source="imap", imap_uid=uid, mailbox=mailbox)
             session.commit()  # stored: from here on the message may be marked
             counts[_process(session, inbound.id)] += 1
     except Exception:

@@ -12,7 +12,7 @@ from flask import current_app
 from queue_app.extensions import db
 from queue_app.models import Message, Notification
 from queue_app.models.base import utcnow
-from queue_app.services.audit import record_event
+from queue_app.services.items.events import record_event
 from workers.context import job_context
 
 log = logging.getLogger(__name__)

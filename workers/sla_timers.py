@@ -12,8 +12,8 @@ from datetime import timedelta
 from queue_app.extensions import db
 from queue_app.models import WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import sla
-from queue_app.services.dispatch import enqueue_after_commit
+from queue_app.services.sla import policies as sla_policies
+from queue_app.db.outbox import enqueue_after_commit
 from workers.context import job_context
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,10 @@ def fire_sla_timer(item_id, sla_version):
     if item is None or item.sla_version != sla_version:
         return "stale"
     now = utcnow()
-    taken = sla.process_due(db.session, item, now, fired_by="timer")
+    taken = sla_policies.process_due(db.session, item, now, fired_by="timer")
     upcoming = item.sla_next_check_at
     if not taken and upcoming is not None and now < upcoming <= now + EARLY_MARGIN:
-        enqueue_after_commit(db.session, sla.TIMER_JOB, item.id, item.sla_version, run_at=upcoming)
+        enqueue_after_commit(db.session, sla_policies.TIMER_JOB, item.id, item.sla_version, run_at=upcoming)
         return "early"
     return taken or "nothing due"
 
@@ -40,11 +40,11 @@ def sweep(limit=500, now=None):
     """Take every step that is due; one transaction per item so one bad item cannot block the rest."""
     now = now or utcnow()
     taken = 0
-    for item_id in sla.due_item_ids(db.session, now, limit):
+    for item_id in sla_policies.due_item_ids(db.session, now, limit):
         try:
             item = db.session.get(WorkItem, item_id)
             if item is not None:
-                taken += len(sla.process_due(db.session, item, now, fired_by="sweep"))
+                taken += len(sla_policies.process_due(db.session, item, now, fired_by="sweep"))
             db.session.commit()
         except Exception:
             db.session.rollback()
@@ -57,12 +57,12 @@ def recalculate_open_items(batch=500):
     """Re-derive due times of every open item after policies or calendars changed."""
     after, changed = 0, 0
     while True:
-        ids = sla.open_item_ids(db.session, after_id=after, limit=batch)
+        ids = sla_policies.open_item_ids(db.session, after_id=after, limit=batch)
         if not ids:
             break
         now = utcnow()
         for item_id in ids:
-            changed += sla.recalculate(db.session, db.session.get(WorkItem, item_id), now, None, reason="policy")
+            changed += sla_policies.recalculate(db.session, db.session.get(WorkItem, item_id), now, None, reason="policy")
         db.session.commit()
         after = ids[-1]
     return changed

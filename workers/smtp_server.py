@@ -101,25 +101,25 @@ class IntakeHandler:
         from email.utils import parseaddr
 
         from queue_app.extensions import db
-        from queue_app.services import mailboxes
+        from queue_app.services.intake import mailboxes as intake_mailboxes
 
         with self.app.app_context():
             ours = parseaddr(self.app.config.get("MAIL_FROM") or "")[1].strip().lower()
             if ours and address.strip().lower() == ours:
                 return True
-            return mailboxes.mailbox_for(db.session, [address]) is not None
+            return intake_mailboxes.mailbox_for(db.session, [address]) is not None
 
     def _store(self, raw, mail_from, rcpt_tos):
         """Store the raw message and its processing job in one transaction; returns the row id."""
         from queue_app.extensions import db
-        from queue_app.services import intake, mailboxes
-        from queue_app.services.dispatch import enqueue_after_commit
+        from queue_app.services.intake import filing as intake_filing, mailboxes as intake_mailboxes
+        from queue_app.db.outbox import enqueue_after_commit
 
         with self.app.app_context():
             session = db.session
             try:
-                mailbox = mailboxes.mailbox_for(session, rcpt_tos)
-                inbound = intake.receive(session, raw, source="smtp", envelope_from=mail_from or None,
+                mailbox = intake_mailboxes.mailbox_for(session, rcpt_tos)
+                inbound = intake_filing.receive(session, raw, source="smtp", envelope_from=mail_from or None,
                                          envelope_to=rcpt_tos, mailbox=mailbox)
                 enqueue_after_commit(session, PROCESS_JOB, inbound.id)
                 session.commit()  # delivers the job to RQ if Redis answers; logs and carries on if not
@@ -137,10 +137,10 @@ class IntakeHandler:
     def _process(session, inbound_id):
         """Process now; a failure leaves the row `received` for the job or the sweep."""
         from queue_app.models import InboundEmail
-        from queue_app.services import intake
+        from queue_app.services.intake import filing as intake_filing
 
         try:
-            outcome = intake.process(session, session.get(InboundEmail, inbound_id))
+            outcome = intake_filing.process(session, session.get(InboundEmail, inbound_id))
             session.commit()
             log.info("SMTP intake: message %s %s", inbound_id, outcome.status)
         except Exception:

@@ -16,8 +16,8 @@ from queue_app.admin.views import open_to_supervisors
 from queue_app.extensions import db
 from queue_app.inbox.views import flash_form_errors, me
 from queue_app.models import Team
-from queue_app.services import canned_responses
-from queue_app.services.canned_responses import MAX_BODY, MAX_TITLE, PLACEHOLDERS
+from queue_app.services.items import canned_responses
+from queue_app.services.items.canned_responses import MAX_BODY, MAX_TITLE, PLACEHOLDERS
 
 ALL_TEAMS = 0  # the team select's value for "every team" (stored as NULL)
 

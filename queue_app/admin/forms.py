@@ -12,7 +12,7 @@ from queue_app.models.routing_rule import SOURCES as RULE_SOURCES
 from queue_app.models.user import ROLES
 from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
 from queue_app.services.errors import Invalid
-from queue_app.services.users import normalise_email
+from queue_app.services.people.users import normalise_email
 
 TLS_CHOICES = [("ssl", "SSL/TLS (port 993)"), ("starttls", "STARTTLS (port 143)"), ("none", "None (testing only)")]
 

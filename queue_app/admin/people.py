@@ -13,7 +13,8 @@ from queue_app.admin.views import attach_errors
 from queue_app.extensions import db
 from queue_app.inbox.views import me
 from queue_app.models import Calendar, Team, User
-from queue_app.services import admin_teams, assignment, users
+from queue_app.services.people import teams as people_teams, users as people_users
+from queue_app.services.assignment import auto
 from queue_app.services.errors import DomainError, Invalid
 
 NO_NAMES = {}
@@ -68,7 +69,7 @@ def user_form(user=None):
 
 @bp.route("/users")
 def user_list():
-    return render_template("admin/users.html", people=users.list_users(db.session))
+    return render_template("admin/users.html", people=people_users.list_users(db.session))
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -81,7 +82,7 @@ def user_new():
             if not (form.email.data or "").strip():
                 raise Invalid("an email address is needed", {"email": "is required"})
             names = [name for ident, name in form.teams.choices if ident in form.teams.data]
-            person = users.create_user(db.session, email=form.email.data, password=form.password.data or "",
+            person = people_users.create_user(db.session, email=form.email.data, password=form.password.data or "",
                                        role=form.role.data, name=form.name.data.strip(), teams=names,
                                        skills=form.skills.data, capacity=form.capacity.data,
                                        timezone=form.timezone.data)
@@ -103,11 +104,11 @@ def user_edit(user_id):
     form = user_form(person)
     if form.validate_on_submit():
         def update():
-            users.update_user(db.session, person, actor=me(), name=form.name.data, role=form.role.data,
+            people_users.update_user(db.session, person, actor=me(), name=form.name.data, role=form.role.data,
                               team_ids=form.teams.data, skills=form.skills.data, capacity=form.capacity.data,
                               timezone=form.timezone.data, active=form.active.data)
             if form.password.data:
-                users.reset_password(db.session, person, form.password.data)
+                people_users.reset_password(db.session, person, form.password.data)
 
         if save(form, update):
             if person.id == current_user.id and form.password.data:
@@ -139,7 +140,7 @@ def save_team(form, team=None):
     saved = {}
 
     def action():
-        saved["team"] = admin_teams.save_team(
+        saved["team"] = people_teams.save_team(
             db.session, team, name=form.name.data, email=form.email.data, work_types=form.work_types.data,
             auto_assign=form.auto_assign.data, approval_threshold=form.approval_threshold.data,
             calendar_id=form.calendar.data or None)
@@ -157,8 +158,8 @@ def team_list():
             return redirect(url_for("admin.team_list"))
     else:
         invalid_form(form)
-    return page("admin/teams.html", form, teams=admin_teams.list_teams(db.session),
-                policies=assignment.POLICY_LABELS)
+    return page("admin/teams.html", form, teams=people_teams.list_teams(db.session),
+                policies=auto.POLICY_LABELS)
 
 
 @bp.route("/teams/<int:team_id>", methods=["GET", "POST"])

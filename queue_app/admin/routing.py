@@ -8,11 +8,11 @@ from queue_app.admin.people import get_or_404, invalid_form, page, save
 from queue_app.extensions import db
 from queue_app.inbox.views import flash_form_errors
 from queue_app.models import RoutingRule, Team
-from queue_app.services import admin_routing
+from queue_app.services.intake import routing_rules
 
 @bp.route("/routing")
 def rule_list():
-    return render_template("admin/routing.html", rules=admin_routing.list_rules(db.session),
+    return render_template("admin/routing.html", rules=routing_rules.list_rules(db.session),
                            action_form=ActionForm())
 
 
@@ -34,10 +34,10 @@ def rule_form(rule=None):
 
 def save_rule(form, rule):
     def action():
-        admin_routing.save_rule(
+        routing_rules.save_rule(
             db.session, rule, name=form.name.data, position=form.position.data, active=form.active.data,
             source=form.source.data or None, recipient=form.recipient.data, sender=form.sender.data,
-            subject_contains=form.subject_contains.data, keywords=admin_routing.split_keywords(form.keywords.data),
+            subject_contains=form.subject_contains.data, keywords=routing_rules.split_keywords(form.keywords.data),
             match_type=form.match_type.data or None, set_type=form.set_type.data or None,
             set_team_id=form.set_team.data or None, set_priority=form.set_priority.data or None)
 
@@ -77,7 +77,7 @@ def rule_delete(rule_id):
         flash_form_errors(form)
         return redirect(url_for("admin.rule_edit", rule_id=rule.id))
     name = rule.name
-    admin_routing.delete_rule(db.session, rule)
+    routing_rules.delete_rule(db.session, rule)
     db.session.commit()
     flash(f"Rule {name} deleted.", "success")
     return redirect(url_for("admin.rule_list"))

@@ -15,14 +15,14 @@ from queue_app.inbox.views import flash_form_errors
 from queue_app.models import Calendar, SlaPolicy
 from queue_app.models.calendar import WEEKDAYS
 from queue_app.models.sla_policy import DEFAULT_PAUSE_STATUSES
-from queue_app.services import admin_sla
+from queue_app.services.sla import editing
 from queue_app.services.errors import Invalid
 
 
 @bp.route("/sla")
 def sla_overview():
-    return render_template("admin/sla.html", calendars=admin_sla.list_calendars(db.session),
-                           policies=admin_sla.list_policies(db.session), action_form=ActionForm())
+    return render_template("admin/sla.html", calendars=editing.list_calendars(db.session),
+                           policies=editing.list_policies(db.session), action_form=ActionForm())
 
 
 # --- calendars ----------------------------------------------------------------------------------
@@ -44,7 +44,7 @@ def calendar_form(calendar=None):
 
 def save_calendar(form, calendar):
     def action():
-        admin_sla.save_calendar(
+        editing.save_calendar(
             db.session, calendar, name=form.name.data, timezone=form.timezone.data,
             hours={day: form[f"hours_{day}"].data for day in WEEKDAYS},
             holiday_country=form.holiday_country.data, holiday_subdivision=form.holiday_subdivision.data,
@@ -93,20 +93,20 @@ def policy_form(policy=None):
         form.escalation.data = json.dumps(policy.escalation, indent=2) if policy.escalation else ""
     else:
         form = PolicyForm(pause_statuses=list(DEFAULT_PAUSE_STATUSES))
-    form.match_team.choices = [("", "Any team")] + [(n, n) for n in admin_sla.team_names(db.session)]
+    form.match_team.choices = [("", "Any team")] + [(n, n) for n in editing.team_names(db.session)]
     form.calendar.choices = [("", "The team's calendar")] + [(c.name, c.name) for c in
-                                                             admin_sla.list_calendars(db.session)]
+                                                             editing.list_calendars(db.session)]
     return form
 
 
 def save_policy(form, policy):
     def action():
-        admin_sla.save_policy(
+        editing.save_policy(
             db.session, policy, name=form.name.data, match_type=form.match_type.data or None,
             match_priority=form.match_priority.data or None, match_team=form.match_team.data or None,
             calendar=form.calendar.data or None, first_response_minutes=form.first_response_minutes.data,
             resolution_minutes=form.resolution_minutes.data, warn_at_percent=form.warn_at_percent.data,
-            pause_statuses=form.pause_statuses.data, escalation=admin_sla.parse_escalation(form.escalation.data))
+            pause_statuses=form.pause_statuses.data, escalation=editing.parse_escalation(form.escalation.data))
 
     return save(form, action)
 
@@ -145,7 +145,7 @@ def policy_active(policy_id):
         return redirect(url_for("admin.sla_overview"))
     wanted = request.form.get("active") == "1"
     try:
-        admin_sla.set_policy_active(db.session, policy, wanted)
+        editing.set_policy_active(db.session, policy, wanted)
         db.session.commit()
     except Invalid as exc:
         db.session.rollback()

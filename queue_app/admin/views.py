@@ -16,7 +16,8 @@ from queue_app.admin.forms import ActionForm, MailboxEditForm, MailboxForm, Rele
 from queue_app.extensions import db, login_manager
 from queue_app.inbox.views import flash_form_errors, me
 from queue_app.models import InboundEmail, Mailbox, Team
-from queue_app.services import access, intake, mailboxes
+from queue_app.services import access
+from queue_app.services.intake import filing, mailboxes as intake_mailboxes
 from queue_app.services.errors import DomainError
 
 PAGE_SIZE = 50
@@ -98,7 +99,7 @@ def peek_summary(raw):
 
 
 def reason_text(inbound):
-    return intake.QUARANTINE_REASONS.get(inbound.reason or "", inbound.reason or "")
+    return filing.QUARANTINE_REASONS.get(inbound.reason or "", inbound.reason or "")
 
 
 # --- quarantine -------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def get_inbound(inbound_id):
 
 
 def mailbox_choices():
-    boxes = mailboxes.list_mailboxes(db.session)
+    boxes = intake_mailboxes.list_mailboxes(db.session)
     return [(0, "Choose a mailbox…")] + [
         (m.id, f"{m.address} ({m.team.name}){'' if m.active else ' — inactive'}") for m in boxes]
 
@@ -217,7 +218,7 @@ def retry(inbound_id):
     if not form.validate_on_submit():
         flash_form_errors(form)
         return redirect(url_for("admin.quarantined", inbound_id=inbound.id))
-    outcome = act(lambda: intake.retry(db.session, inbound, actor=me()))
+    outcome = act(lambda: filing.retry(db.session, inbound, actor=me()))
     if outcome is not None:
         flash(*describe(outcome))
     return after_action(inbound, outcome)
@@ -232,7 +233,7 @@ def release(inbound_id):
         flash_form_errors(form)
         return redirect(url_for("admin.quarantined", inbound_id=inbound.id))
     mailbox = db.session.get(Mailbox, form.mailbox_id.data)
-    outcome = act(lambda: intake.release(db.session, inbound, actor=me(), mailbox=mailbox))
+    outcome = act(lambda: filing.release(db.session, inbound, actor=me(), mailbox=mailbox))
     if outcome is not None:
         flash(*describe(outcome))
     return after_action(inbound, outcome)
@@ -245,7 +246,7 @@ def discard(inbound_id):
     if not form.validate_on_submit():
         flash_form_errors(form)
         return redirect(url_for("admin.quarantined", inbound_id=inbound.id))
-    outcome = act(lambda: intake.discard(db.session, inbound, actor=me()))
+    outcome = act(lambda: filing.discard(db.session, inbound, actor=me()))
     if outcome is not None:
         flash(f"Discarded message #{inbound.id}; it stays on record with its raw bytes.", "success")
     return after_action(inbound, outcome)
@@ -290,7 +291,7 @@ def mailbox_list():
     form.team.choices = team_choices()
     if form.validate_on_submit():
         try:
-            box = mailboxes.create_mailbox(db.session, address=form.address.data, type=form.type.data,
+            box = intake_mailboxes.create_mailbox(db.session, address=form.address.data, type=form.type.data,
                                            team_name=form.team.data, priority=form.priority.data,
                                            imap_password=form.imap_password.data or None, **imap_values(form))
             db.session.commit()
@@ -326,7 +327,7 @@ def mailbox_edit(mailbox_id):
         elif form.imap_password.data:
             changes["imap_password"] = form.imap_password.data
         try:
-            mailboxes.update_mailbox(db.session, box, **changes)
+            intake_mailboxes.update_mailbox(db.session, box, **changes)
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()

@@ -4,7 +4,7 @@ from flask import g, request
 from queue_app.api import bp
 from queue_app.errors import error_response
 from queue_app.extensions import db
-from queue_app.services.users import user_for_token
+from queue_app.services.people.users import user_for_token
 
 PUBLIC_ENDPOINTS = {"api.openapi"}
 

@@ -7,8 +7,8 @@ from queue_app.api.schemas import DEFAULT_LIMIT, MAX_LIMIT
 from queue_app.models.approval import APPROVAL_STATUSES
 from queue_app.models.check_result import CHECK_STATUSES
 from queue_app.models.work_item import PRIORITIES, SLA_STATES, STATUSES, TYPES
-from queue_app.services.work_items import MAX_BODY, MAX_SUBJECT
-from queue_app.services.work_types import FIELDS
+from queue_app.services.items.lifecycle import MAX_BODY, MAX_SUBJECT
+from queue_app.services.items.work_types import FIELDS
 
 DECIMAL_PATTERN = r"^-?\d+(\.\d{1,2})?$"
 

@@ -13,10 +13,12 @@ from flask import request
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
-from queue_app.services import checks, sla, work_items
+from queue_app.services.checks import runner
+from queue_app.services.sla import policies
+from queue_app.services.items import lifecycle
 from queue_app.services.errors import Invalid
-from queue_app.services.users import normalise_email
-from queue_app.services.work_types import fields_of
+from queue_app.services.people.users import normalise_email
+from queue_app.services.items.work_types import fields_of
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -227,7 +229,7 @@ def read_reclassify_body():
 
 
 def sla_json(item, now):
-    state = sla.state_at(item, now)
+    state = policies.state_at(item, now)
     return {
         "policy": item.sla_policy.name if item.sla_policy else None,
         "state": state,
@@ -237,7 +239,7 @@ def sla_json(item, now):
         "next_due": iso(item.sla_next_due),
         "next_check_at": iso(item.sla_next_check_at),
         "first_responded_at": iso(item.first_responded_at),
-        "remaining_minutes": _minutes(sla.remaining_minutes(item, now)),
+        "remaining_minutes": _minutes(policies.remaining_minutes(item, now)),
         "escalation_level": item.escalation_level or 0,
     }
 
@@ -247,7 +249,7 @@ def item_json(item, now):
         "ref": item.ref,
         "type": item.type,
         "status": item.status,
-        "allowed_transitions": work_items.allowed_transitions(item),
+        "allowed_transitions": lifecycle.allowed_transitions(item),
         "priority": item.priority,
         "source": item.source,
         "team": item.team.name,
@@ -272,7 +274,7 @@ def event_json(event):
 
 def check_json(result):
     return {"name": result.name, "status": result.status, "message": result.message, "data": result.data or {},
-            "mandatory": checks.is_mandatory(result.name), "run": result.run_key, "at": iso(result.created_at)}
+            "mandatory": runner.is_mandatory(result.name), "run": result.run_key, "at": iso(result.created_at)}
 
 
 def attachment_json(attachment):

@@ -9,7 +9,10 @@ from queue_app.api.openapi import build_spec
 from queue_app.extensions import db
 from queue_app.models import Event, SlaPolicy, Team, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import access, approvals, attachments, checks, work_items
+from queue_app.services import access
+from queue_app.services.approvals import decisions
+from queue_app.services.items import attachments as items_attachments, lifecycle
+from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid
 
 # Everything item_json touches, loaded in a few queries instead of a few per item.
@@ -28,7 +31,7 @@ def _team_named(name, field="team"):
 
 
 def _user_with_email(email, field="assignee"):
-    user = work_items.user_by_email(db.session, email)
+    user = lifecycle.user_by_email(db.session, email)
     if user is None:
         raise Invalid(f"no user with email {email!r}", {field: "no such user"})
     return user
@@ -51,7 +54,7 @@ def create_item():
     team = _team_named(body["team"]) if body.get("team") else None
     assignee = _user_with_email(body["assignee"]) if body.get("assignee") else None
     requester_email = schemas.email_or_none(body.get("requester_email"), "requester_email")
-    item = work_items.create_item(
+    item = lifecycle.create_item(
         db.session, actor=current_user(), source="api", type=body.get("type"), subject=body.get("subject"),
         description=body.get("description") or "", fields=body.get("fields"), priority=body.get("priority"),
         team=team, requester_email=requester_email, requester_name=body.get("requester_name"),
@@ -73,7 +76,7 @@ def list_items():
     if assignee is not None and assignee.lower() not in ("me", "none"):
         assignee = _user_with_email(assignee)
     limit = filters["limit"]
-    rows = work_items.list_items(
+    rows = lifecycle.list_items(
         db.session, user, status=filters.get("status"), type=filters.get("type"),
         priority=filters.get("priority"), team=team, assignee=assignee, before_id=filters["after_id"],
         limit=limit + 1, options=ITEM_LOAD,
@@ -86,7 +89,7 @@ def list_items():
 
 @bp.get("/items/<ref>")
 def get_item(ref):
-    return _item_response(work_items.get_visible_item(db.session, current_user(), ref))
+    return _item_response(lifecycle.get_visible_item(db.session, current_user(), ref))
 
 
 @bp.patch("/items/<ref>")
@@ -94,12 +97,12 @@ def reclassify_item(ref):
     """Change type, priority or team; the SLA policy and due times follow."""
     body = schemas.read_reclassify_body()
     user = current_user()
-    item = work_items.get_visible_item(db.session, user, ref)
+    item = lifecycle.get_visible_item(db.session, user, ref)
     if body.get("team") is not None:
         # Permission first, so an executive learns "not allowed", not whether a team name exists.
         access.require_manage_team(user, item.team_id)
     team = _team_named(body["team"]) if body.get("team") is not None else None
-    work_items.reclassify(db.session, item, actor=user, type=body.get("type"), priority=body.get("priority"),
+    lifecycle.reclassify(db.session, item, actor=user, type=body.get("type"), priority=body.get("priority"),
                           team=team, expected_version=body.get("version"))
     db.session.commit()
     return _item_response(item)
@@ -109,9 +112,9 @@ def reclassify_item(ref):
 def assign_item(ref):
     body = schemas.read_body(schemas.ASSIGN, required=("assignee",))
     user = current_user()
-    item = work_items.get_visible_item(db.session, user, ref)
+    item = lifecycle.get_visible_item(db.session, user, ref)
     assignee = _user_with_email(body["assignee"]) if body["assignee"] else None
-    work_items.assign(db.session, item, assignee, actor=user, expected_version=body.get("version"))
+    lifecycle.assign(db.session, item, assignee, actor=user, expected_version=body.get("version"))
     db.session.commit()
     return _item_response(item)
 
@@ -120,8 +123,8 @@ def assign_item(ref):
 def change_status(ref):
     body = schemas.read_body(schemas.CHANGE_STATUS, required=("status",))
     user = current_user()
-    item = work_items.get_visible_item(db.session, user, ref)
-    work_items.change_status(db.session, item, body["status"], actor=user, expected_version=body.get("version"),
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    lifecycle.change_status(db.session, item, body["status"], actor=user, expected_version=body.get("version"),
                              comment=body.get("comment"))
     db.session.commit()
     return _item_response(item)
@@ -131,8 +134,8 @@ def change_status(ref):
 def add_note(ref):
     body = schemas.read_body(schemas.ADD_NOTE, required=("body",))
     user = current_user()
-    item = work_items.get_visible_item(db.session, user, ref)
-    note = work_items.add_note(db.session, item, actor=user, body=body["body"])
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    note = lifecycle.add_note(db.session, item, actor=user, body=body["body"])
     db.session.commit()
     response = jsonify(schemas.note_json(note))
     response.status_code = 201
@@ -141,23 +144,23 @@ def add_note(ref):
 
 @bp.get("/items/<ref>/events")
 def list_events(ref):
-    item = work_items.get_visible_item(db.session, current_user(), ref)
+    item = lifecycle.get_visible_item(db.session, current_user(), ref)
     events = db.session.scalars(sa.select(Event).where(Event.work_item_id == item.id).order_by(Event.id))
     return jsonify({"events": [schemas.event_json(event) for event in events]})
 
 
 @bp.get("/items/<ref>/checks")
 def list_checks(ref):
-    item = work_items.get_visible_item(db.session, current_user(), ref)
-    return jsonify({"checks": [schemas.check_json(result) for result in checks.latest_results(db.session, item)]})
+    item = lifecycle.get_visible_item(db.session, current_user(), ref)
+    return jsonify({"checks": [schemas.check_json(result) for result in runner.latest_results(db.session, item)]})
 
 
 @bp.post("/items/<ref>/checks/run")
 def run_checks(ref):
     """Run every check of the item again (after commit, on a worker); 202: the results come later."""
     user = current_user()
-    item = work_items.get_visible_item(db.session, user, ref)
-    run, names = checks.request_rerun(db.session, item, actor=user)
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    run, names = runner.request_rerun(db.session, item, actor=user)
     db.session.commit()
     response = jsonify({"run": run, "checks": names, "results": url_for("api.list_checks", ref=item.ref)})
     response.status_code = 202
@@ -169,8 +172,8 @@ def update_fields(ref):
     """Change type-specific fields; the checks run again."""
     body = schemas.read_body(schemas.UPDATE_FIELDS, required=("fields",))
     user = current_user()
-    item = work_items.get_visible_item(db.session, user, ref)
-    work_items.update_fields(db.session, item, actor=user, fields=body["fields"], expected_version=body.get("version"))
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    lifecycle.update_fields(db.session, item, actor=user, fields=body["fields"], expected_version=body.get("version"))
     db.session.commit()
     return _item_response(item)
 
@@ -180,8 +183,8 @@ def add_attachment(ref):
     """Upload a file (multipart/form-data, part `file`); the checks run again."""
     upload = schemas.read_upload()
     user = current_user()
-    item = work_items.get_visible_item(db.session, user, ref)
-    attachment = attachments.attach_file(db.session, item, actor=user, filename=upload.filename,
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    attachment = items_attachments.attach_file(db.session, item, actor=user, filename=upload.filename,
                                          data=upload.read(), declared_type=upload.mimetype or None)
     db.session.commit()
     response = jsonify(schemas.attachment_json(attachment))
@@ -195,8 +198,8 @@ def decide_approval(ref):
     body = schemas.read_body(schemas.DECIDE, required=("decision",))
     decision = schemas.read_decision(body)
     user = current_user()
-    item = work_items.get_visible_item(db.session, user, ref)
-    approvals.decide(db.session, item, actor=user, approve=decision == "approve", comment=body.get("comment"))
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    decisions.decide(db.session, item, actor=user, approve=decision == "approve", comment=body.get("comment"))
     db.session.commit()
     return _item_response(item)
 
@@ -206,11 +209,11 @@ def list_approvals():
     """Pending approvals the caller may decide (or asked for), oldest first, keyset-paginated."""
     filters = schemas.read_page_args(request.args)
     limit = filters["limit"]
-    rows = approvals.pending_queue(db.session, current_user(), after_id=filters["after_id"], limit=limit + 1)
+    rows = decisions.pending_queue(db.session, current_user(), after_id=filters["after_id"], limit=limit + 1)
     page = rows[:limit]
     user = current_user()
     return jsonify({
-        "approvals": [schemas.approval_json(a, approvals.may_decide_approval(db.session, user, a.work_item, a))
+        "approvals": [schemas.approval_json(a, decisions.may_decide_approval(db.session, user, a.work_item, a))
                       for a in page],
         "next_cursor": schemas.encode_cursor(page[-1].id) if len(rows) > limit else None,
     })

@@ -2,7 +2,7 @@
 from flask import Blueprint
 
 from queue_app.extensions import db, login_manager
-from queue_app.services import users
+from queue_app.services.people import users
 
 bp = Blueprint("auth", __name__)
 

@@ -5,7 +5,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from queue_app.services.users import MIN_PASSWORD_LENGTH
+from queue_app.services.people.users import MIN_PASSWORD_LENGTH
 
 
 class LoginForm(FlaskForm):

@@ -14,7 +14,7 @@ from markupsafe import Markup, escape
 from queue_app.auth import bp
 from queue_app.models.base import utcnow
 from queue_app.models.work_item import PRIORITIES, SLA_STATES, SOURCES, STATUSES, TYPES
-from queue_app.services import sla
+from queue_app.services.sla import policies
 
 LABELS = {
     "on_track": "On track", "at_risk": "At risk", "breached": "Breached", "paused": "Paused", "met": "Met",
@@ -31,7 +31,7 @@ LABELS = {
     # Event data keys whose plain spelling reads oddly.
     "reassigned_to": "Reassigned to", "reassigned_from": "Reassigned from", "paused_minutes": "Paused (business min)",
 }
-CODES = set(STATUSES) | set(TYPES) | set(PRIORITIES) | set(SLA_STATES) | set(SOURCES) | set(sla.TARGETS)
+CODES = set(STATUSES) | set(TYPES) | set(PRIORITIES) | set(SLA_STATES) | set(SOURCES) | set(policies.TARGETS)
 # Events whose data maps each changed attribute to [old, new].
 CHANGE_EVENTS = {"reclassified"}
 _ZONE_KEY = "backdesk.viewer_zone"
@@ -125,7 +125,7 @@ def sla_countdown(item, now=None):
     left, not a whole weekend.
     """
     now = now or utcnow()
-    minutes = sla.remaining_minutes(item, now)
+    minutes = policies.remaining_minutes(item, now)
     if minutes is None:
         return None
     overdue = item.sla_next_due <= now
@@ -135,7 +135,7 @@ def sla_countdown(item, now=None):
 @bp.app_template_filter("sla_state")
 def sla_state(item):
     """The state as of now, so an item past its deadline shows breached before the sweep records it."""
-    return sla.state_at(item, utcnow())
+    return policies.state_at(item, utcnow())
 
 
 @bp.app_template_filter("label")

@@ -7,7 +7,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from queue_app.auth import bp
 from queue_app.auth.forms import LoginForm, PasswordForm, TimezoneForm
 from queue_app.extensions import db
-from queue_app.services import users
+from queue_app.services.people import users
 from queue_app.services.errors import Invalid
 
 LOGIN_FAILED = "Unknown email or wrong password."

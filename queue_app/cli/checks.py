@@ -7,7 +7,8 @@ from flask.cli import AppGroup
 
 from queue_app.extensions import db
 from queue_app.models import ExchangeRate, Team
-from queue_app.services import check_settings, checks, exchange_rates, work_items
+from queue_app.services.checks import settings as checks_settings, runner, exchange_rates
+from queue_app.services.items import lifecycle
 from queue_app.services.errors import DomainError
 
 checks_cli = AppGroup("checks", help="Automated checks: run them, exchange rates, team settings.")
@@ -24,8 +25,8 @@ def _fail(exc):
 def run(ref):
     """Run every check of the item REF in this process (no worker) and print the results."""
     try:
-        item = work_items.get_item(db.session, ref)
-        results = checks.run_checks(db.session, item.id, run_key=f"cli-{uuid.uuid4().hex[:16]}")
+        item = lifecycle.get_item(db.session, ref)
+        results = runner.run_checks(db.session, item.id, run_key=f"cli-{uuid.uuid4().hex[:16]}")
         db.session.commit()
     except DomainError as exc:
         _fail(exc)
@@ -83,19 +84,19 @@ def settings(team_name, document_formats, **options):
             if not sep:
                 raise click.ClickException(f"--document-format {entry!r}: write TYPE=FORMAT")
             formats[kind.strip()] = value.strip() or None
-        current = check_settings.settings_for(db.session, team.id).document_number_formats
-        overrides = {k: v for k, v in current.items() if check_settings.DOCUMENT_NUMBER_FORMATS.get(k) != v}
+        current = checks_settings.settings_for(db.session, team.id).document_number_formats
+        overrides = {k: v for k, v in current.items() if checks_settings.DOCUMENT_NUMBER_FORMATS.get(k) != v}
         changes["document_number_formats"] = {**overrides, **formats}
     try:
-        effective = check_settings.update_settings(db.session, team, **changes) if changes else \
-            check_settings.settings_for(db.session, team.id)
+        effective = checks_settings.update_settings(db.session, team, **changes) if changes else \
+            checks_settings.settings_for(db.session, team.id)
         db.session.commit()
     except DomainError as exc:
         _fail(exc)
     threshold = team.approval_threshold
     click.echo(f"team: {team.name}")
     click.echo(f"approval threshold: {'none' if threshold is None else f'{threshold:.2f}'} {effective.base_currency}")
-    for name in check_settings.FIELDS:
+    for name in checks_settings.FIELDS:
         value = getattr(effective, name)
         if name == "document_number_formats":
             for kind, fmt in sorted(value.items()):

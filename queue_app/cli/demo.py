@@ -13,8 +13,8 @@ from queue_app.extensions import db
 from queue_app.models import Calendar, CannedResponse, Mailbox, RoutingRule, SlaPolicy, Team, User, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.calendar import round_the_clock_hours
-from queue_app.services import users as user_service
-from queue_app.services import work_items
+from queue_app.services.people import users as user_service
+from queue_app.services.items import lifecycle
 
 TEAMS = {
     "Returns": ["return"],
@@ -144,7 +144,7 @@ def seed_demo(items, if_empty, seed):
         subject = rng.choice(SUBJECTS[work_type]).format(n=fields.get("order_number", "ORD-1"),
                                                          a=fields.get("account", "ACC-1"))
         created = now - timedelta(minutes=rng.randint(5, 60 * 36))
-        item = work_items.create_item(
+        item = lifecycle.create_item(
             db.session, actor=admin, source=rng.choice(["email", "form", "api"]), type=work_type, subject=subject,
             description=f"Demo item {i + 1}: {subject}.", fields=fields,
             priority=rng.choices(["low", "normal", "high", "urgent"], [2, 6, 2, 1])[0], team=team,
@@ -152,7 +152,7 @@ def seed_demo(items, if_empty, seed):
         )
         members = [m for m in team.members if m.role == "executive"]
         if members and rng.random() < 0.7:
-            work_items.assign(db.session, item, rng.choice(members), actor=admin, now=created + timedelta(minutes=3))
+            lifecycle.assign(db.session, item, rng.choice(members), actor=admin, now=created + timedelta(minutes=3))
             _advance(rng, item, admin, created)
     db.session.commit()
     path = _save_logins(logins)
@@ -169,15 +169,15 @@ def _advance(rng, item, actor, created):
     at = created + timedelta(minutes=rng.randint(10, 120))
     if roll < 0.25:
         return
-    work_items.change_status(db.session, item, "open", actor=actor, now=at)
+    lifecycle.change_status(db.session, item, "open", actor=actor, now=at)
     if roll < 0.45:
         return
     if roll < 0.6:
-        work_items.change_status(db.session, item, rng.choice(["pending_customer", "pending_third_party"]),
+        lifecycle.change_status(db.session, item, rng.choice(["pending_customer", "pending_third_party"]),
                                  actor=actor, now=at + timedelta(minutes=30))
         return
-    work_items.add_note(db.session, item, actor=actor, body="Checked the details; looks fine.",
+    lifecycle.add_note(db.session, item, actor=actor, body="Checked the details; looks fine.",
                         now=at + timedelta(minutes=20))
-    work_items.change_status(db.session, item, "resolved", actor=actor, now=at + timedelta(minutes=60))
+    lifecycle.change_status(db.session, item, "resolved", actor=actor, now=at + timedelta(minutes=60))
     if item.status == "resolved" and roll > 0.85:
-        work_items.change_status(db.session, item, "closed", actor=actor, now=at + timedelta(minutes=90))
+        lifecycle.change_status(db.session, item, "closed", actor=actor, now=at + timedelta(minutes=90))

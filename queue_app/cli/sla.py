@@ -7,7 +7,7 @@ import yaml
 from flask.cli import AppGroup
 
 from queue_app.extensions import db
-from queue_app.services import sla_config
+from queue_app.services.sla import config
 from queue_app.services.errors import Invalid
 
 sla = AppGroup("sla", help="Load or export SLA calendars and policies.")
@@ -21,7 +21,7 @@ def load(file):
     """Create or update the calendars and policies in FILE (.yml, .yaml or .json) by name."""
     data = _parse(file)
     try:
-        summary = sla_config.load_config(db.session, data)
+        summary = config.load_config(db.session, data)
         db.session.commit()
     except Invalid as exc:
         db.session.rollback()
@@ -38,7 +38,7 @@ def load(file):
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 def export(fmt):
     """Print every calendar and active policy in the format `sla load` reads."""
-    data = sla_config.export_config(db.session)
+    data = config.export_config(db.session)
     if fmt == "json":
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:

@@ -7,7 +7,7 @@ from wtforms.widgets import HiddenInput
 
 from queue_app.auth.templating import label
 from queue_app.models.work_item import PRIORITIES, TYPES
-from queue_app.services.work_items import MAX_BODY
+from queue_app.services.items.lifecycle import MAX_BODY
 
 
 class NoteForm(FlaskForm):

@@ -21,7 +21,10 @@ from queue_app.inbox import bp
 from queue_app.inbox.forms import ClassifyForm, DecisionForm, FieldsForm, NoteForm, ReplyForm, RerunForm, StatusForm
 from queue_app.inbox.views import attempt, flash_form_errors, me
 from queue_app.models import Attachment, Event, Message, Team
-from queue_app.services import access, approvals, canned_responses, checks, item_changes, work_items, work_types
+from queue_app.services import access
+from queue_app.services.approvals import decisions
+from queue_app.services.items import canned_responses, changes as items_changes, lifecycle, work_types
+from queue_app.services.checks import runner
 from queue_app.services.errors import NotFound, PermissionDenied
 
 # Events that are steps of the SLA ladder, shown on the item page's SLA panel.
@@ -39,7 +42,7 @@ def _may_work(item):
 @bp.route("/items/<ref>")
 @login_required
 def item(ref):
-    item = work_items.get_visible_item(db.session, me(), ref)
+    item = lifecycle.get_visible_item(db.session, me(), ref)
     drafts = {}
     if request.args.get("canned", "").isdigit():
         # Without JavaScript, "Insert" reloads the page with the response filled into the reply box.
@@ -55,9 +58,9 @@ def render_item(item, *, status=200, changes=None, drafts=None):
     """
     drafts = drafts or {}
     events = db.session.scalars(sa.select(Event).where(Event.work_item_id == item.id).order_by(Event.id)).all()
-    approval = approvals.pending_approval(db.session, item)
+    approval = decisions.pending_approval(db.session, item)
     manages = access.manages_team(current_user, item.team_id)
-    check_views = checks.results_for_display(db.session, item)
+    check_views = runner.results_for_display(db.session, item)
     may_work = _may_work(item)
     may_reply = may_work and bool(item.requester_email)
     members = [u for u in item.team.members if u.is_active] if manages else []
@@ -75,9 +78,9 @@ def render_item(item, *, status=200, changes=None, drafts=None):
         checks=check_views, failed_mandatory=[c for c in check_views if c.mandatory and c.status == "failed"],
         messages=thread_of(item), events=events, seen_event=events[-1].id if events else 0,
         approval=approval, may_work=may_work, manages=manages, members=members,
-        transitions=work_items.allowed_transitions(item) if may_work else [],
+        transitions=lifecycle.allowed_transitions(item) if may_work else [],
         may_take=item.is_open and item.assignee_id is None and item.team_id in current_user.team_ids,
-        may_decide=approvals.may_decide_approval(db.session, me(), item, approval),
+        may_decide=decisions.may_decide_approval(db.session, me(), item, approval),
         may_edit_fields=may_work and item.is_open and item.status != "awaiting_approval" and bool(
             work_types.FIELDS[item.type]),
         may_reply=may_reply, canned=canned_responses.list_for_item(db.session, item) if may_reply else [],
@@ -105,7 +108,7 @@ def is_htmx():
 
 def changed_meanwhile(item, form):
     """What changed since the person's page was rendered (services.item_changes)."""
-    return item_changes.since(db.session, item, seen_version=form.version.data,
+    return items_changes.since(db.session, item, seen_version=form.version.data,
                               seen_event_id=form.seen_event.data)
 
 
@@ -136,10 +139,10 @@ def posted(item, done):
 @bp.route("/items/<ref>/notes", methods=["POST"])
 @login_required
 def add_note(ref):
-    item = work_items.get_visible_item(db.session, me(), ref)
+    item = lifecycle.get_visible_item(db.session, me(), ref)
     form = NoteForm()
     if form.validate_on_submit():
-        done = attempt(lambda: work_items.add_note(db.session, item, actor=me(), body=form.note.data),
+        done = attempt(lambda: lifecycle.add_note(db.session, item, actor=me(), body=form.note.data),
                        "Note added.")
     else:
         flash_form_errors(form)
@@ -150,7 +153,7 @@ def add_note(ref):
 @bp.route("/items/<ref>/replies", methods=["POST"])
 @login_required
 def add_reply(ref):
-    item = work_items.get_visible_item(db.session, me(), ref)
+    item = lifecycle.get_visible_item(db.session, me(), ref)
     form = ReplyForm()
     if not form.validate_on_submit():
         flash_form_errors(form)
@@ -158,7 +161,7 @@ def add_reply(ref):
     changes = changed_meanwhile(item, form)
     if changes.conflict:
         return conflict_page(item, changes, {"reply": form.reply.data})
-    done = attempt(lambda: work_items.add_reply(db.session, item, actor=me(), body=form.reply.data,
+    done = attempt(lambda: lifecycle.add_reply(db.session, item, actor=me(), body=form.reply.data,
                                                 expected_version=changes.expected_version),
                    f"Reply queued for {item.requester_email}.")
     return posted(item, done)
@@ -168,7 +171,7 @@ def add_reply(ref):
 @login_required
 def canned_response(ref, response_id):
     """A canned response filled in for this item, as text for the reply box (JSON: title and text)."""
-    item = work_items.get_visible_item(db.session, me(), ref)
+    item = lifecycle.get_visible_item(db.session, me(), ref)
     response = canned_responses.get_for_item(db.session, item, response_id)
     return {"title": response.title, "text": canned_responses.render(response.body, item, me())}
 
@@ -185,7 +188,7 @@ def canned_text(item, response_id):
 @bp.route("/items/<ref>/status", methods=["POST"])
 @login_required
 def change_status(ref):
-    item = work_items.get_visible_item(db.session, me(), ref)
+    item = lifecycle.get_visible_item(db.session, me(), ref)
     form = StatusForm()
     if not form.validate_on_submit():
         flash_form_errors(form)
@@ -194,7 +197,7 @@ def change_status(ref):
     changes = changed_meanwhile(item, form)
     if changes.conflict:
         return conflict_page(item, changes, {"status": new_status, "comment": form.comment.data})
-    done = attempt(lambda: work_items.change_status(db.session, item, new_status, actor=me(),
+    done = attempt(lambda: lifecycle.change_status(db.session, item, new_status, actor=me(),
                                                     expected_version=changes.expected_version,
                                                     comment=form.comment.data or None))
     if done and item.status == "awaiting_approval":
@@ -208,11 +211,11 @@ def change_status(ref):
 @login_required
 def decide(ref):
     """Approve or reject. Deciding one's own request, or without the right, is a 403 page, as in the API."""
-    item = work_items.get_visible_item(db.session, me(), ref)
+    item = lifecycle.get_visible_item(db.session, me(), ref)
     form = DecisionForm()
     if form.validate_on_submit() and form.decision.data in ("approve", "reject"):
         approve = form.decision.data == "approve"
-        attempt(lambda: approvals.decide(db.session, item, actor=me(), approve=approve,
+        attempt(lambda: decisions.decide(db.session, item, actor=me(), approve=approve,
                                          comment=form.comment.data or None),
                 f"Approved: {item.ref} is resolved." if approve else f"Rejected: {item.ref} is open again.",
                 raise_forbidden=True)
@@ -226,10 +229,10 @@ def decide(ref):
 @bp.route("/items/<ref>/checks/run", methods=["POST"])
 @login_required
 def rerun_checks(ref):
-    item = work_items.get_visible_item(db.session, me(), ref)
+    item = lifecycle.get_visible_item(db.session, me(), ref)
     form = RerunForm()
     if form.validate_on_submit():
-        attempt(lambda: checks.request_rerun(db.session, item, actor=me()),
+        attempt(lambda: runner.request_rerun(db.session, item, actor=me()),
                 "The checks will run again in a moment; reload the page to see the results.")
     else:
         flash_form_errors(form)
@@ -239,7 +242,7 @@ def rerun_checks(ref):
 @bp.route("/items/<ref>/fields", methods=["POST"])
 @login_required
 def update_fields(ref):
-    item = work_items.get_visible_item(db.session, me(), ref)
+    item = lifecycle.get_visible_item(db.session, me(), ref)
     form = FieldsForm()
     if not form.validate_on_submit():
         flash_form_errors(form)
@@ -249,7 +252,7 @@ def update_fields(ref):
     if changes.conflict:
         return conflict_page(item, changes, {"fields": submitted})
     before = item.version
-    done = attempt(lambda: work_items.update_fields(db.session, item, actor=me(), fields=submitted,
+    done = attempt(lambda: lifecycle.update_fields(db.session, item, actor=me(), fields=submitted,
                                                     expected_version=changes.expected_version))
     if done:
         flash("Details saved; the checks run again." if item.version != before else "Nothing changed.",
@@ -260,7 +263,7 @@ def update_fields(ref):
 @bp.route("/items/<ref>/classification", methods=["POST"])
 @login_required
 def reclassify(ref):
-    item = work_items.get_visible_item(db.session, me(), ref)
+    item = lifecycle.get_visible_item(db.session, me(), ref)
     form = ClassifyForm()
     if not form.validate_on_submit():
         flash_form_errors(form)
@@ -276,7 +279,7 @@ def reclassify(ref):
         return conflict_page(item, changes, {"type": form.type.data, "priority": form.priority.data,
                                              "team_id": form.team_id.data})
     before = (item.type, item.priority, item.team_id)
-    done = attempt(lambda: work_items.reclassify(db.session, item, actor=me(), type=form.type.data,
+    done = attempt(lambda: lifecycle.reclassify(db.session, item, actor=me(), type=form.type.data,
                                                  priority=form.priority.data, team=team,
                                                  expected_version=changes.expected_version))
     if not done:
@@ -302,7 +305,7 @@ INLINE_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 
 def attachment_of(ref, attachment_id):
     """The item (if the viewer may see it) and its attachment; anything else is a 404."""
-    item = work_items.get_visible_item(db.session, me(), ref)
+    item = lifecycle.get_visible_item(db.session, me(), ref)
     attachment = db.session.get(Attachment, attachment_id)
     if attachment is None or attachment.message.work_item_id != item.id or attachment.blob is None:
         abort(404)

@@ -11,7 +11,9 @@ from queue_app.inbox import bp, paging
 from queue_app.auth.templating import viewer_zone
 from queue_app.inbox.forms import TakeForm, TakeNextForm
 from queue_app.models import WorkItem
-from queue_app.services import approvals, queues, search, work_items
+from queue_app.services.approvals import decisions
+from queue_app.services.assignment import worklists
+from queue_app.services.items import search as items_search, lifecycle
 from queue_app.services.errors import Conflict, Invalid, PermissionDenied
 
 TEAM_PAGE_SIZE = 25  # the team queue under My queue: "take next" takes from its top anyway
@@ -55,25 +57,25 @@ def _queues(args, flt, stamp=None):
     only the columns they show, and both pages share one query for teams and one for SLA policies
     (their calendars included: remaining business time needs them)."""
     zone = viewer_zone()
-    mine = queues.listed(queues.my_queue_query(current_user, flt, zone=zone))
+    mine = worklists.listed(worklists.my_queue_query(current_user, flt, zone=zone))
     items, next_cursor = paging.page(db.session, mine, args.get("after"), attention_first=True)
     team_items, team_next = [], None
-    unassigned = queues.team_queue_query(current_user)
+    unassigned = worklists.team_queue_query(current_user)
     if unassigned is not None:
-        team_items, team_next = paging.page(db.session, queues.listed(unassigned), args.get("team_after"),
+        team_items, team_next = paging.page(db.session, worklists.listed(unassigned), args.get("team_after"),
                                             size=TEAM_PAGE_SIZE)
-    queues.with_row_relations(db.session, current_user, items, team_items)
+    worklists.with_row_relations(db.session, current_user, items, team_items)
     return dict(items=items, next_cursor=next_cursor, team_items=team_items, team_next=team_next, flt=flt,
-                saved_views=queues.SAVED_VIEWS, filter_choices=queues.FILTERS,
-                stamp=stamp or queues.change_stamp(db.session, current_user))
+                saved_views=worklists.SAVED_VIEWS, filter_choices=worklists.FILTERS,
+                stamp=stamp or worklists.change_stamp(db.session, current_user))
 
 
 def _filter_or_error(args):
     """(filter, error message): a bad filter value is reported and the unfiltered queue shown."""
     try:
-        return queues.parse_filter(args), None
+        return worklists.parse_filter(args), None
     except Invalid as exc:
-        return queues.QueueFilter(), exc.message
+        return worklists.QueueFilter(), exc.message
 
 
 @bp.route("/")
@@ -82,7 +84,7 @@ def index():
     flt, error = _filter_or_error(request.args)
     context = _queues(request.args if error is None else {}, flt)
     # Executives designated as checkers have an approvals queue too (supervisors reach it from the menu).
-    checks_approvals = current_user.role == "executive" and bool(approvals.decidable_team_ids(db.session, me()))
+    checks_approvals = current_user.role == "executive" and bool(decisions.decidable_team_ids(db.session, me()))
     return render_template("inbox/index.html", filter_error=error, checks_approvals=checks_approvals,
                            take_next_form=TakeNextForm(), **context), 400 if error else 200
 
@@ -95,7 +97,7 @@ def refresh():
     flt, error = _filter_or_error(request.args)
     if error is not None:
         return "", 204
-    stamp = queues.change_stamp(db.session, current_user)
+    stamp = worklists.change_stamp(db.session, current_user)
     if request.args.get("stamp") == stamp:
         return "", 204
     return render_template("inbox/_queues.html", **_queues(request.args, flt, stamp))
@@ -109,7 +111,7 @@ def take_next():
         flash_form_errors(form)
         return redirect(url_for("inbox.index"))
     taken = []
-    if attempt(lambda: taken.append(queues.take_next(db.session, me()))) and taken[0] is not None:
+    if attempt(lambda: taken.append(worklists.take_next(db.session, me()))) and taken[0] is not None:
         item = taken[0]
         flash(f"{item.ref} is now in your queue.", "success")
         return redirect(url_for("inbox.item", ref=item.ref))
@@ -125,11 +127,11 @@ def search_page():
     text = request.args.get("q", "")
     results, error = None, None
     if text.strip():
-        item = search.find_ref(db.session, me(), text)
+        item = items_search.find_ref(db.session, me(), text)
         if item is not None:
             return redirect(url_for("inbox.item", ref=item.ref))
         try:
-            results = search.search(db.session, me(), text, request.args.get("before"),
+            results = items_search.search(db.session, me(), text, request.args.get("before"),
                                     options=(selectinload(WorkItem.team), selectinload(WorkItem.assignee)))
         except Invalid as exc:
             error = exc.message[:1].upper() + exc.message[1:]
@@ -141,7 +143,7 @@ def search_page():
 @bp.route("/items/<ref>/take", methods=["POST"])
 @login_required
 def take(ref):
-    item = work_items.get_visible_item(db.session, me(), ref)
+    item = lifecycle.get_visible_item(db.session, me(), ref)
     form = TakeForm()
     if not form.validate_on_submit():
         flash_form_errors(form)
@@ -149,7 +151,7 @@ def take(ref):
         flash(f"{item.ref} was already taken by {item.assignee.name}.", "error")
         return redirect(url_for("inbox.index"))
     else:
-        attempt(lambda: work_items.assign(db.session, item, me(), actor=me(),
+        attempt(lambda: lifecycle.assign(db.session, item, me(), actor=me(),
                                           expected_version=form.version.data),
                 f"{item.ref} is now in your queue.")
     return redirect(url_for("inbox.item", ref=item.ref))

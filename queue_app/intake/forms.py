@@ -9,8 +9,8 @@ from wtforms import EmailField, SelectField, StringField, SubmitField, TextAreaF
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
 
 from queue_app.models.work_item import PRIORITIES
-from queue_app.services.work_items import MAX_BODY, MAX_SUBJECT
-from queue_app.services.work_types import FIELDS
+from queue_app.services.items.lifecycle import MAX_BODY, MAX_SUBJECT
+from queue_app.services.items.work_types import FIELDS
 
 TYPE_LABELS = {
     "return": "Return",

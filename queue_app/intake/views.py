@@ -5,9 +5,10 @@ from flask_login import current_user, login_required
 from queue_app.extensions import db
 from queue_app.intake import bp
 from queue_app.intake.forms import TYPE_LABELS, IntakeForm, input_name
-from queue_app.services import access, work_items
+from queue_app.services import access
+from queue_app.services.items import lifecycle
 from queue_app.services.errors import Invalid, NotFound
-from queue_app.services.work_types import FIELDS
+from queue_app.services.items.work_types import FIELDS
 
 LAST_SUBMITTED = "intake_last_submitted"
 
@@ -35,7 +36,7 @@ def submit():
     if form.validate_on_submit():
         work_type = form.type.data
         try:
-            item = work_items.create_item(
+            item = lifecycle.create_item(
                 db.session, actor=current_user._get_current_object(), source="form", type=work_type,
                 subject=form.subject.data, description=form.description.data or "",
                 fields=form.field_values(work_type), priority=form.priority.data or None,
@@ -67,7 +68,7 @@ def submitted(ref):
     if not last or last.get("ref") != ref:
         return redirect(url_for("intake.submit"))
     try:
-        item = work_items.get_visible_item(db.session, current_user, ref)
+        item = lifecycle.get_visible_item(db.session, current_user, ref)
     except NotFound:
         item = None
     return render_template("intake/submitted.html", last=last, item=item, type_labels=TYPE_LABELS,

@@ -18,7 +18,9 @@ from queue_app.extensions import db
 from queue_app.inbox.views import flash_form_errors, me
 from queue_app.models import Team, User
 from queue_app.models.base import utcnow
-from queue_app.services import access, assignment, users
+from queue_app.services import access
+from queue_app.services.assignment import auto as assignment_auto
+from queue_app.services.people import users
 from queue_app.services.errors import DomainError
 from queue_app.supervisor import bp
 
@@ -67,7 +69,7 @@ def person_or_404(user_id):
 
 
 def open_count(person):
-    return assignment.open_loads(db.session, [person.id])[person.id]
+    return assignment_auto.open_loads(db.session, [person.id])[person.id]
 
 
 @bp.route("/absence")
@@ -87,7 +89,7 @@ def absence(user_id):
                            until=to_local(person.out_of_office_until))
     if form.validate_on_submit():
         try:
-            result = assignment.go_out_of_office(db.session, person, me(), start=to_utc(form.start.data),
+            result = assignment_auto.go_out_of_office(db.session, person, me(), start=to_utc(form.start.data),
                                                  until=to_utc(form.until.data), items=form.items.data)
             db.session.commit()
         except DomainError as exc:
@@ -142,7 +144,7 @@ def redistribute(user_id):
     form = RedistributeForm()
     if form.validate_on_submit():
         try:
-            result = assignment.redistribute(db.session, person, me(), utcnow(), mode=form.items.data)
+            result = assignment_auto.redistribute(db.session, person, me(), utcnow(), mode=form.items.data)
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
@@ -159,10 +161,10 @@ def redistribute(user_id):
 def people():
     """Who is available in my teams, their load and absences, and "distribute now" per team."""
     access.require_role(current_user, "supervisor", "admin")
-    teams = assignment.managed_teams(db.session, me())
+    teams = assignment_auto.managed_teams(db.session, me())
     return render_template("supervisor/absence_people.html", teams=teams,
-                           rows=assignment.team_load(db.session, teams, utcnow()), form=ActionForm(),
-                           policies=assignment.POLICY_LABELS)
+                           rows=assignment_auto.team_load(db.session, teams, utcnow()), form=ActionForm(),
+                           policies=assignment_auto.POLICY_LABELS)
 
 
 @bp.route("/teams/<int:team_id>/distribute", methods=["POST"])
@@ -175,7 +177,7 @@ def distribute(team_id):
     form = ActionForm()
     if form.validate_on_submit():
         try:
-            done = assignment.distribute(db.session, team, me(), utcnow())
+            done = assignment_auto.distribute(db.session, team, me(), utcnow())
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()

@@ -23,7 +23,7 @@ from queue_app.models import User
 from queue_app.models.base import utcnow
 from queue_app.models.team import team_members
 from queue_app.models.work_item import STATUSES, TYPES
-from queue_app.services import reporting
+from queue_app.services.reporting import reports as reporting_reports
 from queue_app.services.errors import Invalid
 from queue_app.supervisor import bp, charts
 
@@ -53,7 +53,7 @@ class ReportForm(FlaskForm):
 
 
 def report_form():
-    teams = reporting.visible_teams(db.session, me())
+    teams = reporting_reports.visible_teams(db.session, me())
     form = ReportForm(formdata=request.args)
     form.team.choices = [("", "All my teams" if current_user.role != "admin" else "All teams")] + [
         (str(t.id), t.name) for t in teams]
@@ -70,7 +70,7 @@ def scope_from(form):
     if not form.validate():
         return None
     try:
-        scope = reporting.make_scope(db.session, me(), start=form.start.data or None, end=form.end.data or None,
+        scope = reporting_reports.make_scope(db.session, me(), start=form.start.data or None, end=form.end.data or None,
                                      team_id=int(form.team.data) if form.team.data else None,
                                      type=form.type.data or None,
                                      assignee_id=int(form.executive.data) if form.executive.data else None)
@@ -89,30 +89,30 @@ def build_report(name, scope, by, now):
     """The figures of one report and its chart (None for the breaches list)."""
     session = db.session
     if name == "compliance":
-        data = reporting.sla_compliance(session, scope, now, by=by)
+        data = reporting_reports.sla_compliance(session, scope, now, by=by)
         rows = data["rows"] or [data["total"]]
         chart = charts.bar_chart(
             [r["label"] for r in rows],
             [("First response", [r["fr_pct"] for r in rows]), ("Resolution", [r["res_pct"] for r in rows])],
             title=f"SLA compliance by {by}, % met", unit="%", max_value=100)
     elif name == "backlog":
-        data = reporting.backlog(session, scope, now, by=by)
-        chart = charts.bar_chart([text for _, text in reporting.AGE_BUCKETS],
-                                 [("Open items", [data["total"][k] for k, _ in reporting.AGE_BUCKETS])],
+        data = reporting_reports.backlog(session, scope, now, by=by)
+        chart = charts.bar_chart([text for _, text in reporting_reports.AGE_BUCKETS],
+                                 [("Open items", [data["total"][k] for k, _ in reporting_reports.AGE_BUCKETS])],
                                  title="Backlog by age")
     elif name == "daily":
-        data = reporting.created_resolved(session, scope)
+        data = reporting_reports.created_resolved(session, scope)
         chart = charts.line_chart([d["day"].strftime("%d %b") for d in data],
                                   [("Created", [d["created"] for d in data]),
                                    ("Resolved", [d["resolved"] for d in data])],
                                   title="Created and resolved per day")
     elif name == "handling":
-        data = reporting.handling_time(session, scope, by=by)
+        data = reporting_reports.handling_time(session, scope, by=by)
         rows = data["rows"] or [data["total"]]
         chart = charts.bar_chart([r["label"] for r in rows], [("Average hours", [r["avg_hours"] for r in rows])],
                                  title=f"Average handling time by {by}, hours", unit=" h")
     else:
-        rows = reporting.breaches(session, scope, now, limit=BREACHES_ON_PAGE + 1)
+        rows = reporting_reports.breaches(session, scope, now, limit=BREACHES_ON_PAGE + 1)
         data = {"rows": rows[:BREACHES_ON_PAGE], "more": len(rows) > BREACHES_ON_PAGE}
         chart = None
     return data, chart
@@ -129,7 +129,7 @@ def reports():
     data, chart = build_report(name, scope, by, utcnow())
     args = {k: v for k, v in request.args.items() if k != "report"}
     return render_template("supervisor/reports.html", form=form, data=data, chart=chart, name=name, scope=scope,
-                           by=by, tabs=REPORT_TABS, buckets=reporting.AGE_BUCKETS, args=args)
+                           by=by, tabs=REPORT_TABS, buckets=reporting_reports.AGE_BUCKETS, args=args)
 
 
 # --- CSV ------------------------------------------------------------------------------------------
@@ -193,28 +193,28 @@ def report_csv(name):
     stem = f"{scope.start.date().isoformat()}_{form.end.data}"
     group = by.capitalize()
     if name == "compliance":
-        report = reporting.sla_compliance(db.session, scope, now, by=by)
+        report = reporting_reports.sla_compliance(db.session, scope, now, by=by)
         header = [group, "Items", "First response met", "First response missed", "First response pending",
                   "First response % met", "Resolution met", "Resolution missed", "Resolution pending",
                   "Resolution % met"]
         rows = _group_rows(report, ("items", "fr_met", "fr_missed", "fr_pending", "fr_pct", "res_met",
                                     "res_missed", "res_pending", "res_pct"))
     elif name == "backlog":
-        report = reporting.backlog(db.session, scope, now, by=by)
-        header = [group] + [text for _, text in reporting.AGE_BUCKETS] + ["Total", "As of (UTC)"]
-        rows = ([*r, report["as_of"]] for r in _group_rows(report, [k for k, _ in reporting.AGE_BUCKETS] + ["total"]))
+        report = reporting_reports.backlog(db.session, scope, now, by=by)
+        header = [group] + [text for _, text in reporting_reports.AGE_BUCKETS] + ["Total", "As of (UTC)"]
+        rows = ([*r, report["as_of"]] for r in _group_rows(report, [k for k, _ in reporting_reports.AGE_BUCKETS] + ["total"]))
     elif name == "daily":
         header = ["Day (UTC)", "Created", "Resolved"]
-        rows = ([d["day"], d["created"], d["resolved"]] for d in reporting.created_resolved(db.session, scope))
+        rows = ([d["day"], d["created"], d["resolved"]] for d in reporting_reports.created_resolved(db.session, scope))
     elif name == "handling":
-        report = reporting.handling_time(db.session, scope, by=by)
+        report = reporting_reports.handling_time(db.session, scope, by=by)
         header = [group, "Resolved", "Average hours (created to resolved)", "Longest hours"]
         rows = _group_rows(report, ("resolved", "avg_hours", "max_hours"))
     else:
         header = ["Reference", "Subject", "Team", "Type", "Priority", "Assignee", "Created (UTC)",
                   "First response due (UTC)", "First response (UTC)", "First response missed",
                   "Resolution due (UTC)", "Resolved or closed (UTC)", "Resolution missed", "SLA state"]
-        rows = ([r[c] for c in reporting.BREACH_COLUMNS] for r in reporting.iter_breaches(db.session, scope, now))
+        rows = ([r[c] for c in reporting_reports.BREACH_COLUMNS] for r in reporting_reports.iter_breaches(db.session, scope, now))
     return csv_response(f"{name}_{stem}.csv", header, rows)
 
 
@@ -242,8 +242,8 @@ def items_csv():
             assignee = int(assignee)
     except ValueError:
         raise Invalid("team and assignee are ids", {"team": "an id", "assignee": "an id, none or me"}) from None
-    start, end = reporting.creation_window(args.get("from"), args.get("to"))
-    rows = reporting.item_rows(db.session, me(), status=status, team_id=team_id, assignee=assignee,
+    start, end = reporting_reports.creation_window(args.get("from"), args.get("to"))
+    rows = reporting_reports.item_rows(db.session, me(), status=status, team_id=team_id, assignee=assignee,
                                type=args.get("type") or None, start=start, end=end)
     return csv_response(f"items_{utcnow():%Y-%m-%d}.csv", ITEM_HEADER,
-                        ([r[c] for c in reporting.ITEM_COLUMNS] for r in rows))
+                        ([r[c] for c in reporting_reports.ITEM_COLUMNS] for r in rows))

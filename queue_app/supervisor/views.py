@@ -13,7 +13,11 @@ from queue_app.inbox.forms import DecisionForm
 from queue_app.inbox.views import attempt, flash_form_errors, me
 from queue_app.models import Team, User
 from queue_app.models.base import utcnow
-from queue_app.services import access, approvals, assignment, users, work_items
+from queue_app.services import access
+from queue_app.services.approvals import decisions
+from queue_app.services.assignment import auto
+from queue_app.services.people import users
+from queue_app.services.items import lifecycle
 from queue_app.services.errors import Conflict, Invalid
 from queue_app.supervisor import bp
 from queue_app.supervisor.forms import AssignForm, BulkAssignForm, CheckerForm
@@ -27,7 +31,7 @@ UNASSIGNED_HEADER = ["Reference", "Subject", "Team", "Type", "Priority", "Status
 
 
 def managed_teams(user):
-    return assignment.managed_teams(db.session, user)
+    return auto.managed_teams(db.session, user)
 
 
 def _team_filter():
@@ -54,7 +58,7 @@ def index():
     access.require_role(current_user, "supervisor", "admin")
     team_id = _team_filter()
     now = utcnow()
-    board = assignment.board(db.session, me(), now, after=_cursor(), team_id=team_id)
+    board = auto.board(db.session, me(), now, after=_cursor(), team_id=team_id)
     teams = managed_teams(me()) if team_id is not None else board.teams
     # The bulk form's choices: the executives shown, grouped by team when several teams are.
     executives = [(team, [row for row in board.members.get(team.id, []) if row["user"].role == "executive"])
@@ -64,7 +68,7 @@ def index():
         "supervisor/index.html", board=board, teams=teams, team_id=team_id, items=board.items,
         next_cursor=paging.encode_cursor(board.next_item) if board.next_item is not None else None,
         people=board.people, executives=executives, members=board.members, now=now, form=AssignForm(),
-        bulk_form=BulkAssignForm(), policies=assignment.POLICY_LABELS)
+        bulk_form=BulkAssignForm(), policies=auto.POLICY_LABELS)
 
 
 def _person_choice(form):
@@ -101,8 +105,8 @@ def bulk_assign():
     if person is False:
         return redirect(back)
     try:
-        selection = assignment.parse_selection(request.form.getlist("item"))
-        result = assignment.assign_selected(db.session, me(), selection, person, now=utcnow(),
+        selection = auto.parse_selection(request.form.getlist("item"))
+        result = auto.assign_selected(db.session, me(), selection, person, now=utcnow(),
                                             override=bool(form.override.data))
         db.session.commit()
     except (Invalid, Conflict) as exc:
@@ -136,7 +140,7 @@ def assign(ref):
         if person is not False:
             now = utcnow()
             done = f"{item.ref} assigned to {person.name}." if person else f"{item.ref} is unassigned."
-            if attempt(lambda: assignment.assign(db.session, item, person, actor=me(), now=now,
+            if attempt(lambda: auto.assign(db.session, item, person, actor=me(), now=now,
                                                  expected_version=form.version.data), done) and person:
                 warn_about_load(person, now)
     else:
@@ -145,12 +149,12 @@ def assign(ref):
 
 
 def assignment_item(ref):
-    return work_items.get_visible_item(db.session, me(), ref)
+    return lifecycle.get_visible_item(db.session, me(), ref)
 
 
 def warn_about_load(person, now):
     """Assignment by hand may go beyond capacity or to someone away; say so, it was allowed."""
-    load = assignment.open_loads(db.session, [person.id])[person.id]
+    load = auto.open_loads(db.session, [person.id])[person.id]
     if person.is_out_of_office(now):
         flash(f"Note: {person.name} is out of office.", "info")
     if load > person.capacity:
@@ -165,14 +169,14 @@ def person_items(user_id):
     person = db.session.get(User, user_id)
     if person is None or not users.can_manage_person(me(), person):
         abort(404)
-    items, last = assignment.person_items(db.session, me(), person, after=_cursor())
+    items, last = auto.person_items(db.session, me(), person, after=_cursor())
     teams = managed_teams(me())
     team_ids = {t.id for t in teams}
-    people = [row for row in assignment.team_load(db.session, teams, utcnow())
+    people = [row for row in auto.team_load(db.session, teams, utcnow())
               if row["user"].id != person.id and row["user"].role == "executive"]
     for row in people:
         row["shared"] = [t.name for t in row["user"].teams if t.id in team_ids]
-    load = assignment.open_loads(db.session, [person.id])[person.id]
+    load = auto.open_loads(db.session, [person.id])[person.id]
     return render_template("supervisor/person_items.html", person=person, items=items, people=people, load=load,
                            next_cursor=paging.encode_cursor(last) if last is not None else None, now=utcnow(),
                            bulk_form=BulkAssignForm())
@@ -184,10 +188,10 @@ def unassigned_csv():
     """The unassigned queue of my teams (or one team) as CSV, in the board's order."""
     access.require_role(current_user, "supervisor", "admin")
     team_id = _team_filter()
-    rows = assignment.unassigned_rows(db.session, me(), team_id=team_id)
+    rows = auto.unassigned_rows(db.session, me(), team_id=team_id)
     suffix = f"_team-{team_id}" if team_id is not None else ""
     return csv_response(f"unassigned{suffix}_{utcnow():%Y-%m-%d}.csv", UNASSIGNED_HEADER,
-                        ([r[c] for c in assignment.UNASSIGNED_COLUMNS] for r in rows))
+                        ([r[c] for c in auto.UNASSIGNED_COLUMNS] for r in rows))
 
 
 # --- approvals ------------------------------------------------------------------------------------
@@ -205,17 +209,17 @@ def _approval_cursor(raw):
 def approvals_queue():
     """Pending approvals of the teams I supervise (or check for), oldest first; I decide here or on the item."""
     user = me()
-    decidable = approvals.decidable_team_ids(db.session, user)
+    decidable = decisions.decidable_team_ids(db.session, user)
     if user.role == "executive" and not decidable:
         access.require_role(user, "supervisor", "admin")
-    rows = approvals.pending_queue(db.session, user, after_id=_approval_cursor(request.args.get("after")),
+    rows = decisions.pending_queue(db.session, user, after_id=_approval_cursor(request.args.get("after")),
                                    limit=APPROVALS_PAGE + 1)
     page, more = rows[:APPROVALS_PAGE], len(rows) > APPROVALS_PAGE
     teams = managed_teams(user)
     return render_template(
-        "supervisor/approvals.html", approvals=page, next_cursor=page[-1].id if more else None,
-        may_decide={a.id: approvals.may_decide_approval(db.session, user, a.work_item, a) for a in page},
-        teams=teams, checkers=approvals.checkers_by_team(db.session, teams), form=CheckerForm(),
+        "supervisor/decisions.html", approvals=page, next_cursor=page[-1].id if more else None,
+        may_decide={a.id: decisions.may_decide_approval(db.session, user, a.work_item, a) for a in page},
+        teams=teams, checkers=decisions.checkers_by_team(db.session, teams), form=CheckerForm(),
         decision_form=DecisionForm())
 
 
@@ -230,7 +234,7 @@ def set_checker(team_id):
             flash("That person does not exist any more.", "error")
         else:
             enabled = form.enabled.data == "1"
-            attempt(lambda: approvals.set_checker(db.session, team, person, actor=me(), enabled=enabled),
+            attempt(lambda: decisions.set_checker(db.session, team, person, actor=me(), enabled=enabled),
                     f"{person.name} {'is now' if enabled else 'is no longer'} a checker of {team.name}.")
     else:
         flash_form_errors(form)

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Event, InboundEmail, Mailbox, Message, Team, WorkItem
-from queue_app.services import intake, mailboxes
+from queue_app.services.intake import filing, mailboxes as intake_mailboxes
 from tests.conftest import Auth, csrf_token_from
 
 DESK = "returns@desk.example.com"
@@ -29,8 +29,8 @@ def email_bytes(subject="Parcel arrived broken", sender="carla@customer.example.
 
 def quarantined(session, raw, *, envelope_to=(DESK,), now=None):
     """Receive and process a message that ends in quarantine (committed, as the intake would)."""
-    inbound = intake.receive(session, raw, source="file", envelope_to=list(envelope_to), now=now)
-    outcome = intake.process(session, inbound, now=now)
+    inbound = filing.receive(session, raw, source="file", envelope_to=list(envelope_to), now=now)
+    outcome = filing.process(session, inbound, now=now)
     session.commit()
     assert outcome.status == "quarantined", outcome
     return inbound
@@ -61,7 +61,7 @@ def admin_client(client, auth, world):
 
 def test_only_admins_get_in(app, client, session, world):
     inbound = quarantined(session, email_bytes())
-    box = mailboxes.create_mailbox(session, address="docs@desk.example.com", type="general", team_name="Returns")
+    box = intake_mailboxes.create_mailbox(session, address="docs@desk.example.com", type="general", team_name="Returns")
     session.commit()
     pages = ["/admin/", "/admin/quarantine", f"/admin/quarantine/{inbound.id}", f"/admin/quarantine/{inbound.id}/raw",
              "/admin/mailboxes", f"/admin/mailboxes/{box.id}"]
@@ -111,9 +111,9 @@ def test_quarantine_lists_messages_with_reason_newest_first(admin_client, sessio
     rows = re.findall(r'<tr data-inbound="(\d+)"', page)
     assert rows == [str(new.id), str(old.id)]
     assert "Old one" in page and "Carla Diaz &lt;carla@customer.example.com&gt;" in page
-    assert "no_mailbox" in page and intake.QUARANTINE_REASONS["no_mailbox"] in page
+    assert "no_mailbox" in page and filing.QUARANTINE_REASONS["no_mailbox"] in page
     assert f"Addressed to {DESK}" in page  # the detail
-    assert "no_sender" in page and intake.QUARANTINE_REASONS["no_sender"] in page
+    assert "no_sender" in page and filing.QUARANTINE_REASONS["no_sender"] in page
     assert "2026-11-23 19:00 JST" in page  # received time in the viewer's zone
     assert DESK in page and "file" in page
 
@@ -129,8 +129,8 @@ def test_garbage_never_breaks_the_pages(admin_client, session):
     ]
     ids = []
     for raw in garbage:
-        inbound = intake.receive(session, raw, source="smtp", envelope_to=["x@nowhere.example.com"])
-        intake.quarantine(inbound, "unparseable", inbound.received_at)
+        inbound = filing.receive(session, raw, source="smtp", envelope_to=["x@nowhere.example.com"])
+        filing.quarantine(inbound, "unparseable", inbound.received_at)
         ids.append(inbound.id)
     session.commit()
     response = admin_client.get("/admin/quarantine")
@@ -177,7 +177,7 @@ def test_retry_files_it_once_the_mailbox_exists(admin_client, session, world):
     url = f"/admin/quarantine/{inbound.id}"
 
     response = admin_client.post(f"{url}/retry", data={"csrf_token": token(admin_client, url)}, follow_redirects=True)
-    assert "Still quarantined: " + intake.QUARANTINE_REASONS["no_mailbox"] in text(response)
+    assert "Still quarantined: " + filing.QUARANTINE_REASONS["no_mailbox"] in text(response)
     inbound = reload(session, inbound)
     assert inbound.status == "quarantined" and inbound.attempts == 2
 
@@ -203,7 +203,7 @@ def test_retry_files_it_once_the_mailbox_exists(admin_client, session, world):
 def test_release_files_even_an_unparseable_message_into_the_chosen_mailbox(admin_client, session, world):
     inbound = quarantined(session, b"\x00\xff garbage without headers")
     assert inbound.reason == "unparseable"
-    box = mailboxes.create_mailbox(session, address="intake@desk.example.com", type="general", team_name="Returns")
+    box = intake_mailboxes.create_mailbox(session, address="intake@desk.example.com", type="general", team_name="Returns")
     session.commit()
     url = f"/admin/quarantine/{inbound.id}"
     page = text(admin_client.get(url))
@@ -278,7 +278,7 @@ def test_mailbox_create_shows_errors_next_to_fields_and_creates_nothing(admin_cl
     assert "Mailbox returns@desk.example.com added for Returns." in page
     assert 'data-mailbox="returns@desk.example.com"' in page
     assert "s3cret-imap-pass" not in page
-    box = mailboxes.find_mailbox(session, DESK)
+    box = intake_mailboxes.find_mailbox(session, DESK)
     assert (box.type, box.priority, box.imap_password, box.imap_folder, box.imap_processed_folder) == (
         "return", "urgent", "s3cret-imap-pass", "INBOX", "Done")
 
@@ -291,7 +291,7 @@ def test_mailbox_create_shows_errors_next_to_fields_and_creates_nothing(admin_cl
 
 def test_mailbox_edit_toggles_active_and_keeps_the_password_unless_changed(admin_client, session, world):
     session.add(Team(name="Escalations", work_types=["escalation"]))
-    box = mailboxes.create_mailbox(session, address=DESK, type="return", team_name="Returns",
+    box = intake_mailboxes.create_mailbox(session, address=DESK, type="return", team_name="Returns",
                                    imap_host="imap.desk.example.com", imap_user="returns", imap_password="old-pass")
     box.imap_uidvalidity = 42
     session.commit()
@@ -310,7 +310,7 @@ def test_mailbox_edit_toggles_active_and_keeps_the_password_unless_changed(admin
     assert (box.active, box.type, box.team.name, box.priority, box.imap_tls, box.imap_port) == (
         False, "escalation", "Escalations", "high", "starttls", 143)
     assert box.imap_password == "old-pass" and box.imap_uidvalidity == 42  # same account: nothing forgotten
-    assert mailboxes.mailbox_for(session, [DESK]) is None  # inactive mailboxes receive nothing
+    assert intake_mailboxes.mailbox_for(session, [DESK]) is None  # inactive mailboxes receive nothing
 
     data.update(active="y", imap_password="new-pass", imap_folder="Support")
     admin_client.post(url, data=data)

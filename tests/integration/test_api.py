@@ -8,9 +8,9 @@ import sqlalchemy as sa
 
 from queue_app.models import ApiToken, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import checks
-from queue_app.services.users import issue_api_token
-from queue_app.services.work_types import FIELDS
+from queue_app.services.checks import runner as checks_runner
+from queue_app.services.people.users import issue_api_token
+from queue_app.services.items.work_types import FIELDS
 from tests.factories import VALID_FIELDS
 
 API = "/api/v1"
@@ -165,7 +165,7 @@ def test_round_trip_create_list_get_assign_status_note_events_checks(client, ses
 
     assert client.get(f"{API}/items/{ref}/checks", headers=exec1).get_json() == {"checks": []}
     item_id = session.scalar(sa.select(WorkItem.id).where(WorkItem.ref == ref))
-    checks.run_check(session, item_id, "required_fields")
+    checks_runner.run_check(session, item_id, "required_fields")
     session.commit()
     results = client.get(f"{API}/items/{ref}/checks", headers=exec1).get_json()["checks"]
     assert [(c["name"], c["status"]) for c in results] == [("required_fields", "passed")]

@@ -6,8 +6,9 @@ import sqlalchemy as sa
 
 from queue_app.models import Event, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import sla, work_items
-from queue_app.services.users import issue_api_token
+from queue_app.services.sla import policies
+from queue_app.services.items import lifecycle
+from queue_app.services.people.users import issue_api_token
 from tests.factories import make_policy
 from tests.integration.test_api import API, assert_error, auth, parse_iso
 
@@ -187,7 +188,7 @@ def test_sla_object_of_a_running_clock(client, session, world, make_item):
 
 def test_sla_object_of_a_paused_item(client, session, world, make_item):
     item = make_item(team=world.team, actor=world.sup, assignee=world.exec1)
-    work_items.change_status(session, item, "pending_customer", actor=world.exec1)
+    lifecycle.change_status(session, item, "pending_customer", actor=world.exec1)
     session.commit()
     clock = client.get(f"{API}/items/{item.ref}", headers=world.headers("exec1@example.com")).get_json()["sla"]
     assert (clock["state"], clock["paused"]) == ("paused", True)
@@ -200,7 +201,7 @@ def test_sla_object_of_a_breached_item(client, session, world, make_item):
     now = utcnow()
     created = now - timedelta(hours=3)
     item = make_item(team=world.team, actor=world.sup, assignee=world.exec1, now=created)
-    taken = sla.process_due(session, item, now)
+    taken = policies.process_due(session, item, now)
     session.commit()
     assert taken == [("first_response", "warning", 0), ("first_response", "breach", 1)]
 

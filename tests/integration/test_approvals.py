@@ -10,8 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Approval, Event, User, WorkItem
-from queue_app.services import approvals, exchange_rates, work_items
-from queue_app.services.users import issue_api_token
+from queue_app.services.approvals import decisions
+from queue_app.services.checks import exchange_rates
+from queue_app.services.items import lifecycle
+from queue_app.services.people.users import issue_api_token
 from tests.conftest import Auth, csrf_token_from
 
 API = "/api/v1"
@@ -48,9 +50,9 @@ class World:
         self.pay_checker = make_user(email="paychecker@example.com", name="Penny Payments",
                                      teams=[self.payments, self.refunds])
         self.outsider = make_user(email="outsider@example.com", teams=[self.payments])
-        approvals.set_checker(session, self.refunds, self.checker, actor=self.sup, enabled=True)
-        approvals.set_checker(session, self.payments, self.pay_checker, actor=self.pay_sup, enabled=True)
-        approvals.set_checker(session, self.payments, self.outsider, actor=self.pay_sup, enabled=True)
+        decisions.set_checker(session, self.refunds, self.checker, actor=self.sup, enabled=True)
+        decisions.set_checker(session, self.payments, self.pay_checker, actor=self.pay_sup, enabled=True)
+        decisions.set_checker(session, self.payments, self.outsider, actor=self.pay_sup, enabled=True)
         people = (self.sup, self.sup2, self.maker, self.checker, self.plain, self.pay_sup, self.pay_checker,
                   self.outsider)
         self.tokens = {u.email: issue_api_token(session, u) for u in people}
@@ -68,11 +70,11 @@ def world(session, make_team, make_user):
 def refund(session, world, amount="750.00", currency="EUR", maker=None):
     """A return worked by the maker, ready to be resolved."""
     maker = maker or world.maker
-    item = work_items.create_item(session, actor=maker, source="api", type="return", subject="Refund",
+    item = lifecycle.create_item(session, actor=maker, source="api", type="return", subject="Refund",
                                   team=world.refunds, assignee=maker,
                                   fields={"order_number": "ORD-100234", "purchase_date": "2026-11-01",
                                           "amount": amount, "currency": currency})
-    work_items.change_status(session, item, "open", actor=maker)
+    lifecycle.change_status(session, item, "open", actor=maker)
     session.commit()
     return item
 
@@ -184,7 +186,7 @@ def test_a_foreign_amount_is_converted_and_without_a_rate_it_needs_approval(clie
 
 def test_a_discrepancy_fix_above_its_teams_threshold_waits_for_approval(client, session, world):
     fixer = session.get(User, world.outsider.id)  # a Payments executive
-    item = work_items.create_item(session, actor=fixer, source="api", type="discrepancy_fix", subject="Short pay",
+    item = lifecycle.create_item(session, actor=fixer, source="api", type="discrepancy_fix", subject="Short pay",
                                   team=world.payments, assignee=fixer,
                                   fields={"account": "ACC-9", "expected_amount": "1000.00",
                                           "actual_amount": "850.00", "currency": "EUR"})
@@ -251,13 +253,13 @@ def test_web_self_approval_is_a_403_page(app, session, world):
 
 def test_supervisors_work_the_approvals_queue(app, session, world):
     mine = refund(session, world)
-    work_items.change_status(session, session.get(WorkItem, mine.id), "resolved",
+    lifecycle.change_status(session, session.get(WorkItem, mine.id), "resolved",
                              actor=session.get(User, world.maker.id))
-    payments_item = work_items.create_item(session, actor=world.outsider, source="api", type="discrepancy_fix",
+    payments_item = lifecycle.create_item(session, actor=world.outsider, source="api", type="discrepancy_fix",
                                            subject="Other team", team=world.payments, assignee=world.outsider,
                                            fields={"account": "A-1", "expected_amount": "500.00",
                                                    "actual_amount": "0.00", "currency": "EUR"})
-    work_items.change_status(session, payments_item, "resolved", actor=world.outsider)
+    lifecycle.change_status(session, payments_item, "resolved", actor=world.outsider)
     session.commit()
     sup = logged_in(app, "sup@example.com")
 
@@ -285,21 +287,21 @@ def test_supervisors_designate_checkers_on_the_approvals_page(app, session, worl
 
     sup.post(f"/supervisor/teams/{world.refunds.id}/checkers",
              data={"user_id": world.plain.id, "enabled": "1", "csrf_token": csrf_token_from(page)})
-    assert world.plain.id in approvals.checker_ids(session, world.refunds.id)
+    assert world.plain.id in decisions.checker_ids(session, world.refunds.id)
     sup.post(f"/supervisor/teams/{world.refunds.id}/checkers",
              data={"user_id": world.checker.id, "enabled": "0", "csrf_token": csrf_token_from(page)})
-    assert approvals.checker_ids(session, world.refunds.id) == {world.plain.id}
+    assert decisions.checker_ids(session, world.refunds.id) == {world.plain.id}
 
     refused = sup.post(f"/supervisor/teams/{world.payments.id}/checkers",
                        data={"user_id": world.plain.id, "enabled": "1", "csrf_token": csrf_token_from(page)},
                        follow_redirects=True)
     assert "Only a supervisor of this team can do this" in text(refused)
-    assert world.plain.id not in approvals.checker_ids(session, world.payments.id)
+    assert world.plain.id not in decisions.checker_ids(session, world.payments.id)
 
 
 def test_a_checker_decides_on_the_item_page_and_others_see_no_approvals_page(app, session, world):
     item = refund(session, world)
-    work_items.change_status(session, session.get(WorkItem, item.id), "resolved",
+    lifecycle.change_status(session, session.get(WorkItem, item.id), "resolved",
                              actor=session.get(User, world.maker.id))
     session.commit()
     checker = logged_in(app, "checker@example.com")

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from queue_app.models import Team, User, WorkItem
 from queue_app.models.work_item import OPEN_STATUSES
-from queue_app.services import assignment, work_items
+from queue_app.services.assignment import auto
+from queue_app.services.items import lifecycle
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 HOLD_SECONDS = 0.5
@@ -24,7 +25,7 @@ def one_free_slot(session, make_team, make_user, make_item):
     team = make_team(name="Returns", work_types=["return"])
     ann = make_user(email="ann@example.com", teams=[team], capacity=2)
     first = make_item(team=team, now=NOW)
-    work_items.assign(session, first, ann, actor=None, now=NOW, check_access=False)
+    lifecycle.assign(session, first, ann, actor=None, now=NOW, check_access=False)
     team.auto_assign = "least_loaded"
     session.commit()
     return team.id, ann.id
@@ -67,7 +68,7 @@ def test_two_arrivals_at_once_fill_the_last_slot_once(app, db, session, one_free
             with Session(db.engine) as own:
                 team = own.get(Team, team_id)
                 start.wait()
-                item = work_items.create_item(own, actor=None, source="api", type="return", subject=f"arrival {n}",
+                item = lifecycle.create_item(own, actor=None, source="api", type="return", subject=f"arrival {n}",
                                               fields={}, require_fields=False, team=team, now=NOW)
                 created.append((item.id, item.assignee_id))
                 own.commit()
@@ -92,7 +93,7 @@ def test_the_lock_makes_the_second_assigner_count_the_firsts_item(app, db, sessi
 
     def first():
         with Session(db.engine) as own:
-            chosen = assignment.auto_assign(own, own.get(WorkItem, ids[0]), NOW)
+            chosen = auto.auto_assign(own, own.get(WorkItem, ids[0]), NOW)
             results["first"] = chosen.id if chosen else None
             locked.set()
             threading.Event().wait(HOLD_SECONDS)  # still uncommitted: the second must wait for us
@@ -101,7 +102,7 @@ def test_the_lock_makes_the_second_assigner_count_the_firsts_item(app, db, sessi
     def second():
         assert locked.wait(30)
         with Session(db.engine) as own:
-            results["second"] = assignment.auto_assign(own, own.get(WorkItem, ids[1]), NOW)
+            results["second"] = auto.auto_assign(own, own.get(WorkItem, ids[1]), NOW)
             own.commit()
 
     run_threads(app, first, second)
@@ -122,7 +123,7 @@ def test_many_arrivals_at_once_never_exceed_capacity(app, db, session, make_team
         def run():
             start.wait()
             with Session(db.engine) as own:
-                work_items.create_item(own, actor=None, source="api", type="return", subject=f"arrival {n}",
+                lifecycle.create_item(own, actor=None, source="api", type="return", subject=f"arrival {n}",
                                        fields={}, require_fields=False, team=own.get(Team, team_id),
                                        now=NOW)
                 own.commit()

@@ -6,8 +6,8 @@ from urllib.parse import quote
 import pytest
 
 from queue_app.models import Attachment, Message
-from queue_app.services import intake, mailboxes
-from queue_app.services.blobs import store_blob
+from queue_app.services.intake import filing, mailboxes
+from queue_app.db.blobs import store_blob
 from tests.conftest import Auth
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
@@ -181,8 +181,8 @@ def test_an_emailed_html_message_with_an_inline_image_end_to_end(priya, session,
            '<p>See <img src="cid:photo1@x" alt="photo"><script>alert(1)</script></p>\r\n'
            "--b1\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\nContent-ID: <photo1@x>\r\n"
            f'Content-Disposition: inline; filename="lamp.png"\r\n\r\n{png64}\r\n--b1--\r\n').encode()
-    inbound = intake.receive(session, raw, source="smtp", envelope_to=["returns@desk.example.com"])
-    outcome = intake.process(session, inbound)
+    inbound = filing.receive(session, raw, source="smtp", envelope_to=["returns@desk.example.com"])
+    outcome = filing.process(session, inbound)
     session.commit()
     assert outcome.status == "created"
     item = outcome.item

@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from queue_app.inbox import paging
 from queue_app.models import Event, OutboxJob, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import checks, work_items
-from queue_app.services.users import issue_api_token
+from queue_app.services.checks import runner as checks_runner
+from queue_app.services.items import lifecycle
+from queue_app.services.people.users import issue_api_token
 from tests.check_files import EXE_LIKE, attach, encrypted_pdf, pdf
 from tests.conftest import csrf_token_from
 
@@ -30,7 +31,7 @@ def reload(session, item):
 
 def check_jobs(session):
     session.expire_all()
-    return session.scalars(sa.select(OutboxJob).where(OutboxJob.job_path == checks.RUN_JOB)
+    return session.scalars(sa.select(OutboxJob).where(OutboxJob.job_path == checks_runner.RUN_JOB)
                            .order_by(OutboxJob.id)).all()
 
 
@@ -54,7 +55,7 @@ def test_the_item_page_shows_each_check_the_attention_box_and_links(client, auth
     data = encrypted_pdf()
     attach(session, first, "passport.pdf", data)
     attach(session, second, "passport.pdf", data)
-    checks.run_checks(session, second.id)
+    checks_runner.run_checks(session, second.id)
     session.commit()
     auth.login("ana@example.com")
 
@@ -63,7 +64,7 @@ def test_the_item_page_shows_each_check_the_attention_box_and_links(client, auth
     assert 'id="attention"' in page and "1 mandatory check failed" in page
     assert "<strong>PDF opens</strong>: PDF not usable: passport.pdf: is encrypted" in page
     panel = re.search(r'<ul class="checks" id="checks">.*?</ul>', page, re.S).group(0)
-    assert re.findall(r'data-check="(\w+)"', panel) == checks.CHECKS_BY_TYPE["document_verification"]
+    assert re.findall(r'data-check="(\w+)"', panel) == checks_runner.CHECKS_BY_TYPE["document_verification"]
     assert 'class="badge check-badge-failed">failed' in panel and "mandatory" in panel
     assert f'<a href="/items/{first.ref}">{first.ref}</a>' in panel  # the same file is on the first item
     assert "needs attention" in page and 'id="rerun-checks"' in page
@@ -134,7 +135,7 @@ def test_attention_first_keyset_paging_neither_skips_nor_repeats(session, world,
     session.execute(sa.update(WorkItem).where(WorkItem.id.in_(flagged)).values(needs_attention=True))
     session.execute(sa.update(WorkItem).where(WorkItem.id == items[5].id).values(sla_next_due=None))
     session.commit()
-    query = work_items.open_items_query(world.ana).where(WorkItem.assignee_id == world.ana.id)
+    query = lifecycle.open_items_query(world.ana).where(WorkItem.assignee_id == world.ana.id)
     expected = [i.id for i in sorted(
         session.scalars(query).all(),
         key=lambda i: (not i.needs_attention, i.sla_next_due is None, i.sla_next_due or now, i.id))]
@@ -153,7 +154,7 @@ def test_attention_first_keyset_paging_neither_skips_nor_repeats(session, world,
 
 def test_api_lists_checks_with_mandatory_flag_and_run(client, session, world, make_item):
     item = make_item(team=world.docs, type="document_verification")
-    checks.run_checks(session, item.id)
+    checks_runner.run_checks(session, item.id)
     session.commit()
 
     listed = client.get(f"{API}/items/{item.ref}/checks", headers=bearer(world, "ana@example.com")).get_json()

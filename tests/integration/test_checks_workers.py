@@ -16,14 +16,9 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 
 from queue_app.models import CheckResult, Event, OutboxJob, User, WorkItem
-from queue_app.services import attachments, checks, work_items
-from queue_app.services.check_rules import (
-    CHECKS,
-    CHECKS_BY_TYPE,
-    CheckDefinition,
-    CheckOutcome,
-    TransientCheckError,
-)
+from queue_app.services.items import attachments, lifecycle
+from queue_app.services.checks import runner
+from queue_app.services.checks.rules import CHECKS, CHECKS_BY_TYPE, CheckDefinition, CheckOutcome, TransientCheckError
 from tests.check_files import TINY_JPEG, attach, encrypted_pdf, pdf
 from tests.integration.test_workers import ROOT, run_burst
 from workers.queues import JOB_TIMEOUTS, RETRY_INTERVALS
@@ -43,7 +38,7 @@ def statuses(session, item_id):
 def check_jobs(session):
     session.expire_all()
     return [f"outbox-{row.id}" for row in session.scalars(
-        sa.select(OutboxJob).where(OutboxJob.job_path == checks.RUN_JOB).order_by(OutboxJob.id))]
+        sa.select(OutboxJob).where(OutboxJob.job_path == runner.RUN_JOB).order_by(OutboxJob.id))]
 
 
 @pytest.fixture
@@ -57,7 +52,7 @@ def supervisor(make_user, doc_team):
 
 
 def new_document_item(session, team, number="X1234567"):
-    return work_items.create_item(session, actor=None, source="api", type="document_verification",
+    return lifecycle.create_item(session, actor=None, source="api", type="document_verification",
                                   subject="Passport check", team=team, requester_email="ann@example.com",
                                   fields={"document_type": "passport", "document_number": number,
                                           "expires_on": "2031-05-01"})
@@ -81,7 +76,7 @@ def test_checks_run_on_a_worker_after_commit_and_again_when_a_file_arrives(sessi
     session.commit()
     run_burst(rconn, "checks")
 
-    latest = {r.name: r for r in checks.latest_results(session, session.get(WorkItem, item_id))}
+    latest = {r.name: r for r in runner.latest_results(session, session.get(WorkItem, item_id))}
     assert {name: r.status for name, r in latest.items()} == {
         "required_fields": "passed", "document_attached": "passed", "document_file_type": "passed",
         "document_pdf": "passed", "document_size": "passed", "document_expiry": "passed",
@@ -197,7 +192,7 @@ def test_a_failure_that_outlasts_the_retries_is_stored_as_an_error(session, rcon
 
 def test_the_rerun_endpoint_runs_every_check_again_on_the_worker(client, session, rconn, deliver_on_commit,
                                                                  doc_team, supervisor):
-    from queue_app.services.users import issue_api_token
+    from queue_app.services.people.users import issue_api_token
 
     token = issue_api_token(session, supervisor)
     item = new_document_item(session, doc_team)

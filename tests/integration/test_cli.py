@@ -4,7 +4,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from queue_app.models import OutboxJob, Team, User, WorkItem
-from queue_app.services import users as user_service
+from queue_app.services.people import users as user_service
 from tests import factories
 
 

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from queue_app.models import Attachment, Blob, Event, InboundEmail, Message, OutboxJob, RoutingRule, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import intake, mailboxes, work_items
+from queue_app.services.intake import filing, mailboxes
+from queue_app.services.items import lifecycle
 from workers.mail_out import send_message
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -70,8 +71,8 @@ def corpus(name):
 
 
 def deliver(session, raw, *, envelope_to=(), now=None, **kw):
-    inbound = intake.receive(session, raw, source="smtp", envelope_to=envelope_to, now=now)
-    outcome = intake.process(session, inbound, now=now, **kw)
+    inbound = filing.receive(session, raw, source="smtp", envelope_to=envelope_to, now=now)
+    outcome = filing.process(session, inbound, now=now, **kw)
     session.commit()
     return outcome
 
@@ -287,7 +288,7 @@ def test_a_reply_threads_by_the_reference_tag_in_the_subject(session, world):
 
 def test_a_reply_to_a_resolved_item_reopens_it(session, world):
     item, first_id, _ = new_item(session)
-    work_items.change_status(session, item, "resolved", actor=world.supervisor)
+    lifecycle.change_status(session, item, "resolved", actor=world.supervisor)
     session.commit()
 
     outcome = deliver(session, mail("Re: Broken kettle", in_reply_to=first_id, body="Still broken."))
@@ -302,8 +303,8 @@ def test_a_reply_to_a_resolved_item_reopens_it(session, world):
 
 def test_a_reply_to_a_closed_item_makes_a_new_item_that_refers_to_it(session, world):
     old, first_id, _ = new_item(session)
-    work_items.change_status(session, old, "resolved", actor=world.supervisor)
-    work_items.change_status(session, old, "closed", actor=world.supervisor)
+    lifecycle.change_status(session, old, "resolved", actor=world.supervisor)
+    lifecycle.change_status(session, old, "closed", actor=world.supervisor)
     session.commit()
 
     outcome = deliver(session, mail("Re: Broken kettle", in_reply_to=first_id, body="It broke again."))
@@ -319,8 +320,8 @@ def test_a_reply_to_a_closed_item_makes_a_new_item_that_refers_to_it(session, wo
 
 def test_a_follow_up_from_a_stranger_is_flagged_and_changes_nothing(session, world):
     item, first_id, _ = new_item(session)
-    work_items.assign(session, item, world.executive, actor=world.supervisor)
-    work_items.change_status(session, item, "pending_customer", actor=world.supervisor)
+    lifecycle.assign(session, item, world.executive, actor=world.supervisor)
+    lifecycle.change_status(session, item, "pending_customer", actor=world.supervisor)
     session.commit()
     before = (item.status, item.assignee_id, item.priority, item.team_id)
 
@@ -343,7 +344,7 @@ def test_a_follow_up_from_a_stranger_is_flagged_and_changes_nothing(session, wor
 
 def test_a_stranger_does_not_reopen_a_resolved_item(session, world):
     item, first_id, _ = new_item(session)
-    work_items.change_status(session, item, "resolved", actor=world.supervisor)
+    lifecycle.change_status(session, item, "resolved", actor=world.supervisor)
     session.commit()
 
     outcome = deliver(session, mail("Re: Broken kettle", sender="mallory@evil.example", in_reply_to=first_id))
@@ -366,8 +367,8 @@ def test_a_cc_participant_is_not_a_stranger(session, world):
 
 def test_the_full_loop_executive_reply_then_customer_reply(session, world, tmp_path):
     item, first_id, _ = new_item(session)
-    work_items.assign(session, item, world.executive, actor=world.executive)
-    reply = work_items.add_reply(session, item, actor=world.executive, body="We will send a new kettle.")
+    lifecycle.assign(session, item, world.executive, actor=world.executive)
+    reply = lifecycle.add_reply(session, item, actor=world.executive, body="We will send a new kettle.")
     session.commit()
     reply_id, item_id, ref = reply.id, item.id, item.ref
 
@@ -422,9 +423,9 @@ def test_without_a_message_id_the_same_bytes_twice_are_a_duplicate(session, worl
 
 
 def test_processing_twice_does_nothing_the_second_time(session, world):
-    inbound = intake.receive(session, mail(), source="smtp")
-    first = intake.process(session, inbound)
-    again = intake.process(session, inbound)
+    inbound = filing.receive(session, mail(), source="smtp")
+    first = filing.process(session, inbound)
+    again = filing.process(session, inbound)
     session.commit()
 
     assert first.status == again.status == "created" and again.item.id == first.item.id
@@ -516,7 +517,7 @@ def test_a_bounce_for_our_acknowledgement_is_recorded_on_its_item(session, world
 
 def test_a_bounce_for_an_executive_reply_marks_that_reply(session, world):
     item, _, ack = new_item(session)
-    reply = work_items.add_reply(session, item, actor=world.supervisor, body="Here is your answer.")
+    reply = lifecycle.add_reply(session, item, actor=world.supervisor, body="Here is your answer.")
     session.commit()
 
     outcome = deliver(session, dsn(reply.message_id, sender="postmaster@mx.example.net"))
@@ -574,7 +575,7 @@ def test_a_quarantined_mail_can_be_retried_after_a_mailbox_is_added(session, wor
     assert outcome.reason == "no_mailbox"
     mailboxes.create_mailbox(session, address="new@backdesk.example.com", type="general", team_name="Support")
 
-    retried = intake.retry(session, session.get(InboundEmail, outcome.inbound.id), actor="admin@example.com")
+    retried = filing.retry(session, session.get(InboundEmail, outcome.inbound.id), actor="admin@example.com")
     session.commit()
 
     assert retried.status == "created"
@@ -591,7 +592,7 @@ def test_every_corpus_file_is_filed_somewhere_and_nothing_raises(session, world)
         assert row.status == outcome.status != "received"
         assert row.raw == raw or row.status == "duplicate"
         if outcome.status == "quarantined":
-            assert row.reason in intake.QUARANTINE_REASONS and row.detail
+            assert row.reason in filing.QUARANTINE_REASONS and row.detail
 
     assert outcomes["garbage_bytes.eml"] == "quarantined"
     assert outcomes["utf8_b_subject.eml"] == "created"
@@ -700,7 +701,7 @@ def test_a_long_subject_is_cut_to_fit_not_quarantined(session, world):
 
     assert outcome.status == "created", outcome.inbound.detail
     item = outcome.item
-    assert item.subject == subject[:work_items.MAX_SUBJECT].strip()
+    assert item.subject == subject[:lifecycle.MAX_SUBJECT].strip()
     [received] = messages(session, item, "inbound")
     assert received.subject == subject  # the message keeps the whole subject
     [ack] = messages(session, item, "outbound")
@@ -709,15 +710,15 @@ def test_a_long_subject_is_cut_to_fit_not_quarantined(session, world):
 
 def test_a_huge_follow_up_to_a_closed_item_still_becomes_a_new_item(session, world):
     old, first_id, _ = new_item(session)
-    work_items.change_status(session, old, "resolved", actor=world.supervisor)
-    work_items.change_status(session, old, "closed", actor=world.supervisor)
+    lifecycle.change_status(session, old, "resolved", actor=world.supervisor)
+    lifecycle.change_status(session, old, "closed", actor=world.supervisor)
     session.commit()
 
     outcome = deliver(session, mail("Re: Broken kettle", in_reply_to=first_id, body="broken again\n" * 10_000))
 
     assert outcome.status == "created", outcome.inbound.detail
     assert outcome.item.description.startswith(f"Follow-up to {old.ref}")
-    assert len(outcome.item.description) <= work_items.MAX_BODY
+    assert len(outcome.item.description) <= lifecycle.MAX_BODY
 
 
 def test_a_long_content_id_does_not_break_the_intake(session, world):
@@ -757,7 +758,7 @@ OOO_HEADERS = [
 @pytest.mark.parametrize("headers", OOO_HEADERS, ids=["auto-submitted", "x-autoreply", "precedence", "subject"])
 def test_an_out_of_office_reply_does_not_reopen_a_resolved_item(session, world, headers):
     item, first_id, ack = new_item(session)
-    work_items.change_status(session, item, "resolved", actor=world.supervisor)
+    lifecycle.change_status(session, item, "resolved", actor=world.supervisor)
     session.commit()
     acks_before = len(messages(session, item, "outbound"))
 
@@ -775,7 +776,7 @@ def test_an_out_of_office_reply_does_not_reopen_a_resolved_item(session, world, 
 
 def test_a_person_whose_subject_mentions_absence_still_reopens(session, world):
     item, first_id, _ = new_item(session)
-    work_items.change_status(session, item, "resolved", actor=world.supervisor)
+    lifecycle.change_status(session, item, "resolved", actor=world.supervisor)
     session.commit()
 
     deliver(session, mail("Out of office until May, but the kettle is still broken", in_reply_to=first_id))
@@ -785,8 +786,8 @@ def test_a_person_whose_subject_mentions_absence_still_reopens(session, world):
 
 def test_an_out_of_office_reply_to_a_closed_item_is_filed_there_not_as_new_work(session, world):
     item, first_id, ack = new_item(session)
-    work_items.change_status(session, item, "resolved", actor=world.supervisor)
-    work_items.change_status(session, item, "closed", actor=world.supervisor)
+    lifecycle.change_status(session, item, "resolved", actor=world.supervisor)
+    lifecycle.change_status(session, item, "closed", actor=world.supervisor)
     session.commit()
 
     outcome = deliver(session, corpus_like_ooo(item.ref, ack.message_id))
@@ -806,7 +807,7 @@ OURS = "backdesk@backdesk.example.com"  # MAIL_FROM in these tests
 
 def test_a_reply_to_mail_from_about_a_resolved_item_lands_on_it(session, world):
     item, first_id, ack = new_item(session)
-    work_items.change_status(session, item, "resolved", actor=world.supervisor)
+    lifecycle.change_status(session, item, "resolved", actor=world.supervisor)
     session.commit()
 
     outcome = deliver(session, mail("Re: your request", to=f"Backdesk <{OURS}>", in_reply_to=ack.message_id,
@@ -820,8 +821,8 @@ def test_a_reply_to_mail_from_about_a_resolved_item_lands_on_it(session, world):
 @pytest.mark.parametrize("how", ["in_reply_to", "references", "tag"])
 def test_a_reply_to_mail_from_about_a_closed_item_is_filed_not_quarantined(session, world, how):
     old, first_id, ack = new_item(session)
-    work_items.change_status(session, old, "resolved", actor=world.supervisor)
-    work_items.change_status(session, old, "closed", actor=world.supervisor)
+    lifecycle.change_status(session, old, "resolved", actor=world.supervisor)
+    lifecycle.change_status(session, old, "closed", actor=world.supervisor)
     session.commit()
     threading = {"in_reply_to": {"in_reply_to": ack.message_id},
                  "references": {"references": f"{first_id} {ack.message_id}"},
@@ -850,9 +851,9 @@ def test_mail_to_mail_from_that_answers_nothing_is_quarantined_with_a_clear_reas
 
 def test_our_reply_answers_the_customers_latest_mail_not_our_acknowledgement(session, world, tmp_path):
     item, first_id, ack = new_item(session)
-    work_items.assign(session, item, world.executive, actor=world.supervisor)
+    lifecycle.assign(session, item, world.executive, actor=world.supervisor)
 
-    reply = work_items.add_reply(session, item, actor=world.executive, body="We are on it.")
+    reply = lifecycle.add_reply(session, item, actor=world.executive, body="We are on it.")
     session.commit()
 
     assert reply.in_reply_to == first_id != ack.message_id
@@ -862,7 +863,7 @@ def test_our_reply_answers_the_customers_latest_mail_not_our_acknowledgement(ses
     answer_id = new_id()
     deliver(session, mail("Re: We are on it", message_id=answer_id, in_reply_to=reply.message_id,
                           references=f"{first_id} {reply.message_id}"))
-    second = work_items.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Sent.")
+    second = lifecycle.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Sent.")
     session.commit()
 
     assert second.in_reply_to == answer_id
@@ -876,9 +877,9 @@ def test_our_reply_threads_on_the_first_mail_even_when_the_latest_has_no_referen
     item, first_id, _ = new_item(session)
     tagged_id = new_id()
     deliver(session, mail(f"[{item.ref}] one more photo", message_id=tagged_id))  # found by its tag only
-    work_items.assign(session, item, world.executive, actor=world.supervisor)
+    lifecycle.assign(session, item, world.executive, actor=world.supervisor)
 
-    reply = work_items.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Thanks.")
+    reply = lifecycle.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Thanks.")
 
     assert reply.in_reply_to == tagged_id
     assert reply.references.split() == [first_id, tagged_id]
@@ -887,9 +888,9 @@ def test_our_reply_threads_on_the_first_mail_even_when_the_latest_has_no_referen
 def test_a_strangers_mail_is_not_what_our_reply_answers(session, world):
     item, first_id, _ = new_item(session)
     deliver(session, mail("Re: Broken kettle", sender="mallory@evil.example", in_reply_to=first_id))
-    work_items.assign(session, item, world.executive, actor=world.supervisor)
+    lifecycle.assign(session, item, world.executive, actor=world.supervisor)
 
-    reply = work_items.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Thanks.")
+    reply = lifecycle.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Thanks.")
 
     assert reply.in_reply_to == first_id
 
@@ -899,10 +900,10 @@ def test_a_long_thread_keeps_the_first_id_and_the_latest_ones_in_references(sess
     ids = [new_id() for _ in range(30)]
     deliver(session, mail("Re: Broken kettle", message_id=ids[-1], in_reply_to=ids[-2],
                           references=" ".join([first_id] + ids[:-1])))
-    work_items.assign(session, item, world.executive, actor=world.supervisor)
+    lifecycle.assign(session, item, world.executive, actor=world.supervisor)
 
-    reply = work_items.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Thanks.")
+    reply = lifecycle.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Thanks.")
 
     references = reply.references.split()
-    assert len(references) == work_items.MAX_REFERENCES
+    assert len(references) == lifecycle.MAX_REFERENCES
     assert references[0] == first_id and references[-1] == ids[-1] and reply.in_reply_to == ids[-1]

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from queue_app.extensions import db as _db
 from queue_app.models import Event, InboundEmail, Mailbox, Message, OutboxJob, RoutingRule, WorkItem
-from queue_app.services import mailboxes
+from queue_app.services.intake import mailboxes as intake_mailboxes
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 DESK = "desk@backdesk.example.com"
@@ -69,8 +69,8 @@ def quiet_outbox(app, tmp_path, monkeypatch):
 def world(session, make_team):
     make_team(name="Support", work_types=["general"])
     make_team(name="Returns", work_types=["return"])
-    mailboxes.create_mailbox(session, address=DESK, type="general", team_name="Support")
-    mailboxes.create_mailbox(session, address=RETURNS, type="return", team_name="Returns", priority="high")
+    intake_mailboxes.create_mailbox(session, address=DESK, type="general", team_name="Support")
+    intake_mailboxes.create_mailbox(session, address=RETURNS, type="return", team_name="Returns", priority="high")
     session.commit()
 
 

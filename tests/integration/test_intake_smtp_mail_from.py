@@ -8,7 +8,7 @@ import smtplib
 import pytest
 
 from queue_app.models import InboundEmail, WorkItem
-from queue_app.services import work_items
+from queue_app.services.items import lifecycle
 from tests.integration.test_smtp_intake import committed, mailbox, make_email, send, smtp_server  # noqa: F401
 
 OURS = "backdesk@backdesk.example.com"
@@ -35,8 +35,8 @@ def test_a_reply_to_mail_from_about_a_closed_item_becomes_an_item_not_a_bounce(a
     assert send(port, make_email(message_id="<first@mail.example.com>"))[0] == 250
     [item] = committed(app, WorkItem)
     item = session.get(WorkItem, item.id)
-    work_items.change_status(session, item, "resolved", actor="tester", check_access=False)
-    work_items.change_status(session, item, "closed", actor="tester", check_access=False)
+    lifecycle.change_status(session, item, "resolved", actor="tester", check_access=False)
+    lifecycle.change_status(session, item, "closed", actor="tester", check_access=False)
     session.commit()
 
     reply = make_email(subject=f"Re: [{item.ref}] Refund", to=OURS, message_id="<second@mail.example.com>")

@@ -5,7 +5,7 @@ import re
 import sqlalchemy as sa
 
 from queue_app.models import Message, WorkItem
-from queue_app.services import item_changes, work_items
+from queue_app.services.items import changes as items_changes, lifecycle
 from tests.conftest import csrf_token_from
 
 
@@ -41,7 +41,7 @@ def open_item(client, auth, session, world, make_item, **kw):
 
 def test_status_change_after_a_status_change_shows_what_changed(client, auth, session, world, make_item):
     item, page = open_item(client, auth, session, world, make_item)
-    work_items.change_status(session, item, "open", actor=world.sup, comment="Looked at it")
+    lifecycle.change_status(session, item, "open", actor=world.sup, comment="Looked at it")
     session.commit()
     response = client.post(f"/items/{item.ref}/status",
                            data={**seen(page), "status": "pending_customer", "comment": "Asked for photos"})
@@ -62,7 +62,7 @@ def test_status_change_after_a_status_change_shows_what_changed(client, auth, se
 
 def test_reply_after_a_reassignment_keeps_the_draft_and_sends_nothing(client, auth, session, world, make_item):
     item, page = open_item(client, auth, session, world, make_item)
-    work_items.reclassify(session, item, actor=world.sup, priority="urgent")
+    lifecycle.reclassify(session, item, actor=world.sup, priority="urgent")
     session.commit()
     response = client.post(f"/items/{item.ref}/replies",
                            data={**seen(page), "reply": "Dear customer, <b>refund</b> on its way."})
@@ -76,7 +76,7 @@ def test_reply_after_a_reassignment_keeps_the_draft_and_sends_nothing(client, au
 
 def test_reply_after_only_a_note_goes_through(client, auth, session, world, make_item):
     item, page = open_item(client, auth, session, world, make_item)
-    work_items.add_note(session, item, actor=world.sup, body="FYI: customer called.")
+    lifecycle.add_note(session, item, actor=world.sup, body="FYI: customer called.")
     session.commit()
     assert reload(session, item).version != int(seen(page)["version"])
     response = client.post(f"/items/{item.ref}/replies", data={**seen(page), "reply": "We are on it."})
@@ -86,7 +86,7 @@ def test_reply_after_only_a_note_goes_through(client, auth, session, world, make
 
 def test_status_change_after_only_a_note_goes_through(client, auth, session, world, make_item):
     item, page = open_item(client, auth, session, world, make_item)
-    work_items.add_note(session, item, actor=world.tom, body="Seen this before.")
+    lifecycle.add_note(session, item, actor=world.tom, body="Seen this before.")
     session.commit()
     response = client.post(f"/items/{item.ref}/status", data={**seen(page), "status": "open"})
     assert response.status_code == 302 and reload(session, item).status == "open"
@@ -94,7 +94,7 @@ def test_status_change_after_only_a_note_goes_through(client, auth, session, wor
 
 def test_fields_conflict_keeps_the_typed_values(client, auth, session, world, make_item):
     item, page = open_item(client, auth, session, world, make_item)
-    work_items.update_fields(session, item, actor=world.sup, fields={"order_number": "ORD-2002"})
+    lifecycle.update_fields(session, item, actor=world.sup, fields={"order_number": "ORD-2002"})
     session.commit()
     response = client.post(f"/items/{item.ref}/fields",
                            data={**seen(page), "field-order_number": "ORD-3003", "field-amount": "12.50"})
@@ -107,7 +107,7 @@ def test_fields_conflict_keeps_the_typed_values(client, auth, session, world, ma
 
 def test_classification_conflict_keeps_the_chosen_values(client, auth, session, world, make_item):
     item, page = open_item(client, auth, session, world, make_item)
-    work_items.change_status(session, item, "open", actor=world.sup)
+    lifecycle.change_status(session, item, "open", actor=world.sup)
     session.commit()
     response = client.post(f"/items/{item.ref}/classification",
                            data={**seen(page), "type": "return", "priority": "high"})
@@ -119,16 +119,16 @@ def test_classification_conflict_keeps_the_chosen_values(client, auth, session, 
 def test_events_since_lists_changes_and_judges_them(session, world, make_item):
     item = make_item(team=world.returns, assignee=world.priya)
     session.commit()
-    version, last = item.version, item_changes.last_event_id(session, item)
-    work_items.add_note(session, item, actor=world.sup, body="note")
-    harmless = item_changes.since(session, item, seen_version=version, seen_event_id=last)
+    version, last = item.version, items_changes.last_event_id(session, item)
+    lifecycle.add_note(session, item, actor=world.sup, body="note")
+    harmless = items_changes.since(session, item, seen_version=version, seen_event_id=last)
     assert [e.kind for e in harmless.events] == ["note_added"] and not harmless.conflict
     assert harmless.expected_version == item.version
-    work_items.assign(session, item, world.tom, actor=world.sup)
-    changed = item_changes.since(session, item, seen_version=version, seen_event_id=last)
+    lifecycle.assign(session, item, world.tom, actor=world.sup)
+    changed = items_changes.since(session, item, seen_version=version, seen_event_id=last)
     assert [e.kind for e in changed.events] == ["note_added", "assigned"] and changed.conflict
     assert changed.expected_version == version
-    same = item_changes.since(session, item, seen_version=item.version, seen_event_id=0)
+    same = items_changes.since(session, item, seen_version=item.version, seen_event_id=0)
     assert same.events == [] and not same.conflict
 
 
@@ -156,7 +156,7 @@ def test_htmx_empty_note_says_why(client, auth, session, world, make_item):
 
 def test_htmx_reply_conflict_swaps_in_the_conflict_page(client, auth, session, world, make_item):
     item, page = open_item(client, auth, session, world, make_item)
-    work_items.change_status(session, item, "pending_customer", actor=world.sup)
+    lifecycle.change_status(session, item, "pending_customer", actor=world.sup)
     session.commit()
     response = client.post(f"/items/{item.ref}/replies", headers={"HX-Request": "true"},
                            data={**seen(page), "reply": "Draft text"})
@@ -168,7 +168,7 @@ def test_htmx_reply_conflict_swaps_in_the_conflict_page(client, auth, session, w
 
 def test_form_from_an_older_page_without_seen_event_is_still_refused(client, auth, session, world, make_item):
     item, page = open_item(client, auth, session, world, make_item)
-    work_items.add_note(session, item, actor=world.sup, body="Meanwhile")
+    lifecycle.add_note(session, item, actor=world.sup, body="Meanwhile")
     session.commit()
     data = {**seen(page), "status": "open"}
     del data["seen_event"]

@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from config import TestingConfig
 from queue_app import create_app
 from queue_app.extensions import db
-from queue_app.services import search
+from queue_app.services.items import search as items_search
 from tests.conftest import database_is
 
 MIGRATIONS = str(Path(__file__).resolve().parents[2] / "migrations")
@@ -55,11 +55,11 @@ def migration_app(fresh_database_url, tmp_path):
 
 def table_names():
     """The tables, less the full-text search index's own (FTS5 tables on SQLite), which no model describes."""
-    return {name for name in sa.inspect(db.engine).get_table_names() if not search.is_search_object(name)}
+    return {name for name in sa.inspect(db.engine).get_table_names() if not items_search.is_search_object(name)}
 
 
 def _not_search_object(name, _type, _parent_names):
-    return not search.is_search_object(name)
+    return not items_search.is_search_object(name)
 
 
 def schema_drift():
@@ -108,14 +108,14 @@ def test_the_search_index_is_built_for_existing_rows_and_kept_current(migration_
             "'normal', 'api', 'Cracked porcelain teapot', '', 900, 'on_track', '2026-01-01 00:00:00', "
             "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
     flask_migrate.upgrade(directory=MIGRATIONS)
-    expected = set(search.SQLITE_OBJECTS + search.SQLITE_TRIGGERS) if database_is("sqlite") \
-        else set(search.PG_INDEXES)
+    expected = set(items_search.SQLITE_OBJECTS + items_search.SQLITE_TRIGGERS) if database_is("sqlite") \
+        else set(items_search.PG_INDEXES)
     assert search_objects() == expected
     admin = factories.make_user(db.session, role="admin")
     new = factories.make_item(db.session, subject="Porcelain vase chipped")
     db.session.commit()
 
-    found = search.search(db.session, admin, "porcelain").items
+    found = items_search.search(db.session, admin, "porcelain").items
 
     assert {item.ref for item in found} == {"BO-000900", new.ref}
 
@@ -167,9 +167,9 @@ def test_an_upgrade_restores_triggers_a_table_rebuild_dropped(migration_app):
     item = factories.make_item(db.session, subject="Unindexed walrus")  # written while the trigger is missing
     admin = factories.make_user(db.session, role="admin")
     db.session.commit()
-    assert search.search(db.session, admin, "walrus").items == []
+    assert items_search.search(db.session, admin, "walrus").items == []
 
     flask_migrate.upgrade(directory=MIGRATIONS)
 
     assert "work_items_fts_ai" in search_objects()
-    assert [found.ref for found in search.search(db.session, admin, "walrus").items] == [item.ref]
+    assert [found.ref for found in items_search.search(db.session, admin, "walrus").items] == [item.ref]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from queue_app.inbox import paging
 from queue_app.models import Event, User, WorkItem
-from queue_app.services import queues
+from queue_app.services.assignment import worklists
 from queue_app.services.errors import Invalid
 from tests.conftest import csrf_token_from
 from tests.integration.test_assignment_concurrency import run_threads
@@ -34,8 +34,8 @@ def refs_of(items):
 
 
 def my_queue(session, user, args=None, zone=timezone.utc, now=NOW, cursor=None, size=50):
-    flt = queues.parse_filter(args or {})
-    query = queues.my_queue_query(user, flt, zone=zone, now=now)
+    flt = worklists.parse_filter(args or {})
+    query = worklists.my_queue_query(user, flt, zone=zone, now=now)
     return paging.page(session, query, cursor, size=size, attention_first=True)
 
 
@@ -89,7 +89,7 @@ def test_due_today_ends_at_midnight_in_the_viewers_zone(session, world, make_ite
     auckland_day, _ = my_queue(session, world.priya, {"view": "due_today"}, zone=ZoneInfo("Pacific/Auckland"))
 
     assert [item.subject for item in utc_day] == ["two hours"]
-    assert auckland_day == [] and in_two_hours.sla_next_due > queues.end_of_today(ZoneInfo("Pacific/Auckland"), NOW)
+    assert auckland_day == [] and in_two_hours.sla_next_due > worklists.end_of_today(ZoneInfo("Pacific/Auckland"), NOW)
 
 
 @pytest.mark.parametrize("args, field", [
@@ -98,7 +98,7 @@ def test_due_today_ends_at_midnight_in_the_viewers_zone(session, world, make_ite
 ])
 def test_unknown_filter_values_are_refused_naming_the_allowed_ones(args, field):
     with pytest.raises(Invalid) as caught:
-        queues.parse_filter(args)
+        worklists.parse_filter(args)
     assert field in caught.value.fields
     assert "choose one of" in caught.value.message
 
@@ -130,10 +130,10 @@ def test_team_queue_is_the_unassigned_open_items_of_my_teams(session, world, mak
     make_item(team=world.returns, assignee=world.tom)
     make_item(team=world.docs, type="document_verification")
     session.commit()
-    rows, _ = paging.page(session, queues.team_queue_query(world.priya))
+    rows, _ = paging.page(session, worklists.team_queue_query(world.priya))
     assert refs_of(rows) == [mine.ref]
     lonely = User(email="nobody@example.com", name="No Team", role="executive", password_hash="x")
-    assert queues.team_queue_query(lonely) is None
+    assert worklists.team_queue_query(lonely) is None
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -186,13 +186,13 @@ def test_refresh_answers_204_until_something_changes(client, auth, session, worl
 
 
 def test_refresh_notices_an_item_leaving_and_a_new_unassigned_one(session, world, mine, make_item):
-    before = queues.change_stamp(session, world.priya, NOW)
+    before = worklists.change_stamp(session, world.priya, NOW)
     mine.later.assignee_id = world.tom.id
     session.commit()
-    after_reassign = queues.change_stamp(session, world.priya, NOW)
+    after_reassign = worklists.change_stamp(session, world.priya, NOW)
     make_item(team=world.returns)
     session.commit()
-    assert len({before, after_reassign, queues.change_stamp(session, world.priya, NOW)}) == 3
+    assert len({before, after_reassign, worklists.change_stamp(session, world.priya, NOW)}) == 3
 
 
 # --- take next --------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def team_queue(session, world, make_item):
 
 
 def test_take_next_gives_the_most_urgent_and_records_the_assignment(session, world, team_queue):
-    item = queues.take_next(session, world.priya, NOW)
+    item = worklists.take_next(session, world.priya, NOW)
     session.commit()
     assert item.ref == team_queue.first.ref and item.assignee_id == world.priya.id
     events = session.scalars(sa.select(Event).where(Event.work_item_id == item.id, Event.kind == "assigned")).all()
@@ -223,13 +223,13 @@ def test_take_next_gives_the_most_urgent_and_records_the_assignment(session, wor
 def test_take_next_respects_skills(session, world, team_queue):
     world.priya.skills = ["escalation"]
     session.commit()
-    assert queues.take_next(session, world.priya, NOW).ref == team_queue.second.ref
+    assert worklists.take_next(session, world.priya, NOW).ref == team_queue.second.ref
     session.commit()
-    assert queues.take_next(session, world.priya, NOW) is None
+    assert worklists.take_next(session, world.priya, NOW) is None
 
 
 def test_take_next_without_skills_takes_any_type_then_runs_dry(session, world, team_queue):
-    taken = [queues.take_next(session, world.priya, NOW) for _ in range(4)]
+    taken = [worklists.take_next(session, world.priya, NOW) for _ in range(4)]
     session.commit()
     assert [item.ref if item else None for item in taken] == [team_queue.first.ref, team_queue.second.ref,
                                                               team_queue.third.ref, None]
@@ -239,7 +239,7 @@ def test_take_next_for_someone_in_no_team_is_refused(session, make_user):
     loner = make_user(email="loner@example.com")
     session.commit()
     with pytest.raises(Invalid):
-        queues.take_next(session, loner, NOW)
+        worklists.take_next(session, loner, NOW)
 
 
 @pytest.mark.parametrize("hold", [0.0, 0.4])
@@ -255,7 +255,7 @@ def test_two_people_taking_next_at_once_never_get_the_same_item(app, db, session
                 user = own.get(User, user_id)
                 start.wait()
                 time.sleep(delay)
-                item = queues.take_next(own, user, NOW)
+                item = worklists.take_next(own, user, NOW)
                 taken[user_id] = item.ref if item else None
                 time.sleep(hold)
                 own.commit()

@@ -7,7 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Message
-from queue_app.services import intake, mailboxes, search, work_items
+from queue_app.services.intake import filing, mailboxes
+from queue_app.services.items import search as items_search, lifecycle
 from queue_app.services.errors import Invalid
 from tests.conftest import database_is
 
@@ -17,7 +18,7 @@ def refs(results):
 
 
 def find(session, user, text):
-    return refs(search.search(session, user, text))
+    return refs(items_search.search(session, user, text))
 
 
 @pytest.fixture
@@ -47,8 +48,8 @@ def test_finds_by_requester_email_and_reference(session, world, items):
 
 
 def test_finds_by_a_word_of_a_note_and_of_a_reply(session, world, items):
-    work_items.add_note(session, items.kettle, actor=world.priya, body="Courier confirmed the dent happened in transit")
-    work_items.add_reply(session, items.toaster, actor=world.sup, body="We will send a replacement thermostat")
+    lifecycle.add_note(session, items.kettle, actor=world.priya, body="Courier confirmed the dent happened in transit")
+    lifecycle.add_reply(session, items.toaster, actor=world.sup, body="We will send a replacement thermostat")
     session.commit()
 
     assert find(session, world.priya, "courier transit") == [items.kettle.ref]
@@ -64,8 +65,8 @@ def test_an_executive_never_sees_other_teams_items(session, world, items):
 
 
 def test_matches_in_fields_and_messages_come_newest_first_once_each(session, world, items):
-    work_items.add_note(session, items.kettle, actor=world.priya, body="Customer also asked about a toaster")
-    work_items.add_note(session, items.toaster, actor=world.priya, body="The toaster is a Brand X toaster")
+    lifecycle.add_note(session, items.kettle, actor=world.priya, body="Customer also asked about a toaster")
+    lifecycle.add_note(session, items.toaster, actor=world.priya, body="The toaster is a Brand X toaster")
     session.commit()
 
     assert find(session, world.priya, "toaster") == [items.toaster.ref, items.kettle.ref]
@@ -75,7 +76,7 @@ def test_matches_in_fields_and_messages_come_newest_first_once_each(session, wor
                                   'title:"', "a -b +c", "*", "\"\"\"kettle"])
 def test_syntax_characters_never_crash(session, world, items, junk):
     try:
-        result = search.search(session, world.priya, junk)
+        result = items_search.search(session, world.priya, junk)
     except Invalid as exc:
         assert "letter or digit" in exc.message
     else:
@@ -85,12 +86,12 @@ def test_syntax_characters_never_crash(session, world, items, junk):
 @pytest.mark.parametrize("empty", ["", "   ", "(*)", '""', "--"])
 def test_an_empty_or_junk_query_is_refused_with_a_message(session, world, empty):
     with pytest.raises(Invalid):
-        search.search(session, world.priya, empty)
+        items_search.search(session, world.priya, empty)
 
 
 def test_the_fts5_query_quotes_every_word():
-    assert search.fts5_query('"foo* OR (') == '"foo" "OR"'
-    assert search.fts5_query("anna@customer.example.com BO-000012") == '"anna customer example com" "BO 000012"'
+    assert items_search.fts5_query('"foo* OR (') == '"foo" "OR"'
+    assert items_search.fts5_query("anna@customer.example.com BO-000012") == '"anna customer example com" "BO 000012"'
 
 
 def test_the_index_follows_changes_and_deletes(session, world, items):
@@ -99,7 +100,7 @@ def test_the_index_follows_changes_and_deletes(session, world, items):
     assert find(session, world.priya, "toaster") == []
     assert find(session, world.priya, "blender") == [items.toaster.ref]
 
-    note = work_items.add_note(session, items.kettle, actor=world.priya, body="zanzibar")
+    note = lifecycle.add_note(session, items.kettle, actor=world.priya, body="zanzibar")
     session.commit()
     assert find(session, world.priya, "zanzibar") == [items.kettle.ref]
     session.delete(note)
@@ -130,8 +131,8 @@ def test_the_email_intake_path_is_indexed(session, world, make_user):
         for name, value in headers.items():
             msg[name.replace("_", "-")] = value
         msg.set_content(body)
-        inbound = intake.receive(session, bytes(msg), source="smtp", envelope_to=["returns@backdesk.example.com"])
-        outcome = intake.process(session, inbound)
+        inbound = filing.receive(session, bytes(msg), source="smtp", envelope_to=["returns@backdesk.example.com"])
+        outcome = filing.process(session, inbound)
         session.commit()
         return outcome
 
@@ -149,10 +150,10 @@ def test_results_are_paged(session, world, make_item):
     made = [make_item(team=world.returns, subject=f"Umbrella number {n}") for n in range(7)]
     session.commit()
 
-    work_items.add_note(session, made[1], actor=world.priya, body="umbrella spokes bent")  # found twice: once
+    lifecycle.add_note(session, made[1], actor=world.priya, body="umbrella spokes bent")  # found twice: once
     session.commit()
-    first = search.search(session, world.priya, "umbrella", size=5)
-    second = search.search(session, world.priya, "umbrella", before=first.next_before, size=5)
+    first = items_search.search(session, world.priya, "umbrella", size=5)
+    second = items_search.search(session, world.priya, "umbrella", before=first.next_before, size=5)
 
     assert first.next_before == made[2].id and second.next_before is None
     assert refs(first) + refs(second) == [item.ref for item in reversed(made)]
@@ -200,8 +201,8 @@ def test_a_bad_page_link_gets_a_clear_message(client, auth, world, items):
 def test_the_older_matches_link_pages_through(client, auth, session, world, make_item, monkeypatch):
     made = [make_item(team=world.returns, subject=f"Lantern {n}") for n in range(3)]
     session.commit()
-    monkeypatch.setattr(search, "PAGE_SIZE", 2)
-    monkeypatch.setattr(search.search, "__defaults__", (None, 2, ()))
+    monkeypatch.setattr(items_search, "PAGE_SIZE", 2)
+    monkeypatch.setattr(items_search.search, "__defaults__", (None, 2, ()))
     auth.login("priya@example.com")
     html = client.get("/search", query_string={"q": "lantern"}).get_data(as_text=True)
     assert made[2].ref in html and made[1].ref in html and made[0].ref not in html
@@ -216,7 +217,7 @@ def test_search_needs_a_login(client):
 
 
 def test_the_query_plan_uses_the_full_text_indexes(session, world, items):
-    queries, params = search.search_queries(session, world.priya, "kettle")
+    queries, params = items_search.search_queries(session, world.priya, "kettle")
     if database_is("postgresql"):
         # On a few rows the planner rightly prefers other plans; with only the full-text index
         # usable for the match, it must be chosen: the query's expressions are the index's.
@@ -225,8 +226,8 @@ def test_the_query_plan_uses_the_full_text_indexes(session, world, items):
         match = sa.bindparam("match", type_=sa.String)
         queries = [sa.select(sa.literal_column("id")).select_from(sa.table(table)).where(
             sa.text(f"{document} @@ websearch_to_tsquery('simple', :match)").bindparams(match))
-            for table, document in (("work_items", search.PG_ITEM_DOCUMENT), ("messages", search.PG_MESSAGE_DOCUMENT))]
-    plan = "\n".join(line for query in queries for line in search.explain(session, query, params))
+            for table, document in (("work_items", items_search.PG_ITEM_DOCUMENT), ("messages", items_search.PG_MESSAGE_DOCUMENT))]
+    plan = "\n".join(line for query in queries for line in items_search.explain(session, query, params))
     session.rollback()
     if database_is("postgresql"):
         assert "ix_work_items_fts" in plan and "ix_messages_fts" in plan

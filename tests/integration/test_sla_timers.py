@@ -26,7 +26,8 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from queue_app.models import Event, OutboxJob, SlaEscalation, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import sla, work_items
+from queue_app.services.sla import policies
+from queue_app.services.items import lifecycle
 from tests.factories import make_policy
 from workers import relay
 from workers.sla_timers import fire_sla_timer, sweep
@@ -165,11 +166,11 @@ def setup_one_minute_sla(session, make_team, make_user, warn_at_percent=75):
 
 def instants(item):
     """{kind: instant} of the item's first-response ladder (warning = stage 1, breach = the due time)."""
-    return {kind: at for _, at, kind, _, _ in sla.steps(item, "first_response", item.first_response_due)}
+    return {kind: at for _, at, kind, _, _ in policies.steps(item, "first_response", item.first_response_due)}
 
 
 def instants_of_resolution(item):
-    return {kind: at for _, at, kind, _, _ in sla.steps(item, "resolution", item.resolution_due)}
+    return {kind: at for _, at, kind, _, _ in policies.steps(item, "resolution", item.resolution_due)}
 
 
 def escalations(session, *item_ids):
@@ -195,7 +196,7 @@ def sla_events(session, *item_ids):
 
 def timer_job_ids(session, item_id):
     session.expire_all()
-    rows = session.scalars(sa.select(OutboxJob).where(OutboxJob.job_path == sla.TIMER_JOB)
+    rows = session.scalars(sa.select(OutboxJob).where(OutboxJob.job_path == policies.TIMER_JOB)
                            .order_by(OutboxJob.id)).all()
     return [row.rq_job_id for row in rows if row.args[0] == item_id]
 
@@ -463,7 +464,7 @@ def test_stale_and_paused_timers_do_nothing_and_the_resumed_timer_fires(
     [first_timer] = timer_job_ids(session, item_id)
     assert fire_sla_timer(item_id, first_version - 1) == "stale"
 
-    work_items.change_status(session, session.get(WorkItem, item_id), "pending_customer", actor=None,
+    lifecycle.change_status(session, session.get(WorkItem, item_id), "pending_customer", actor=None,
                              check_access=False)
     session.commit()
     paused = session.get(WorkItem, item_id)
@@ -480,7 +481,7 @@ def test_stale_and_paused_timers_do_nothing_and_the_resumed_timer_fires(
     assert escalations(session, item_id) == [] and sla_events(session, item_id) == []
 
     item = session.get(WorkItem, item_id)
-    work_items.change_status(session, item, "open", actor=None, check_access=False)
+    lifecycle.change_status(session, item, "open", actor=None, check_access=False)
     session.commit()  # the clock runs again with the time that was left: a new timer, new version
     resumed = session.get(WorkItem, item_id)
     resumed_version, resumed_due = resumed.sla_version, instants(resumed)

@@ -24,7 +24,7 @@ from rq import Queue, SimpleWorker
 from sqlalchemy.orm import Session
 
 from queue_app.models import InboundEmail, OutboxJob, WorkItem
-from queue_app.services import mailboxes
+from queue_app.services.intake import mailboxes
 from workers.smtp_server import make_controller
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -232,7 +232,7 @@ def test_a_redis_outage_does_not_stop_intake(app, session, mailbox, smtp_server,
     use_redis(app, f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     try:
         port = smtp_server()
-        with caplog.at_level(logging.WARNING, logger="queue_app.services.dispatch"):
+        with caplog.at_level(logging.WARNING, logger="queue_app.db.outbox"):
             code, _ = send(port, make_email(subject="Sent while Redis was down"))
     finally:
         use_redis(app, saved)

@@ -7,7 +7,8 @@ from flask import render_template
 
 from queue_app.models import Approval, Event, Message, OutboxJob, User, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import checks, work_items
+from queue_app.services.checks import runner
+from queue_app.services.items import lifecycle
 from tests.conftest import Auth, csrf_token_from
 from tests.factories import PASSWORD
 
@@ -150,9 +151,9 @@ def test_my_queue_shows_only_my_open_items_most_urgent_first(client, auth, sessi
     soonest = make_item(team=world.returns, assignee=world.priya, subject="Soonest", now=now - timedelta(hours=3))
     middle = make_item(team=world.returns, assignee=world.priya, subject="Middle", now=now - timedelta(hours=1))
     paused = make_item(team=world.returns, assignee=world.priya, subject="Paused", now=now - timedelta(hours=5))
-    work_items.change_status(session, paused, "pending_customer", actor=world.priya)
+    lifecycle.change_status(session, paused, "pending_customer", actor=world.priya)
     done = make_item(team=world.returns, assignee=world.priya, subject="Done already")
-    work_items.change_status(session, done, "resolved", actor=world.priya)
+    lifecycle.change_status(session, done, "resolved", actor=world.priya)
     toms = make_item(team=world.returns, assignee=world.tom, subject="Tom's item")
     session.commit()
 
@@ -199,7 +200,7 @@ def test_taking_an_item_someone_else_took_explains_it(client, auth, session, wor
     session.commit()
     auth.login("priya@example.com")
     csrf, version = token(client), item.version
-    work_items.assign(session, item, world.tom, actor=world.tom)
+    lifecycle.assign(session, item, world.tom, actor=world.tom)
     session.commit()
     client.post(f"/items/{item.ref}/take", data={"version": version, "csrf_token": csrf})
     assert "already taken by Tom Becker" in text(client.get("/"))
@@ -212,8 +213,8 @@ def test_item_page_shows_fields_sla_checks_thread_and_history(client, auth, sess
     item = make_item(team=world.returns, assignee=world.priya, subject="Broken kettle")
     session.add(Message(work_item_id=item.id, kind="inbound", from_address="customer@example.com",
                         subject="Broken kettle", body_text="It arrived <broken>.", message_id="<a@example.com>"))
-    work_items.add_note(session, item, actor=world.tom, body="Called the warehouse.")
-    checks.run_check(session, item.id, "required_fields")
+    lifecycle.add_note(session, item, actor=world.tom, body="Called the warehouse.")
+    runner.run_check(session, item.id, "required_fields")
     session.commit()
 
     auth.login("priya@example.com")
@@ -229,7 +230,7 @@ def test_item_page_shows_fields_sla_checks_thread_and_history(client, auth, sess
     for kind in ("Created", "SLA set", "Note added", "Check result"):
         assert kind in history
     buttons = re.findall(r'name="status" value="([a-z_]+)"', page)
-    assert buttons == work_items.allowed_transitions(item)
+    assert buttons == lifecycle.allowed_transitions(item)
     assert 'name="reply"' in page  # the assignee may reply: the item has a requester email
 
 
@@ -256,7 +257,7 @@ def test_note_and_status_change_through_the_forms(client, auth, session, world, 
 
 def test_illegal_status_change_shows_a_message_and_changes_nothing(client, auth, session, world, make_item):
     item = make_item(team=world.returns, assignee=world.priya)
-    work_items.change_status(session, item, "open", actor=world.priya)
+    lifecycle.change_status(session, item, "open", actor=world.priya)
     session.commit()
     version = item.version
     auth.login("priya@example.com")
@@ -275,7 +276,7 @@ def test_stale_status_change_says_the_item_changed_and_changes_nothing(client, a
     auth.login("priya@example.com")
     page = text(client.get(f"/items/{item.ref}"))
     seen_version = int(re.search(r'name="version" value="(\d+)"', page).group(1))
-    work_items.add_note(session, item, actor=world.sup, body="Meanwhile...")  # someone else changes it
+    lifecycle.add_note(session, item, actor=world.sup, body="Meanwhile...")  # someone else changes it
     session.commit()
     response = client.post(f"/items/{item.ref}/status", data={"status": "open", "version": seen_version,
                                                                 "csrf_token": csrf_token_from(page)})
@@ -351,7 +352,7 @@ def test_resolution_above_threshold_needs_a_supervisors_approval(client, auth, a
     make_user(email="sup@example.com", role="supervisor", teams=[team])
     exec_ = make_user(email="exec@example.com", teams=[team])
     item = make_item(team=team, assignee=exec_)
-    work_items.change_status(session, item, "open", actor=exec_)
+    lifecycle.change_status(session, item, "open", actor=exec_)
     session.commit()
     auth.login("exec@example.com")
     client.post(f"/items/{item.ref}/status", data={"status": "resolved", "version": item.version,

@@ -7,7 +7,8 @@ import sqlalchemy as sa
 from queue_app.auth.templating import business_span
 from queue_app.models import Event, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services import sla, work_items
+from queue_app.services.sla import policies
+from queue_app.services.items import lifecycle
 from tests.integration.test_web import text
 from tests.conftest import Auth, csrf_token_from
 from tests.factories import make_policy
@@ -41,7 +42,7 @@ def breached_item(session, world, make_item, hours_ago=3):
     make_policy(session, name="Fast", first_response_minutes=60, resolution_minutes=6000)
     item = make_item(team=world.returns, actor=world.sup, assignee=world.priya, subject="Late refund",
                      now=utcnow() - timedelta(hours=hours_ago))
-    sla.process_due(session, item, utcnow())
+    policies.process_due(session, item, utcnow())
     session.commit()
     return item
 
@@ -107,7 +108,7 @@ def test_escalation_with_reassignment_is_readable_in_history(client, auth, sessi
         {"after_breach_minutes": 30, "notify": ["supervisors"], "reassign_to_team": escalations.name},
     ])
     item = make_item(team=world.returns, actor=world.sup, assignee=world.priya, now=utcnow() - timedelta(hours=2))
-    sla.process_due(session, item, utcnow())
+    policies.process_due(session, item, utcnow())
     session.commit()
     auth.login("lena@example.com")  # the item is Documents' now
     page = text(client.get(f"/items/{item.ref}"))
@@ -123,7 +124,7 @@ def test_escalation_with_reassignment_is_readable_in_history(client, auth, sessi
 def test_history_shows_reclassification_and_recalculation(client, auth, session, world, make_item):
     make_policy(session, name="Urgent", match_priority="urgent", first_response_minutes=30)
     item = make_item(team=world.returns, assignee=world.priya)
-    work_items.reclassify(session, item, actor=world.sup, priority="urgent")
+    lifecycle.reclassify(session, item, actor=world.sup, priority="urgent")
     session.commit()
     auth.login("priya@example.com")
     events = history(text(client.get(f"/items/{item.ref}")))
@@ -169,7 +170,7 @@ def test_stale_classification_form_shows_the_conflict(client, auth, session, wor
     auth.login("priya@example.com")
     page = text(client.get(f"/items/{item.ref}"))
     seen = item.version
-    work_items.add_note(session, item, actor=world.sup, body="Meanwhile...")
+    lifecycle.add_note(session, item, actor=world.sup, body="Meanwhile...")
     session.commit()
     client.post(f"/items/{item.ref}/classification", data={
         "type": "return", "priority": "high", "version": seen, "csrf_token": csrf_token_from(page)})
@@ -235,7 +236,7 @@ def test_queues_show_remaining_and_overdue_time_and_the_escalation_marker(app, c
     fresh = make_item(team=world.returns, assignee=world.priya, subject="Fresh one")
     unassigned = make_item(team=world.returns, subject="Nobody's yet", now=utcnow() - timedelta(hours=6))
     paused = make_item(team=world.returns, assignee=world.priya)
-    work_items.change_status(session, paused, "pending_customer", actor=world.priya)
+    lifecycle.change_status(session, paused, "pending_customer", actor=world.priya)
     session.commit()
 
     auth.login("priya@example.com")
@@ -260,7 +261,7 @@ def test_queues_show_remaining_and_overdue_time_and_the_escalation_marker(app, c
 def test_supervisor_board_shows_the_escalation_marker(client, auth, session, world, make_item):
     make_policy(session, name="Fast", first_response_minutes=60, resolution_minutes=6000)
     item = make_item(team=world.returns, actor=world.sup, now=utcnow() - timedelta(hours=2))
-    sla.process_due(session, item, utcnow())
+    policies.process_due(session, item, utcnow())
     session.commit()
     assert item.escalation_level == 1
     auth.login("sam@example.com")

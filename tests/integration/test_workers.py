@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from rq import Queue, SimpleWorker
 
 from queue_app.models import CheckResult, Event, Message, OutboxJob, WorkItem
-from queue_app.services import work_items
+from queue_app.services.items import lifecycle
 from workers import relay
 from tests.integration.conftest import TEST_REDIS_DB, use_redis
 from workers.mail_out import send_message
@@ -60,7 +60,7 @@ def closed_port():
 
 def test_a_new_item_is_checked_by_a_worker_after_commit(session, rconn, deliver_on_commit, make_item):
     good = make_item(type="general")  # general items have one check
-    bad = work_items.create_item(session, actor=None, source="api", type="return", subject="No order number",
+    bad = lifecycle.create_item(session, actor=None, source="api", type="return", subject="No order number",
                                  fields={}, team=good.team, require_fields=False)
     session.commit()
     good_id, bad_id = good.id, bad.id
@@ -91,7 +91,7 @@ def test_a_redis_outage_loses_nothing(app, session, rconn, worker_redis_url, del
     use_redis(app, f"redis://127.0.0.1:{closed_port()}/{TEST_REDIS_DB}")
 
     item = make_item(type="general")  # general items have one check
-    with caplog.at_level(logging.WARNING, logger="queue_app.services.dispatch"):
+    with caplog.at_level(logging.WARNING, logger="queue_app.db.outbox"):
         session.commit()  # succeeds although the job cannot be handed over
     item_id = item.id
 
@@ -167,7 +167,7 @@ def test_outbound_mail_is_written_to_the_outbox_dir_once_without_injected_header
     team = make_team()
     supervisor = make_user(role="supervisor", teams=[team])
     item = make_item(team=team, subject="Refund please\r\nBcc: x@example.com")
-    reply = work_items.add_reply(session, item, actor=supervisor, body="We are on it.")
+    reply = lifecycle.add_reply(session, item, actor=supervisor, body="We are on it.")
     session.commit()
     message_id, ref = reply.id, item.ref
 

@@ -7,8 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Event, WorkItem
-from queue_app.services import check_settings, checks
-from queue_app.services.check_rules import iban
+from queue_app.services.checks import settings, runner
+from queue_app.services.checks.rules import iban
 from tests.check_files import (
     EXE_LIKE,
     TIFF_HEADER,
@@ -37,7 +37,7 @@ def doc_item(session, team, make_item):
 
 def run(session, item, now=NOW):
     """Run every check of the item in a new run; {name: CheckResult}."""
-    results = checks.run_checks(session, item.id, run_key=f"test-{now.isoformat()}-{id(item)}", now=now)
+    results = runner.run_checks(session, item.id, run_key=f"test-{now.isoformat()}-{id(item)}", now=now)
     return {r.name: r for r in results}
 
 
@@ -161,7 +161,7 @@ def test_without_a_document_the_file_checks_cannot_pass(session, doc_item):
 
 
 def test_the_size_limit_is_a_team_setting(session, team, doc_item):
-    check_settings.update_settings(session, team, max_document_bytes=1000)
+    settings.update_settings(session, team, max_document_bytes=1000)
     item = doc_item()
     attach(session, item, "small.pdf", pdf())
     attach(session, item, "big.pdf", pdf(padding=5000))
@@ -210,7 +210,7 @@ def test_document_number_format_per_type(session, doc_item, document_type, numbe
 
 
 def test_a_team_configures_its_own_document_number_format(session, team, doc_item):
-    check_settings.update_settings(session, team, document_number_formats={"national_id": r"^ID\d{6}$"})
+    settings.update_settings(session, team, document_number_formats={"national_id": r"^ID\d{6}$"})
     good = doc_item(document_type="national_id", document_number="ID123456")
     bad = doc_item(document_type="national_id", document_number="X1234567")
 

@@ -7,14 +7,9 @@ import sqlalchemy as sa
 
 from queue_app.models import CheckResult, Event, OutboxJob, WorkItem
 from queue_app.models.work_item import TYPES
-from queue_app.services import attachments, checks, work_items
-from queue_app.services.check_rules import (
-    CHECKS,
-    CHECKS_BY_TYPE,
-    CheckDefinition,
-    CheckOutcome,
-    TransientCheckError,
-)
+from queue_app.services.items import attachments, lifecycle
+from queue_app.services.checks import runner
+from queue_app.services.checks.rules import CHECKS, CHECKS_BY_TYPE, CheckDefinition, CheckOutcome, TransientCheckError
 from queue_app.services.errors import Invalid, PermissionDenied
 from tests.check_files import EXE_LIKE, pdf
 
@@ -26,7 +21,7 @@ def events(session, item, kind):
                            .order_by(Event.id)).all()
 
 
-def outbox(session, job_path=checks.RUN_JOB):
+def outbox(session, job_path=runner.RUN_JOB):
     return session.scalars(sa.select(OutboxJob).where(OutboxJob.job_path == job_path).order_by(OutboxJob.id)).all()
 
 
@@ -61,8 +56,8 @@ def test_an_outcome_has_one_of_four_statuses():
 def test_each_result_is_stored_once_per_run_and_written_as_an_event(session, make_item):
     item = make_item(type="general", now=NOW)
 
-    first = checks.run_checks(session, item.id, now=NOW)
-    again = checks.run_checks(session, item.id, now=NOW)  # a re-delivered job
+    first = runner.run_checks(session, item.id, now=NOW)
+    again = runner.run_checks(session, item.id, now=NOW)  # a re-delivered job
 
     assert [r.id for r in first] == [r.id for r in again]
     assert [(r.name, r.status, r.run_key, r.item_version) for r in first] == [
@@ -72,7 +67,7 @@ def test_each_result_is_stored_once_per_run_and_written_as_an_event(session, mak
     assert event.data == {"check": "required_fields", "status": "passed",
                           "message": "All required fields are present and well-formed", "run": f"v{item.version}"}
 
-    rerun = checks.run_checks(session, item.id, run_key="rerun-abc", now=NOW)  # a re-run runs afresh
+    rerun = runner.run_checks(session, item.id, run_key="rerun-abc", now=NOW)  # a re-run runs afresh
     assert rerun[0].id != first[0].id
     assert session.scalar(sa.select(sa.func.count()).select_from(CheckResult)) == 2
 
@@ -85,7 +80,7 @@ def test_a_crashing_check_is_stored_as_an_error_and_the_others_still_run(session
     register("fine", lambda ctx: CheckOutcome("passed", "fine"))
     item = make_item(type="general")
 
-    results = {r.name: r for r in checks.run_checks(session, item.id)}
+    results = {r.name: r for r in runner.run_checks(session, item.id)}
 
     assert results["broken"].status == "error" and results["broken"].message == "The check crashed: KeyError: 'boom'"
     assert results["fine"].status == "passed"
@@ -102,11 +97,11 @@ def test_a_transient_failure_goes_up_for_a_retry_and_is_an_error_only_on_the_las
     session.commit()
 
     with pytest.raises(TransientCheckError):
-        checks.run_checks(session, item.id, final_attempt=False)
+        runner.run_checks(session, item.id, final_attempt=False)
     session.rollback()
     assert session.scalar(sa.select(sa.func.count()).select_from(CheckResult)) == 0
 
-    results = {r.name: r for r in checks.run_checks(session, item.id, final_attempt=True)}
+    results = {r.name: r for r in runner.run_checks(session, item.id, final_attempt=True)}
     assert results["flaky"].status == "error"
     assert results["flaky"].message == "The check could not run, even after retries: the rates service timed out"
     assert results["flaky"].data == {"transient": True}
@@ -115,11 +110,11 @@ def test_a_transient_failure_goes_up_for_a_retry_and_is_an_error_only_on_the_las
 def test_only_a_failed_mandatory_check_marks_the_item_and_a_pass_clears_it(session, make_team, make_user):
     team = make_team(work_types=["return"])
     user = make_user(role="supervisor", teams=[team])
-    item = work_items.create_item(
+    item = lifecycle.create_item(
         session, actor=user, source="api", type="return", subject="Return", team=team, now=NOW,
         fields={"order_number": "ORD/77", "purchase_date": "2026-11-20", "amount": "10.00", "currency": "EUR"})
 
-    results = {r.name: r for r in checks.run_checks(session, item.id, now=NOW)}
+    results = {r.name: r for r in runner.run_checks(session, item.id, now=NOW)}
 
     assert results["order_number_format"].status == "failed"
     assert reload(session, item).needs_attention is True
@@ -127,8 +122,8 @@ def test_only_a_failed_mandatory_check_marks_the_item_and_a_pass_clears_it(sessi
     assert raised.data == {"failed_checks": ["order_number_format"]}
 
     item = reload(session, item)
-    work_items.update_fields(session, item, actor=user, fields={"order_number": "ORD-7700"}, now=NOW)
-    checks.run_checks(session, item.id, now=NOW)
+    lifecycle.update_fields(session, item, actor=user, fields={"order_number": "ORD-7700"}, now=NOW)
+    runner.run_checks(session, item.id, now=NOW)
 
     assert reload(session, item).needs_attention is False
     [cleared] = events(session, item, "attention_cleared")
@@ -139,17 +134,17 @@ def test_a_failed_check_that_is_not_mandatory_does_not_mark_the_item(session, ma
     register("advice", lambda ctx: CheckOutcome("failed", "just advice"), mandatory=False)
     item = make_item(type="general")
 
-    checks.run_checks(session, item.id)
+    runner.run_checks(session, item.id)
 
     assert reload(session, item).needs_attention is False
 
 
 def test_marking_attention_does_not_change_the_items_version(session, make_item):
-    item = work_items.create_item(session, actor=None, source="api", type="return", subject="x", fields={},
+    item = lifecycle.create_item(session, actor=None, source="api", type="return", subject="x", fields={},
                                   team=make_item().team, require_fields=False)
     version = item.version
 
-    checks.run_checks(session, item.id)
+    runner.run_checks(session, item.id)
 
     item = reload(session, item)
     assert item.needs_attention is True and item.version == version
@@ -160,12 +155,12 @@ def test_creation_a_field_change_and_a_new_file_each_enqueue_the_checks(session,
     user = make_user(role="supervisor", teams=[item.team])
     assert len(outbox(session)) == 1
 
-    work_items.update_fields(session, item, actor=user, fields={"document_number": "Y7654321"})
+    lifecycle.update_fields(session, item, actor=user, fields={"document_number": "Y7654321"})
     assert len(outbox(session)) == 2
     [changed] = events(session, item, "fields_changed")
     assert changed.data == {"document_number": ["X1234567", "Y7654321"]}
 
-    work_items.update_fields(session, item, actor=user, fields={"document_number": "Y7654321"})
+    lifecycle.update_fields(session, item, actor=user, fields={"document_number": "Y7654321"})
     assert len(outbox(session)) == 2  # nothing changed, nothing to check
 
     attachment = attachments.attach_file(session, item, actor=user, filename="../scan.pdf", data=pdf())
@@ -181,10 +176,10 @@ def test_field_changes_are_validated_and_need_the_right_to_work(session, make_it
     stranger = make_user(teams=[item.team])  # a team member, but not the assignee
 
     with pytest.raises(PermissionDenied):
-        work_items.update_fields(session, item, actor=stranger, fields={"amount": "1.00"})
+        lifecycle.update_fields(session, item, actor=stranger, fields={"amount": "1.00"})
     supervisor = make_user(role="supervisor", teams=[item.team])
     with pytest.raises(Invalid) as refused:
-        work_items.update_fields(session, item, actor=supervisor, fields={"amount": "1.005", "colour": "red"})
+        lifecycle.update_fields(session, item, actor=supervisor, fields={"amount": "1.005", "colour": "red"})
     assert set(refused.value.fields) == {"fields.amount", "fields.colour"}
 
 
@@ -200,23 +195,23 @@ def test_a_rerun_is_recorded_and_enqueued_with_its_own_key(session, make_item, m
     item = make_item(type="general")
     user = make_user(teams=[item.team])
 
-    key, names = checks.request_rerun(session, item, actor=user)
+    key, names = runner.request_rerun(session, item, actor=user)
 
     assert key.startswith("rerun-") and names == ["required_fields"]
     assert outbox(session)[-1].args == [item.id, item.version, key]
     [event] = events(session, item, "checks_requested")
     assert event.actor_label == user.email and event.data == {"run": key, "checks": ["required_fields"]}
-    results = checks.run_checks(session, item.id, run_key=key)
+    results = runner.run_checks(session, item.id, run_key=key)
     assert results[0].run_key == key
 
 
 def test_the_panel_lists_every_check_of_the_type_with_the_latest_result(session, make_item):
     item = make_item(type="return", now=NOW)
-    checks.run_check(session, item.id, "required_fields", now=NOW)
+    runner.run_check(session, item.id, "required_fields", now=NOW)
 
-    rows = checks.results_for_display(session, item)
+    rows = runner.results_for_display(session, item)
 
     assert [r.name for r in rows] == CHECKS_BY_TYPE["return"]
     assert [r.status for r in rows] == ["passed", "pending", "pending", "pending", "pending"]
     assert [r.mandatory for r in rows] == [True, True, True, False, False]
-    assert [r.name for r in checks.latest_results(session, item)] == ["required_fields"]
+    assert [r.name for r in runner.latest_results(session, item)] == ["required_fields"]

@@ -8,14 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Event, WorkItem
-from queue_app.services import (
-    approvals,
-    check_settings,
-    checks,
-    exchange_rates,
-    sla,
-    work_items,
-)
+from queue_app.services.approvals import decisions
+from queue_app.services.checks import settings as checks_settings, runner, exchange_rates as checks_exchange_rates
+from queue_app.services.sla import policies
+from queue_app.services.items import lifecycle
 from queue_app.services.errors import Invalid
 from tests import factories
 
@@ -23,7 +19,7 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
 
 
 def run(session, item, now=NOW, tag="1"):
-    results = checks.run_checks(session, item.id, run_key=f"test-{tag}", now=now)
+    results = runner.run_checks(session, item.id, run_key=f"test-{tag}", now=now)
     return {r.name: r for r in results}
 
 
@@ -56,7 +52,7 @@ def test_order_number_format(session, make_return, number, status):
 
 
 def test_order_number_format_is_configurable_per_team(session, returns_team, make_return):
-    check_settings.update_settings(session, returns_team, order_number_format=r"^SHOP\d{6}$")
+    checks_settings.update_settings(session, returns_team, order_number_format=r"^SHOP\d{6}$")
     assert run(session, make_return(order_number="SHOP123456"))["order_number_format"].status == "passed"
     result = run(session, make_return(order_number="ORD-100234"))["order_number_format"]
     assert result.status == "failed" and result.message == (
@@ -82,7 +78,7 @@ def test_the_return_window_is_judged_on_the_request_day_even_when_rerun_later(se
 
 
 def test_the_return_window_is_a_team_setting(session, returns_team, make_return):
-    check_settings.update_settings(session, returns_team, return_window_days=14)
+    checks_settings.update_settings(session, returns_team, return_window_days=14)
     result = run(session, make_return(purchase_date="2026-11-01"))["return_window"]
     assert result.status == "failed"
     assert result.message == ("Outside the 14-day return window: bought 2026-11-01, 22 days before the request "
@@ -105,7 +101,7 @@ def test_an_amount_over_the_team_limit_needs_approval(session, make_return):
 
 
 def test_a_foreign_amount_is_converted_before_comparing_with_the_limit(session, make_return):
-    exchange_rates.set_rate(session, "USD", "EUR", "0.92", date(2026, 1, 1))
+    checks_exchange_rates.set_rate(session, "USD", "EUR", "0.92", date(2026, 1, 1))
     under = run(session, make_return(amount="540.00", currency="USD"))["return_approval"]  # 496.80 EUR
     over = run(session, make_return(amount="550.00", currency="USD"))["return_approval"]  # 506.00 EUR
 
@@ -168,7 +164,7 @@ def test_a_difference_outside_both_tolerances_is_a_warning_to_investigate(sessio
 
 
 def test_tolerances_are_team_settings_and_decimal_exact(session, payments_team, make_fix):
-    check_settings.update_settings(session, payments_team, tolerance_absolute="0.30", tolerance_percent="0")
+    checks_settings.update_settings(session, payments_team, tolerance_absolute="0.30", tolerance_percent="0")
     exact = run(session, make_fix("0.10", "0.40"))["discrepancy_tolerance"]  # 0.30: a float would say 0.30000000000000004
     over = run(session, make_fix("0.10", "0.41"))["discrepancy_tolerance"]
 
@@ -177,8 +173,8 @@ def test_tolerances_are_team_settings_and_decimal_exact(session, payments_team, 
 
 
 def test_other_currencies_are_converted_through_the_rates_table(session, make_fix):
-    exchange_rates.set_rate(session, "USD", "EUR", "0.90", date(2026, 1, 1))
-    exchange_rates.set_rate(session, "USD", "EUR", "0.40", date(2027, 1, 1))  # not valid yet
+    checks_exchange_rates.set_rate(session, "USD", "EUR", "0.90", date(2026, 1, 1))
+    checks_exchange_rates.set_rate(session, "USD", "EUR", "0.40", date(2027, 1, 1))  # not valid yet
     inside = run(session, make_fix("100.00", "101.10", "USD"))["discrepancy_tolerance"]  # 1.10 USD = 0.99 EUR
     outside = run(session, make_fix("100.00", "101.20", "USD"))["discrepancy_tolerance"]  # 1.08 EUR, 1.2%
 
@@ -189,7 +185,7 @@ def test_other_currencies_are_converted_through_the_rates_table(session, make_fi
 
 
 def test_the_inverse_rate_is_used_when_only_the_opposite_pair_is_known(session, make_fix):
-    exchange_rates.set_rate(session, "EUR", "GBP", "0.80", date(2026, 1, 1))
+    checks_exchange_rates.set_rate(session, "EUR", "GBP", "0.80", date(2026, 1, 1))
     result = run(session, make_fix("500.00", "500.80", "GBP"))["discrepancy_tolerance"]  # 0.80 GBP = 1.00 EUR
 
     assert result.status == "passed" and result.data["difference_base"] == "1.00"
@@ -205,7 +201,7 @@ def test_without_a_rate_the_absolute_tolerance_cannot_be_checked(session, make_f
 
 def test_a_difference_above_the_threshold_requires_approval_to_resolve(session, make_fix, make_user,
                                                                           payments_team):
-    exchange_rates.set_rate(session, "USD", "EUR", "0.90", date(2026, 1, 1))
+    checks_exchange_rates.set_rate(session, "USD", "EUR", "0.90", date(2026, 1, 1))
     small = make_fix("1000.00", "1110.00", "USD")  # 110 USD = 99.00 EUR
     large = make_fix("1000.00", "1120.00", "USD")  # 120 USD = 108.00 EUR
 
@@ -214,20 +210,20 @@ def test_a_difference_above_the_threshold_requires_approval_to_resolve(session, 
     assert result.status == "warning" and result.data["requires_approval"] is True
 
     maker = make_user(teams=[payments_team])
-    work_items.assign(session, large, maker, actor=maker)
-    work_items.change_status(session, large, "resolved", actor=maker, now=NOW)
+    lifecycle.assign(session, large, maker, actor=maker)
+    lifecycle.change_status(session, large, "resolved", actor=maker, now=NOW)
     assert large.status == "awaiting_approval"
-    approval = approvals.pending_approval(session, large)
+    approval = decisions.pending_approval(session, large)
     assert approval.data == {"amount": "120.00", "currency": "USD", "base_amount": "108.00", "base_currency": "EUR",
                              "threshold": "100.00", "from_status": "new"}
-    work_items.assign(session, small, maker, actor=maker)
-    work_items.change_status(session, small, "resolved", actor=maker, now=NOW)
+    lifecycle.assign(session, small, maker, actor=maker)
+    lifecycle.change_status(session, small, "resolved", actor=maker, now=NOW)
     assert small.status == "resolved"
 
 
 def test_an_amount_no_rate_converts_needs_approval(session, make_fix, make_user, payments_team):
     item = make_fix("1000.00", "1001.00", "JPY")
-    assert approvals.needs_approval(session, item) is True
+    assert decisions.needs_approval(session, item) is True
     assert run(session, item)["discrepancy_approval"].status == "warning"
 
 
@@ -256,7 +252,7 @@ def test_an_escalation_of_a_breached_item_becomes_urgent_with_an_event(session, 
     factories.make_policy(session, name="Urgent", match_priority="urgent", first_response_minutes=30,
                           resolution_minutes=240)
     breached = make_return(created=NOW - timedelta(days=30))
-    assert sla.state_at(breached, NOW) == "breached"
+    assert policies.state_at(breached, NOW) == "breached"
     item = make_escalation(breached.ref)
     version = item.version
 
@@ -291,11 +287,11 @@ def test_an_escalation_of_an_item_on_track_stays_as_it_is(session, make_escalati
 # --- settings and rates -----------------------------------------------------------------------------
 
 def test_settings_default_until_a_team_overrides_them(session, returns_team):
-    assert check_settings.settings_for(session, returns_team.id) == check_settings.DEFAULTS
-    settings = check_settings.update_settings(session, returns_team, return_window_days="45", base_currency="usd")
+    assert checks_settings.settings_for(session, returns_team.id) == checks_settings.DEFAULTS
+    settings = checks_settings.update_settings(session, returns_team, return_window_days="45", base_currency="usd")
     assert (settings.return_window_days, settings.base_currency) == (45, "USD")
-    assert settings.tolerance_absolute == check_settings.DEFAULTS.tolerance_absolute
-    assert check_settings.update_settings(session, returns_team, return_window_days=None).return_window_days == 30
+    assert settings.tolerance_absolute == checks_settings.DEFAULTS.tolerance_absolute
+    assert checks_settings.update_settings(session, returns_team, return_window_days=None).return_window_days == 30
 
 
 @pytest.mark.parametrize("name, value", [("return_window_days", "-1"), ("base_currency", "EURO"),
@@ -303,17 +299,17 @@ def test_settings_default_until_a_team_overrides_them(session, returns_team):
                                          ("document_number_formats", {"visa": "x"})])
 def test_bad_settings_are_refused(session, returns_team, name, value):
     with pytest.raises(Invalid) as refused:
-        check_settings.update_settings(session, returns_team, **{name: value})
+        checks_settings.update_settings(session, returns_team, **{name: value})
     assert name in refused.value.fields or any(key.startswith(name) for key in refused.value.fields)
 
 
 def test_rates_apply_from_their_day(session):
-    exchange_rates.set_rate(session, "usd", "eur", "0.90", date(2026, 1, 1))
-    exchange_rates.set_rate(session, "USD", "EUR", "0.95", date(2026, 6, 1))
+    checks_exchange_rates.set_rate(session, "usd", "eur", "0.90", date(2026, 1, 1))
+    checks_exchange_rates.set_rate(session, "USD", "EUR", "0.95", date(2026, 6, 1))
 
-    assert exchange_rates.convert(session, Decimal("10"), "USD", "EUR", date(2026, 5, 31)) == Decimal("9.00")
-    assert exchange_rates.convert(session, Decimal("10"), "USD", "EUR", date(2026, 6, 1)) == Decimal("9.50")
-    with pytest.raises(exchange_rates.NoRate):
-        exchange_rates.convert(session, Decimal("10"), "USD", "EUR", date(2025, 12, 31))
+    assert checks_exchange_rates.convert(session, Decimal("10"), "USD", "EUR", date(2026, 5, 31)) == Decimal("9.00")
+    assert checks_exchange_rates.convert(session, Decimal("10"), "USD", "EUR", date(2026, 6, 1)) == Decimal("9.50")
+    with pytest.raises(checks_exchange_rates.NoRate):
+        checks_exchange_rates.convert(session, Decimal("10"), "USD", "EUR", date(2025, 12, 31))
     with pytest.raises(Invalid):
-        exchange_rates.set_rate(session, "USD", "EUR", "0")
+        checks_exchange_rates.set_rate(session, "USD", "EUR", "0")

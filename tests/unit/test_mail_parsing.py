@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from queue_app.services import mail_parsing
-from queue_app.services.mail_parsing import (
+from queue_app.services.intake.mail import parser as mail_parser
+from queue_app.services.intake.mail.parser import (
     DEFAULT_BLOCKED_EXTENSIONS,
     MailParseError,
     ParsedEmail,
@@ -830,7 +830,7 @@ def test_deep_nesting_variants_are_rejected_quickly(template):
 
 
 def test_walk_and_recursion_guards_work_without_the_prescan(monkeypatch):
-    monkeypatch.setattr(mail_parsing, "_prescan_depth", lambda raw, max_depth: 0)
+    monkeypatch.setattr(mail_parser, "_prescan_depth", lambda raw, max_depth: 0)
     assert_reason(nested_multipart(30), "too_deep")  # the iterative walk counts depth itself
     assert_reason(nested_multipart(1000), "too_deep")  # the stdlib parser's RecursionError is caught
 

@@ -4,7 +4,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from queue_app.models import WorkItem
-from queue_app.services import reporting
+from queue_app.services.reporting import reports
 from queue_app.services.errors import Invalid, NotFound, PermissionDenied
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
@@ -74,7 +74,7 @@ def world(session, make_team, make_user):
 def scope(session, user, **kw):
     kw.setdefault("start", "2026-03-01")
     kw.setdefault("end", "2026-03-14")
-    return reporting.make_scope(session, user, today=NOW.date(), **kw)
+    return reports.make_scope(session, user, today=NOW.date(), **kw)
 
 
 def figures(row, *names):
@@ -86,7 +86,7 @@ RES = ("res_met", "res_missed", "res_pending", "res_pct")
 
 
 def test_compliance_overall(session, world):
-    report = reporting.sla_compliance(session, scope(session, world.admin), NOW)
+    report = reports.sla_compliance(session, scope(session, world.admin), NOW)
     total = report["total"]
     assert total["items"] == 7  # items 1-6 and 9
     assert figures(total, *FR) == (3, 3, 1, 50.0)
@@ -94,7 +94,7 @@ def test_compliance_overall(session, world):
 
 
 def test_compliance_by_team_and_by_executive(session, world):
-    by_team = {r["label"]: r for r in reporting.sla_compliance(session, scope(session, world.admin), NOW,
+    by_team = {r["label"]: r for r in reports.sla_compliance(session, scope(session, world.admin), NOW,
                                                                by="team")["rows"]}
     assert list(by_team) == ["Documents", "Returns"]
     assert figures(by_team["Returns"], "items", *FR) == (5, 1, 3, 1, 25.0)
@@ -102,7 +102,7 @@ def test_compliance_by_team_and_by_executive(session, world):
     assert figures(by_team["Documents"], "items", *FR) == (2, 2, 0, 0, 100.0)
     assert figures(by_team["Documents"], *RES) == (1, 0, 1, 100.0)
 
-    by_person = {r["label"]: r for r in reporting.sla_compliance(session, scope(session, world.admin), NOW,
+    by_person = {r["label"]: r for r in reports.sla_compliance(session, scope(session, world.admin), NOW,
                                                                  by="executive")["rows"]}
     assert list(by_person) == ["Ann", "Bob", "Dan", "Unassigned"]
     assert figures(by_person["Ann"], "fr_pct", "res_pct") == (50.0, 50.0)
@@ -112,28 +112,28 @@ def test_compliance_by_team_and_by_executive(session, world):
 
 
 def test_compliance_by_type_with_a_filter(session, world):
-    rows = reporting.sla_compliance(session, scope(session, world.admin, type="return"), NOW, by="type")["rows"]
+    rows = reports.sla_compliance(session, scope(session, world.admin, type="return"), NOW, by="type")["rows"]
     assert [(r["label"], r["items"], r["fr_pct"], r["res_pct"]) for r in rows] == [("Return", 3, 33.3, 33.3)]
 
 
 def test_backlog_at_the_end_of_a_past_period(session, world):
-    report = reporting.backlog(session, scope(session, world.admin), NOW)
+    report = reports.backlog(session, scope(session, world.admin), NOW)
     assert report["as_of"] == at("2026-03-15 00:00")
     # 4 (4 h old), 9 (resolved only after the period: 2.5 days), 3 (4.6 days), 6 and 8 (over a week).
     assert figures(report["total"], "under_1d", "1_3d", "3_7d", "over_7d", "total") == (1, 1, 1, 2, 5)
-    by_team = {r["label"]: r["total"] for r in reporting.backlog(session, scope(session, world.admin), NOW,
+    by_team = {r["label"]: r["total"] for r in reports.backlog(session, scope(session, world.admin), NOW,
                                                                  by="team")["rows"]}
     assert by_team == {"Documents": 1, "Returns": 4}
 
 
 def test_backlog_now_counts_open_items(session, world):
-    report = reporting.backlog(session, scope(session, world.admin, end="2026-03-15"), NOW)
+    report = reports.backlog(session, scope(session, world.admin, end="2026-03-15"), NOW)
     assert report["as_of"] == NOW
     assert figures(report["total"], "under_1d", "1_3d", "3_7d", "over_7d", "total") == (1, 0, 1, 2, 4)
 
 
 def test_created_and_resolved_per_day(session, world):
-    days = reporting.created_resolved(session, scope(session, world.admin))
+    days = reports.created_resolved(session, scope(session, world.admin))
     assert len(days) == 14 and days[0]["day"] == date(2026, 3, 1) and days[-1]["day"] == date(2026, 3, 14)
     created = {d["day"].day: d["created"] for d in days if d["created"]}
     resolved = {d["day"].day: d["resolved"] for d in days if d["resolved"]}
@@ -143,13 +143,13 @@ def test_created_and_resolved_per_day(session, world):
 
 def test_created_and_resolved_per_day_by_team_type_and_at_midnight(session, world):
     mine = scope(session, world.sup)  # Returns only: the range counts per team on PostgreSQL
-    days = reporting.created_resolved(session, mine)
+    days = reports.created_resolved(session, mine)
     assert {d["day"].day: d["created"] for d in days if d["created"]} == {1: 1, 2: 1, 10: 1, 12: 1, 14: 1}
     assert {d["day"].day: d["resolved"] for d in days if d["resolved"]} == {2: 1, 3: 1, 5: 1}
-    general = reporting.created_resolved(session, scope(session, world.sup, type="general"))
+    general = reports.created_resolved(session, scope(session, world.sup, type="general"))
     assert {d["day"].day: d["created"] for d in general if d["created"]} == {10: 1, 14: 1}
     assert not any(d["resolved"] for d in general)
-    ann = reporting.created_resolved(session, scope(session, world.admin, assignee_id=world.ann.id))
+    ann = reports.created_resolved(session, scope(session, world.admin, assignee_id=world.ann.id))
     assert {d["day"].day: d["resolved"] for d in ann if d["resolved"]} == {2: 1, 3: 1, 5: 1}
 
     # the last instant of a day and the first of the next, and the period's own edges
@@ -160,7 +160,7 @@ def test_created_and_resolved_per_day_by_team_type_and_at_midnight(session, worl
                              updated_at=at(created), last_activity_at=at(created), resolved_at=at(created)))
     session.commit()
     for who in (world.admin, None):
-        edges = reporting.created_resolved(session, scope(session, world.admin, team_id=world.docs.id)
+        edges = reports.created_resolved(session, scope(session, world.admin, team_id=world.docs.id)
                                            if who is None else scope(session, who))
         by_day = {d["day"].day: (d["created"], d["resolved"]) for d in edges if d["created"] or d["resolved"]}
         assert by_day[7] == (1, 1) and by_day[8] == (1, 1) and 15 not in by_day and 28 not in by_day
@@ -168,27 +168,27 @@ def test_created_and_resolved_per_day_by_team_type_and_at_midnight(session, worl
 
 
 def test_average_handling_time(session, world):
-    report = reporting.handling_time(session, scope(session, world.admin), by="executive")
+    report = reports.handling_time(session, scope(session, world.admin), by="executive")
     assert figures(report["total"], "resolved", "avg_hours", "max_hours") == (3, 120.0, 264.0)  # 24, 72, 264 h
     assert [(r["label"], r["resolved"], r["avg_hours"]) for r in report["rows"]] == [("Ann", 3, 120.0)]
 
 
 def test_breaches_list(session, world):
-    rows = reporting.breaches(session, scope(session, world.admin), NOW)
+    rows = reports.breaches(session, scope(session, world.admin), NOW)
     assert [(r["ref"], r["first_response_missed"], r["resolution_missed"]) for r in rows] == [
         ("BO-000002", True, True), ("BO-000003", True, True), ("BO-000009", True, True)]
     assert rows[1]["team"] == "Returns" and rows[1]["assignee"] == "Bob" and rows[1]["first_response_at"] is None
     assert rows[0]["done_at"] == at("2026-03-05 09:00")
-    paged = reporting.breaches(session, scope(session, world.admin), NOW, after_id=rows[0]["id"], limit=1)
+    paged = reports.breaches(session, scope(session, world.admin), NOW, after_id=rows[0]["id"], limit=1)
     assert [r["ref"] for r in paged] == ["BO-000003"]
-    assert [r["ref"] for r in reporting.iter_breaches(session, scope(session, world.admin), NOW)] == [
+    assert [r["ref"] for r in reports.iter_breaches(session, scope(session, world.admin), NOW)] == [
         "BO-000002", "BO-000003", "BO-000009"]
 
 
 def test_supervisors_see_their_teams_only(session, world):
     mine = scope(session, world.sup)
     assert mine.team_ids == [world.returns.id]
-    assert reporting.sla_compliance(session, mine, NOW)["total"]["items"] == 5
+    assert reports.sla_compliance(session, mine, NOW)["total"]["items"] == 5
     with pytest.raises(NotFound):
         scope(session, world.sup, team_id=world.docs.id)
     with pytest.raises(NotFound):
@@ -208,11 +208,11 @@ def test_bad_scopes_are_invalid(session, world, kw, field):
 
 
 def test_item_rows_for_export(session, world):
-    rows = list(reporting.item_rows(session, world.sup, status="open"))
+    rows = list(reports.item_rows(session, world.sup, status="open"))
     assert [r["ref"] for r in rows] == ["BO-000003", "BO-000004", "BO-000008"]
     assert rows[0]["team"] == "Returns" and rows[0]["assignee"] == "Bob" and rows[1]["assignee"] is None
-    assert [r["ref"] for r in reporting.item_rows(session, world.sup, status="all", assignee="none")] == [
+    assert [r["ref"] for r in reports.item_rows(session, world.sup, status="all", assignee="none")] == [
         "BO-000004", "BO-000008"]
-    assert [r["ref"] for r in reporting.item_rows(session, world.dan, status="all")] == ["BO-000005", "BO-000006"]
+    assert [r["ref"] for r in reports.item_rows(session, world.dan, status="all")] == ["BO-000005", "BO-000006"]
     with pytest.raises(Invalid):
-        reporting.item_rows(session, world.sup, status="bogus")
+        reports.item_rows(session, world.sup, status="bogus")

@@ -3,7 +3,7 @@ import pytest
 
 from queue_app.models import RoutingRule
 from queue_app.services.errors import Invalid
-from queue_app.services.routing import route
+from queue_app.services.intake.routing import route
 
 
 @pytest.fixture

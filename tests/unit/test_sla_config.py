@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from queue_app.models import Calendar, SlaPolicy
 from queue_app.services.errors import Invalid
-from queue_app.services.sla_config import export_config, load_config
+from queue_app.services.sla.config import export_config, load_config
 from tests.factories import make_policy
 
 WEEKDAY_HOURS = ["09:30-13:00", "14:00-18:00"]

@@ -4,7 +4,8 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from queue_app.models import Event, Notification, OutboxJob, SlaEscalation
-from queue_app.services import sla, work_items
+from queue_app.services.sla import policies
+from queue_app.services.items import lifecycle
 from tests.factories import make_policy
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
@@ -33,12 +34,12 @@ def test_warning_then_breach_each_once_with_notifications(session, make_team, ma
     item = make_item(team=team, actor=sup, assignee=exec_, now=NOW)
     assert item.sla_next_check_at == NOW + timedelta(minutes=45)
 
-    assert sla.process_due(session, item, NOW + timedelta(minutes=44)) == []
-    assert sla.process_due(session, item, NOW + timedelta(minutes=45)) == [("first_response", "warning", 0)]
+    assert policies.process_due(session, item, NOW + timedelta(minutes=44)) == []
+    assert policies.process_due(session, item, NOW + timedelta(minutes=45)) == [("first_response", "warning", 0)]
     assert item.sla_state == "at_risk" and item.sla_next_check_at == NOW + timedelta(minutes=60)
-    assert sla.process_due(session, item, NOW + timedelta(minutes=46)) == []  # nothing twice
+    assert policies.process_due(session, item, NOW + timedelta(minutes=46)) == []  # nothing twice
 
-    assert sla.process_due(session, item, NOW + timedelta(minutes=61)) == [("first_response", "breach", 1)]
+    assert policies.process_due(session, item, NOW + timedelta(minutes=61)) == [("first_response", "breach", 1)]
     assert (item.sla_state, item.escalation_level, item.priority) == ("breached", 1, "high")
     assert item.sla_next_check_at == NOW + timedelta(minutes=450)  # the resolution warning is next
     assert rows(session, item) == [("first_response", 1, "warning", 0), ("first_response", 2, "breach", 1)]
@@ -56,7 +57,7 @@ def test_a_late_sweep_takes_every_step_that_is_due(session, make_team, make_user
     team, sup, exec_ = setup_team(make_team, make_user)
     make_policy(session, first_response_minutes=60, resolution_minutes=120)
     item = make_item(team=team, actor=sup, now=NOW)
-    taken = sla.process_due(session, item, NOW + timedelta(hours=5), fired_by="sweep")
+    taken = policies.process_due(session, item, NOW + timedelta(hours=5), fired_by="sweep")
     assert taken == [("first_response", "warning", 0), ("first_response", "breach", 1),
                      ("resolution", "warning", 0), ("resolution", "breach", 1)]
     assert item.sla_next_check_at is None and item.escalation_level == 1
@@ -71,9 +72,9 @@ def test_escalation_ladder_levels_and_reassignment(session, make_team, make_user
         {"after_breach_minutes": 30, "notify": ["supervisors"], "reassign_to_team": "Escalations"},
     ])
     item = make_item(team=team, actor=sup, assignee=exec_, now=NOW, priority="high")
-    sla.process_due(session, item, NOW + timedelta(minutes=61))
+    policies.process_due(session, item, NOW + timedelta(minutes=61))
     assert (item.escalation_level, item.priority) == (1, "urgent")
-    taken = sla.process_due(session, item, NOW + timedelta(minutes=91))
+    taken = policies.process_due(session, item, NOW + timedelta(minutes=91))
     assert taken == [("first_response", "escalation", 2)]
     assert item.team is escalations and item.assignee is None and item.escalation_level == 2
     [escalated] = events(session, item, "escalated")
@@ -88,7 +89,7 @@ def test_a_step_claimed_elsewhere_is_not_taken_again(session, make_team, make_us
     session.add(SlaEscalation(work_item_id=item.id, target="first_response", stage=1, kind="warning", level=0,
                               due_at=item.first_response_due, fired_at=NOW))
     session.flush()
-    assert sla.process_due(session, item, NOW + timedelta(minutes=50)) == []
+    assert policies.process_due(session, item, NOW + timedelta(minutes=50)) == []
     assert events(session, item, "sla_warning") == []
     assert len(rows(session, item)) == 1
 
@@ -97,14 +98,14 @@ def test_paused_and_resolved_items_take_no_steps(session, make_team, make_user, 
     team, sup, _ = setup_team(make_team, make_user)
     make_policy(session, first_response_minutes=60, resolution_minutes=600)
     paused = make_item(team=team, actor=sup, now=NOW)
-    work_items.change_status(session, paused, "pending_customer", actor=sup, now=NOW + timedelta(minutes=10))
+    lifecycle.change_status(session, paused, "pending_customer", actor=sup, now=NOW + timedelta(minutes=10))
     assert paused.sla_next_check_at is None
-    assert sla.process_due(session, paused, NOW + timedelta(hours=3)) == []
-    work_items.change_status(session, paused, "open", actor=sup, now=NOW + timedelta(hours=3))
+    assert policies.process_due(session, paused, NOW + timedelta(hours=3)) == []
+    lifecycle.change_status(session, paused, "open", actor=sup, now=NOW + timedelta(hours=3))
     assert paused.sla_next_check_at == NOW + timedelta(hours=3, minutes=35)  # 35 of the 45 warning minutes left
     done = make_item(team=team, actor=sup, now=NOW)
-    work_items.change_status(session, done, "resolved", actor=sup, now=NOW + timedelta(minutes=5))
-    assert done.sla_next_check_at is None and sla.process_due(session, done, NOW + timedelta(hours=30)) == []
+    lifecycle.change_status(session, done, "resolved", actor=sup, now=NOW + timedelta(minutes=5))
+    assert done.sla_next_check_at is None and policies.process_due(session, done, NOW + timedelta(hours=30)) == []
 
 
 def test_due_item_ids_only_returns_what_is_due(session, make_team, make_user, make_item):
@@ -112,7 +113,7 @@ def test_due_item_ids_only_returns_what_is_due(session, make_team, make_user, ma
     make_policy(session, first_response_minutes=60, resolution_minutes=600)
     early = make_item(team=team, actor=sup, now=NOW - timedelta(hours=2))
     make_item(team=team, actor=sup, now=NOW)
-    assert sla.due_item_ids(session, NOW) == [early.id]
+    assert policies.due_item_ids(session, NOW) == [early.id]
 
 
 def test_reclassify_recalculates_and_reschedules(session, make_team, make_user, make_item):
@@ -121,12 +122,12 @@ def test_reclassify_recalculates_and_reschedules(session, make_team, make_user, 
     make_policy(session, match_priority="urgent", first_response_minutes=30, resolution_minutes=240)
     item = make_item(team=team, actor=sup, assignee=exec_, now=NOW)
     version = item.sla_version
-    work_items.reclassify(session, item, actor=exec_, priority="urgent", now=NOW + timedelta(minutes=10))
+    lifecycle.reclassify(session, item, actor=exec_, priority="urgent", now=NOW + timedelta(minutes=10))
     assert item.first_response_due == NOW + timedelta(minutes=30)
     assert item.resolution_due == NOW + timedelta(minutes=240)
     assert item.sla_version == version + 1
     assert [e.data["reason"] for e in events(session, item, "sla_recalculated")] == ["priority"]
-    timers = session.scalars(sa.select(OutboxJob).where(OutboxJob.job_path == sla.TIMER_JOB)
+    timers = session.scalars(sa.select(OutboxJob).where(OutboxJob.job_path == policies.TIMER_JOB)
                              .order_by(OutboxJob.id)).all()
     assert timers[-1].args == [item.id, item.sla_version]
     assert timers[-1].run_at == NOW + timedelta(minutes=22, seconds=30)
@@ -136,9 +137,9 @@ def test_recalculation_keeps_time_spent_paused(session, make_team, make_user, ma
     team, sup, _ = setup_team(make_team, make_user)
     policy = make_policy(session, first_response_minutes=60, resolution_minutes=600)
     item = make_item(team=team, actor=sup, now=NOW)
-    work_items.change_status(session, item, "pending_third_party", actor=sup, now=NOW + timedelta(minutes=10))
-    work_items.change_status(session, item, "open", actor=sup, now=NOW + timedelta(minutes=70))
+    lifecycle.change_status(session, item, "pending_third_party", actor=sup, now=NOW + timedelta(minutes=10))
+    lifecycle.change_status(session, item, "open", actor=sup, now=NOW + timedelta(minutes=70))
     policy.resolution_minutes = 900
-    assert sla.recalculate(session, item, NOW + timedelta(minutes=80)) is True
+    assert policies.recalculate(session, item, NOW + timedelta(minutes=80)) is True
     assert item.resolution_due == NOW + timedelta(minutes=960)  # 900 + the 60 paused minutes
-    assert sla.recalculate(session, item, NOW + timedelta(minutes=81)) is False
+    assert policies.recalculate(session, item, NOW + timedelta(minutes=81)) is False

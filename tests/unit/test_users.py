@@ -2,7 +2,7 @@
 import pytest
 import sqlalchemy as sa
 
-from queue_app.services import users
+from queue_app.services.people import users
 from queue_app.services.errors import Conflict, Invalid, NotFound
 
 

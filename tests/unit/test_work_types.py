@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from queue_app.services.errors import Invalid
-from queue_app.services.work_types import FIELDS, fields_of, validate_fields
+from queue_app.services.items.work_types import FIELDS, fields_of, validate_fields
 
 
 @pytest.mark.parametrize("work_type,raw,bad_field", [

@@ -1,0 +1,210 @@
+"""Maker-checker approvals.
+
+Invariants:
+- Resolving a return or a discrepancy fix whose amount at stake, converted to the team's
+  base currency, is above the team's approval threshold moves it to `awaiting_approval`
+  with a pending Approval (at most one per item). An amount no rate can convert counts as
+  above the threshold: a person must look.
+- Only a supervisor of the item's team, an admin, or a designated checker who is a member
+  of the team may decide, and never the person who asked (the maker): that is a
+  PermissionDenied (403) whichever way the request comes in. Someone who cannot see the
+  item gets NotFound, as everywhere.
+- Approval resolves the item; rejection (which needs a comment) returns it to `open`.
+  Every step is an event.
+"""
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from queue_app.models import Approval, WorkItem, team_checkers
+from queue_app.models.base import utcnow
+from queue_app.services import access
+from queue_app.services.checks import exchange_rates
+from queue_app.services.items.events import record_event
+from queue_app.services.checks.settings import settings_for
+from queue_app.services.errors import Invalid, PermissionDenied
+
+APPROVAL_TYPES = ("return", "discrepancy_fix")
+MAX_COMMENT = 2000
+
+
+@dataclass(frozen=True)
+class Stake:
+    """The money a resolution moves, in the item's currency and in the team's base currency."""
+
+    amount: Decimal
+    currency: str
+    base_amount: Decimal | None  # None: no exchange rate converts it
+    base_currency: str
+    threshold: Decimal | None
+
+    @property
+    def over_threshold(self):
+        if self.threshold is None:
+            return False
+        return self.base_amount is None or self.base_amount > self.threshold
+
+    def as_data(self):
+        return {"amount": f"{self.amount:.2f}", "currency": self.currency,
+                "base_amount": None if self.base_amount is None else f"{self.base_amount:.2f}",
+                "base_currency": self.base_currency,
+                "threshold": None if self.threshold is None else f"{Decimal(self.threshold):.2f}"}
+
+
+def stake(session, item, on=None):
+    """The Stake of a return (its amount) or a discrepancy fix (|expected - actual|), else None."""
+    if item.type == "return":
+        amount = item.amount
+    elif item.type == "discrepancy_fix" and item.expected_amount is not None and item.actual_amount is not None:
+        amount = abs(Decimal(item.expected_amount) - Decimal(item.actual_amount))
+    else:
+        return None
+    if amount is None:
+        return None
+    settings = settings_for(session, item.team_id)
+    currency = (item.currency or settings.base_currency).upper()
+    try:
+        base_amount = exchange_rates.convert(session, Decimal(amount), currency, settings.base_currency, on)
+    except exchange_rates.NoRate:
+        base_amount = None
+    threshold = item.team.approval_threshold if item.team is not None else None
+    return Stake(Decimal(amount), currency, base_amount, settings.base_currency,
+                 None if threshold is None else Decimal(threshold))
+
+
+def needs_approval(session, item, on=None):
+    if item.type not in APPROVAL_TYPES:
+        return False
+    at_stake = stake(session, item, on)
+    return at_stake is not None and at_stake.over_threshold
+
+
+def pending_approval(session, item):
+    return session.scalar(sa.select(Approval).where(Approval.work_item_id == item.id, Approval.status == "pending"))
+
+
+def request_approval(session, item, *, actor, action, now=None, comment=None):
+    now = now or utcnow()
+    if pending_approval(session, item) is not None:
+        raise Invalid(f"{item.ref} already has a pending approval", {"status": "awaiting_approval"})
+    at_stake = stake(session, item, now.date())
+    data = {**(at_stake.as_data() if at_stake else {}), "from_status": item.status}
+    approval = Approval(work_item_id=item.id, action=action, requested_by_id=actor.id, requested_at=now,
+                        comment=comment, data=data)
+    session.add(approval)
+    session.flush()
+    old = item.status
+    item.status = "awaiting_approval"
+    item.updated_at = now
+    record_event(session, item, "approval_requested", actor,
+                 {"approval_id": approval.id, "action": action, "comment": comment,
+                  **{k: v for k, v in data.items() if k != "from_status"}}, now=now)
+    record_event(session, item, "status_changed", actor, {"from": old, "to": "awaiting_approval"}, now=now)
+    session.flush()
+    return item
+
+
+# --- who decides ------------------------------------------------------------------------------
+
+def is_checker(session, user, team_id):
+    return session.scalar(sa.select(sa.func.count()).select_from(team_checkers).where(
+        team_checkers.c.team_id == team_id, team_checkers.c.user_id == user.id)) > 0
+
+
+def may_decide(session, user, item):
+    """May `user` decide approvals of this item's team (the maker rule is separate)?"""
+    if access.manages_team(user, item.team_id):
+        return True
+    return item.team_id in user.team_ids and is_checker(session, user, item.team_id)
+
+
+def may_decide_approval(session, user, item, approval):
+    return approval is not None and approval.requested_by_id != user.id and may_decide(session, user, item)
+
+
+def decide(session, item, *, actor, approve, comment=None, now=None):
+    from queue_app.services.items.lifecycle import _apply_status
+
+    now = now or utcnow()
+    access.require_view(actor, item)
+    comment = (comment or "").strip() or None
+    if comment is not None and len(comment) > MAX_COMMENT:
+        raise Invalid("the comment is too long", {"comment": f"at most {MAX_COMMENT} characters"})
+    approval = pending_approval(session, item)
+    if approval is None:
+        raise Invalid(f"{item.ref} has no pending approval", {"approval": "none pending"})
+    if approval.requested_by_id == actor.id:
+        raise PermissionDenied("the person who asked for approval cannot approve their own request")
+    if not may_decide(session, actor, item):
+        raise PermissionDenied(f"only a supervisor or a designated checker of {item.team.name} can decide this")
+    if not approve and comment is None:
+        raise Invalid("say why the request is rejected", {"comment": "is required to reject"})
+    approval.status = "approved" if approve else "rejected"
+    approval.decided_by_id = actor.id
+    approval.decided_at = now
+    approval.data = {**(approval.data or {}), "decision_comment": comment}
+    record_event(session, item, "approval_decided", actor,
+                 {"approval_id": approval.id, "decision": approval.status, "comment": comment,
+                  "requested_by": approval.requested_by.email if approval.requested_by else None}, now=now)
+    _apply_status(session, item, "resolved" if approve else "open", actor=actor, now=now, comment=comment)
+    return item
+
+
+# --- designated checkers ----------------------------------------------------------------------
+
+def checker_ids(session, team_id):
+    return set(session.scalars(sa.select(team_checkers.c.user_id).where(team_checkers.c.team_id == team_id)))
+
+
+def set_checker(session, team, user, *, actor, enabled):
+    """Designate (or stop designating) a member of the team as a checker; a supervisor's call."""
+    access.require_manage_team(actor, team.id)
+    if enabled and team.id not in user.team_ids:
+        raise Invalid(f"{user.email} is not a member of {team.name}", {"user": "not a member of the team"})
+    present = user.id in checker_ids(session, team.id)
+    if enabled and not present:
+        session.execute(team_checkers.insert().values(team_id=team.id, user_id=user.id))
+    elif not enabled and present:
+        session.execute(team_checkers.delete().where(team_checkers.c.team_id == team.id,
+                                                     team_checkers.c.user_id == user.id))
+    session.flush()
+    return enabled
+
+
+# --- the approvals queue ----------------------------------------------------------------------
+
+def decidable_team_ids(session, user):
+    """Teams whose approvals the user may decide; None means every team (admin)."""
+    if user.role == "admin":
+        return None
+    managed = {t for t in user.team_ids if access.manages_team(user, t)}
+    checking = set(session.scalars(sa.select(team_checkers.c.team_id).where(team_checkers.c.user_id == user.id)))
+    return managed | (checking & user.team_ids)
+
+
+def pending_queue(session, user, *, after_id=None, limit=50):
+    """Pending approvals the user may decide or asked for, oldest first, keyset-paginated on id."""
+    teams = decidable_team_ids(session, user)
+    query = (sa.select(Approval).join(WorkItem, Approval.work_item_id == WorkItem.id)
+             .where(Approval.status == "pending")
+             .options(selectinload(Approval.work_item).selectinload(WorkItem.team),
+                      selectinload(Approval.requested_by)))
+    if teams is not None:
+        query = query.where(sa.or_(WorkItem.team_id.in_(sorted(teams)), Approval.requested_by_id == user.id))
+    if after_id is not None:
+        query = query.where(Approval.id > after_id)
+    return session.scalars(query.order_by(Approval.id).limit(limit)).all()
+
+
+def checkers_by_team(session, teams):
+    """{team id: set of checker user ids} for the supervisor page."""
+    ids = [t.id for t in teams]
+    rows = session.execute(sa.select(team_checkers.c.team_id, team_checkers.c.user_id)
+                           .where(team_checkers.c.team_id.in_(ids))) if ids else []
+    out = {team_id: set() for team_id in ids}
+    for team_id, user_id in rows:
+        out[team_id].add(user_id)
+    return out
+

@@ -1,0 +1,494 @@
+"""Work items: create, assign, change status, notes and replies. Used by every entry point.
+
+Invariants:
+- Every change writes an Event (services.audit) with actor and time, in the same flush.
+- Status changes follow TRANSITIONS; anything else is an Invalid error, never a silent change.
+  `awaiting_approval` is entered and left only through services.approvals.
+- Jobs (checks, outbound mail) are recorded with dispatch.enqueue_after_commit, so they
+  reach RQ only if the caller's commit succeeds.
+- Callers that show the item to a person pass expected_version; a mismatch is a Conflict
+  (the item changed since it was read), and the version column catches concurrent writers.
+"""
+import uuid
+
+import sqlalchemy as sa
+import sqlalchemy.orm
+from sqlalchemy.orm import make_transient_to_detached
+from flask import current_app, has_app_context
+
+from queue_app.models import Message, User, WorkItem
+from queue_app.models.base import utcnow
+from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES, SOURCES, STATUSES, TYPES, format_ref
+from queue_app.services import access
+from queue_app.db import batched_rows
+from queue_app.services.checks import runner
+from queue_app.services.sla import policies
+from queue_app.services.items.events import record_event
+from queue_app.db.outbox import enqueue_after_commit
+from queue_app.services.errors import Conflict, Invalid, NotFound
+from queue_app.services.intake.routing import route
+from queue_app.services.items.work_types import REF_PATTERN, fields_of, validate_fields
+
+TRANSITIONS = {
+    "new": {"open", "pending_customer", "pending_third_party", "resolved", "closed"},
+    "open": {"pending_customer", "pending_third_party", "resolved"},
+    "pending_customer": {"open", "pending_third_party", "resolved"},
+    "pending_third_party": {"open", "pending_customer", "resolved"},
+    "awaiting_approval": set(),  # decided through services.approvals
+    "resolved": {"open", "closed"},
+    "closed": set(),
+}
+MAX_SUBJECT = 255
+MAX_BODY = 100_000
+
+
+def urgency_order(query, attention_first=False):
+    """Most urgent first: sla_next_due (none last), then id; items needing attention first if asked."""
+    keys = (WorkItem.sla_next_due.asc().nulls_last(), WorkItem.id.asc())
+    if attention_first:
+        keys = (WorkItem.needs_attention.desc(),) + keys
+    return query.order_by(*keys)
+
+
+def after_in_urgency_order(due, item_id):
+    """Rows after the item with (sla_next_due, id) = (due, item_id) in urgency_order (keyset paging)."""
+    if due is None:
+        return sa.and_(WorkItem.sla_next_due.is_(None), WorkItem.id > item_id)
+    return sa.or_(
+        WorkItem.sla_next_due > due,
+        sa.and_(WorkItem.sla_next_due == due, WorkItem.id > item_id),
+        WorkItem.sla_next_due.is_(None),
+    )
+
+
+def allowed_transitions(item):
+    return sorted(TRANSITIONS[item.status])
+
+
+def get_item(session, ref):
+    ref = (ref or "").strip().upper()
+    if not REF_PATTERN.fullmatch(ref):
+        raise NotFound(f"no work item {ref!r}")
+    item = session.scalar(sa.select(WorkItem).where(WorkItem.ref == ref))
+    if item is None:
+        raise NotFound(f"no work item {ref}")
+    return item
+
+
+def get_visible_item(session, user, ref):
+    item = get_item(session, ref)
+    access.require_view(user, item)
+    return item
+
+
+def check_version(item, expected_version):
+    if expected_version is not None and int(expected_version) != item.version:
+        raise Conflict(f"{item.ref} was changed by someone else (version {item.version}, you had "
+                       f"{expected_version}); reload to see what changed", {"version": str(item.version)})
+
+
+def _clean_text(value, field, max_length, required=False):
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise Invalid(f"{field} must be a string", {field: "must be a string"})
+    value = value.strip()
+    if required and not value:
+        raise Invalid(f"{field} is required", {field: "is required"})
+    if len(value) > max_length:
+        raise Invalid(f"{field} is too long", {field: f"at most {max_length} characters"})
+    return value
+
+
+def create_item(session, *, actor, source, type=None, subject, description="", fields=None, priority=None,
+                team=None, requester_email=None, requester_name=None, assignee=None, recipient=None,
+                sender=None, require_fields=True, route_defaults=None, now=None):
+    """Validate, route, start the SLA clock and record the item; checks run after commit.
+
+    `actor` is the User who entered it (None for email intake or the system).
+    """
+    now = now or utcnow()
+    errors = {}
+    if source not in SOURCES:
+        errors["source"] = f"must be one of {', '.join(SOURCES)}"
+    if type is not None and type not in TYPES:
+        errors["type"] = f"must be one of {', '.join(TYPES)}"
+    if priority is not None and priority not in PRIORITIES:
+        errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
+    if errors:
+        raise Invalid("invalid work item", errors)
+    subject = _clean_text(subject, "subject", MAX_SUBJECT, required=True)
+    description = _clean_text(description, "description", MAX_BODY)
+
+    decision = route(session, source=source, work_type=type, team=team, priority=priority, recipient=recipient,
+                     sender=sender or requester_email, subject=subject, body=description,
+                     defaults=route_defaults)
+    values = validate_fields(decision.type, fields, require=require_fields)
+    if actor is not None and actor.role != "admin" and decision.team.id not in actor.team_ids and source != "form":
+        # API clients file work for their own teams; the front-office form may file for any team.
+        access.require_manage_team(actor, decision.team.id)
+
+    columns = dict(
+        type=decision.type, status="new", priority=decision.priority, source=source, subject=subject,
+        description=description, team_id=decision.team.id,
+        requester_email=(requester_email or None), requester_name=requester_name,
+        created_by_id=actor.id if actor else None, created_at=now, updated_at=now, last_activity_at=now,
+        **values,
+    )
+    if assignee is None and decision.team.auto_assign == "manual" and batched_rows.batching(session):
+        return _insert_item_row(session, columns, decision, actor, source, now)
+    item = WorkItem(team=decision.team, **columns)
+    session.add(item)
+    session.flush()
+    item.ref = format_ref(item.id)
+    _record_creation(session, item, decision, actor, source, now)
+    policies.start_clock(session, item, now, actor)
+    if assignee is not None:
+        assign(session, item, assignee, actor=actor, now=now, check_access=actor is not None)
+    elif decision.team.auto_assign != "manual":
+        from queue_app.services.assignment import auto  # imported here: assignment builds on this module
+        auto.auto_assign(session, item, now)
+    enqueue_checks(session, item)
+    session.flush()
+    return item
+
+
+def _record_creation(session, item, decision, actor, source, now):
+    record_event(session, item, "created", actor, {
+        "source": source, "type": item.type, "team": decision.team.name, "priority": item.priority,
+    }, now=now)
+    if decision.rule is not None:
+        record_event(session, item, "routed", actor, {"rule": decision.rule.name, "team": decision.team.name},
+                     now=now)
+
+
+def _insert_item_row(session, columns, decision, actor, source, now):
+    """create_item for bulk intake (inside batched_rows.batched_rows), for a team that assigns by hand.
+
+    The same item, events and jobs, in the same order, but the item is a row queued for the
+    batch's INSERT (its id taken beforehand, its ref and SLA columns already set) and what is
+    returned is a QueuedItem holding its values, not an ORM object: the ORM's bookkeeping for
+    a new WorkItem costs more than everything else intake does with it. To change the item
+    later in the transaction, take `attach_queued_item(session, item)`.
+    """
+    item_id = batched_rows.new_id(session, WorkItem.__table__)
+    row = {**columns, "id": item_id, "ref": format_ref(item_id), "sla_state": "on_track", "sla_version": 0,
+           "sla_paused_minutes": 0.0, "first_response_stage": 0, "resolution_stage": 0, "escalation_level": 0,
+           "needs_attention": False, "version": 1}
+    item = QueuedItem(decision.team, row)
+    _record_creation(session, item, decision, actor, source, now)
+    policies.start_clock(session, item, now, actor)
+    enqueue_checks(session, item)
+    batched_rows.add_row(session, WorkItem, {**row, **{c: getattr(item, c) for c in _SLA_COLUMNS}})
+    return item
+
+
+# Columns start_clock sets on a new item.
+_SLA_COLUMNS = ("sla_policy_id", "first_response_due", "resolution_due", "sla_next_due", "sla_state", "sla_paused_at",
+                "sla_version", "sla_next_check_at")
+
+
+class QueuedItem:
+    """A new work item whose row is queued for a bulk INSERT: every column as a plain attribute
+    (those not given are None), its team and SLA policy, and WorkItem's `is_open`."""
+
+    is_open = WorkItem.is_open
+
+    def __init__(self, team, row):
+        self.__dict__.update(dict.fromkeys(WorkItem.__table__.columns.keys()), **row)
+        self.team = team
+        self.sla_policy = None
+        self.assignee = None
+
+    def __repr__(self):
+        return f"<QueuedItem {self.ref} {self.type} {self.status}>"
+
+
+def attach_queued_item(session, queued):
+    """The WorkItem of a QueuedItem, attached to the session as the persistent object of its row
+    without reading it back (its changes are flushed after the queued rows are written)."""
+    columns = WorkItem.__table__.columns.keys()
+    item = WorkItem(**{c: getattr(queued, c) for c in columns if c != "team_id"}, team=queued.team,
+                    sla_policy=queued.sla_policy)
+    item.team_id = queued.team_id
+    make_transient_to_detached(item)
+    session.add(item)
+    # Not "new" to the session, so a rollback would leave it in the identity map under an id
+    # that no longer exists (and may be given again): remembered so a rollback drops it.
+    session.info.setdefault(_ATTACHED, []).append(item)
+    return item
+
+
+_ATTACHED = "backdesk_items_attached_in_transaction"
+
+
+@sa.event.listens_for(sa.orm.Session, "after_commit")
+def _forget_attached(session):
+    session.info.pop(_ATTACHED, None)
+
+
+@sa.event.listens_for(sa.orm.Session, "after_soft_rollback")
+def _drop_attached(session, previous_transaction):
+    if previous_transaction.parent is not None:  # a savepoint: the outer transaction still holds them
+        return
+    for item in session.info.pop(_ATTACHED, []):
+        if item in session:
+            session.expunge(item)
+
+
+def enqueue_checks(session, item):
+    runner.enqueue_checks(session, item)
+
+
+def _touch(item, now):
+    item.updated_at = now
+    item.last_activity_at = now
+
+
+def assign(session, item, assignee, *, actor, now=None, expected_version=None, check_access=True):
+    """Assign to `assignee` (a User) or unassign with None."""
+    now = now or utcnow()
+    if check_access:
+        access.require_assign(actor, item, assignee)
+    check_version(item, expected_version)
+    if not item.is_open:
+        raise Invalid(f"{item.ref} is {item.status}; reopen it before assigning", {"status": item.status})
+    if assignee is not None:
+        if not assignee.is_active:
+            raise Invalid(f"{assignee.email} is not an active user", {"assignee": "inactive user"})
+        if item.team_id not in assignee.team_ids:
+            raise Invalid(f"{assignee.email} is not a member of {item.team.name}",
+                          {"assignee": "not a member of the item's team"})
+    previous = item.assignee
+    if (previous.id if previous else None) == (assignee.id if assignee else None):
+        return item
+    item.assignee = assignee
+    item.assignee_id = assignee.id if assignee else None
+    _touch(item, now)
+    record_event(session, item, "assigned" if assignee else "unassigned", actor, {
+        "from": previous.email if previous else None,
+        "to": assignee.email if assignee else None,
+    }, now=now)
+    session.flush()
+    return item
+
+
+def change_status(session, item, new_status, *, actor, now=None, expected_version=None, comment=None,
+                  check_access=True):
+    now = now or utcnow()
+    if new_status not in STATUSES:
+        raise Invalid(f"unknown status {new_status!r}", {"status": f"must be one of {', '.join(STATUSES)}"})
+    if check_access:
+        access.require_work(actor, item)
+    check_version(item, expected_version)
+    old = item.status
+    if new_status == old:
+        raise Invalid(f"{item.ref} is already {old}", {"status": "unchanged"})
+    if new_status not in TRANSITIONS[old]:
+        allowed = ", ".join(sorted(TRANSITIONS[old])) or "none"
+        raise Invalid(f"cannot change {item.ref} from {old} to {new_status} (allowed: {allowed})",
+                      {"status": f"not allowed from {old}"})
+    if new_status == "resolved":
+        from queue_app.services.approvals import decisions
+
+        if decisions.needs_approval(session, item, now.date()):
+            return decisions.request_approval(session, item, actor=actor, action="resolve", now=now,
+                                              comment=comment)
+    _apply_status(session, item, new_status, actor=actor, now=now, comment=comment)
+    return item
+
+
+def _apply_status(session, item, new_status, *, actor, now, comment=None, data=None):
+    """Set the status with its side effects; callers have checked the rules."""
+    old = item.status
+    item.status = new_status
+    if new_status == "resolved":
+        item.resolved_at = now
+    elif new_status == "closed":
+        item.closed_at = now
+    elif old in ("resolved", "closed"):
+        item.resolved_at = None
+        item.closed_at = None
+    policies.on_status_change(session, item, old, new_status, now, actor)
+    _touch(item, now)
+    record_event(session, item, "status_changed", actor,
+                 {"from": old, "to": new_status, "comment": comment, **(data or {})}, now=now)
+    session.flush()
+
+
+def reclassify(session, item, *, actor, type=None, priority=None, team=None, now=None, expected_version=None):
+    """Change type, priority or team; the SLA policy and due times are recalculated.
+
+    Moving an item to another team needs a supervisor of its current team; the assignee
+    is dropped when they are not a member of the new team.
+    """
+    now = now or utcnow()
+    access.require_work(actor, item)
+    check_version(item, expected_version)
+    errors = {}
+    if type is not None and type not in TYPES:
+        errors["type"] = f"must be one of {', '.join(TYPES)}"
+    if priority is not None and priority not in PRIORITIES:
+        errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
+    if errors:
+        raise Invalid("invalid change", errors)
+    if not item.is_open:
+        raise Invalid(f"{item.ref} is {item.status}; reopen it before changing it", {"status": item.status})
+    changes = {}
+    if type is not None and type != item.type:
+        changes["type"] = [item.type, type]
+        item.type = type
+    if priority is not None and priority != item.priority:
+        changes["priority"] = [item.priority, priority]
+        item.priority = priority
+    if team is not None and team.id != item.team_id:
+        access.require_manage_team(actor, item.team_id)
+        changes["team"] = [item.team.name, team.name]
+        item.team = team
+        item.team_id = team.id
+        if item.assignee is not None and team.id not in item.assignee.team_ids:
+            changes["assignee"] = [item.assignee.email, None]
+            item.assignee = None
+            item.assignee_id = None
+    if not changes:
+        return item
+    _touch(item, now)
+    record_event(session, item, "reclassified", actor, changes, now=now)
+    policies.recalculate(session, item, now, actor, reason=", ".join(sorted(changes)))
+    if "type" in changes:
+        enqueue_checks(session, item)
+    session.flush()
+    return item
+
+
+def update_fields(session, item, *, actor, fields, now=None, expected_version=None):
+    """Change type-specific fields (partial: fields left out keep their value); the checks run again.
+
+    Missing required fields are allowed, as at email intake: the required-fields check
+    reports them. An item awaiting approval keeps its amounts until the approval is decided.
+    """
+    now = now or utcnow()
+    access.require_work(actor, item)
+    check_version(item, expected_version)
+    if not isinstance(fields, dict) or not fields:
+        raise Invalid("give the fields to change", {"fields": "must be a non-empty object"})
+    if not item.is_open:
+        raise Invalid(f"{item.ref} is {item.status}; reopen it before changing it", {"status": item.status})
+    if item.status == "awaiting_approval":
+        raise Invalid(f"{item.ref} is awaiting approval; its details cannot change until it is decided",
+                      {"status": item.status})
+    before = fields_of(item)
+    values = validate_fields(item.type, {**before, **fields}, require=False)
+    for name, value in values.items():
+        if getattr(item, name) != value:
+            setattr(item, name, value)
+    after = fields_of(item)
+    changes = {name: [before[name], after[name]] for name in after if before[name] != after[name]}
+    if not changes:
+        return item
+    _touch(item, now)
+    record_event(session, item, "fields_changed", actor, changes, now=now)
+    enqueue_checks(session, item)
+    session.flush()
+    return item
+
+
+def add_note(session, item, *, actor, body, now=None):
+    """An internal note: never sent to the requester."""
+    now = now or utcnow()
+    access.require_view(actor, item)
+    body = _clean_text(body, "body", MAX_BODY, required=True)
+    message = Message(work_item_id=item.id, kind="note", body_text=body, author_id=actor.id, created_at=now)
+    session.add(message)
+    _touch(item, now)
+    session.flush()
+    record_event(session, item, "note_added", actor, {"message_id": message.id}, now=now)
+    return message
+
+
+def new_message_id():
+    domain = current_app.config.get("MAIL_DOMAIN", "backdesk.example.com") if has_app_context() else "backdesk.example.com"
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+MAX_REFERENCES = 20
+
+
+def reply_threading(session, item):
+    """(In-Reply-To, References) for a message we send on `item`, so the requester's mail client
+    puts it in their thread.
+
+    In-Reply-To is the requester's latest email on the item (a stranger's flagged mail is not
+    answered to them), else the latest message with a Message-ID (our acknowledgement, say).
+    References is that message's References plus its Message-ID, with the Message-ID of the
+    requester's first email first (RFC 5322 threading, and what clients fall back on), at
+    most MAX_REFERENCES ids: the first and the latest ones.
+    """
+    with_id = sa.select(Message).where(Message.work_item_id == item.id, Message.message_id.is_not(None))
+    inbound = with_id.where(Message.kind == "inbound", Message.flagged_for_review.is_(False))
+    parent = (session.scalar(inbound.order_by(Message.id.desc()).limit(1))
+              or session.scalar(with_id.order_by(Message.id.desc()).limit(1)))
+    if parent is None:
+        return None, None
+    first = session.scalar(inbound.order_by(Message.id).limit(1))
+    chain = ([first.message_id] if first is not None else []) + (parent.references or "").split() + [parent.message_id]
+    references = list(dict.fromkeys(chain))  # no repeats, first occurrence kept
+    if len(references) > MAX_REFERENCES:
+        references = references[:1] + references[-(MAX_REFERENCES - 1):]
+    return parent.message_id, " ".join(references)
+
+
+def add_reply(session, item, *, actor, body, now=None, expected_version=None):
+    """An outbound reply to the requester, sent by the mail job after commit."""
+    now = now or utcnow()
+    access.require_work(actor, item)
+    check_version(item, expected_version)
+    body = _clean_text(body, "body", MAX_BODY, required=True)
+    if not item.requester_email:
+        raise Invalid(f"{item.ref} has no requester email to reply to", {"requester_email": "missing"})
+    in_reply_to, references = reply_threading(session, item)
+    message = Message(
+        work_item_id=item.id, kind="outbound", message_id=new_message_id(),
+        in_reply_to=in_reply_to, references=references,
+        to_addresses=item.requester_email, subject=f"[{item.ref}] {item.subject}", body_text=body,
+        author_id=actor.id, send_status="queued", created_at=now,
+    )
+    session.add(message)
+    policies.on_first_response(session, item, now)
+    _touch(item, now)
+    session.flush()
+    record_event(session, item, "reply_sent", actor, {"message_id": message.id, "to": item.requester_email},
+                 now=now)
+    enqueue_after_commit(session, "workers.mail_out.send_message", message.id)
+    return message
+
+
+def list_items(session, user, *, status=None, type=None, priority=None, team=None, assignee=None,
+               before_id=None, limit=50, options=()):
+    """Items the user may see, newest first, keyset-paginated on id (pass the last id seen as before_id).
+
+    `assignee` is a User, "me" or "none" (unassigned).
+    """
+    query = sa.select(WorkItem).where(access.visible_items(user)).options(*options)
+    for column, value in ((WorkItem.status, status), (WorkItem.type, type), (WorkItem.priority, priority)):
+        if value is not None:
+            query = query.where(column == value)
+    if team is not None:
+        query = query.where(WorkItem.team_id == team.id)
+    if isinstance(assignee, str) and assignee.lower() == "none":
+        query = query.where(WorkItem.assignee_id.is_(None))
+    elif isinstance(assignee, str) and assignee.lower() == "me":
+        query = query.where(WorkItem.assignee_id == user.id)
+    elif assignee is not None:
+        query = query.where(WorkItem.assignee_id == assignee.id)
+    if before_id is not None:
+        query = query.where(WorkItem.id < before_id)
+    return session.scalars(query.order_by(WorkItem.id.desc()).limit(limit)).all()
+
+
+def open_items_query(user):
+    return sa.select(WorkItem).where(access.visible_items(user), WorkItem.status.in_(OPEN_STATUSES))
+
+
+def user_by_email(session, email):
+    return session.scalar(sa.select(User).where(User.email == (email or "").strip().lower()))

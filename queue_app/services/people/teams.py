@@ -1,0 +1,86 @@
+"""Teams as admins configure them: name, address, work types, auto-assign policy, approval
+threshold and business calendar. Memberships are edited on the person (services.users).
+
+Invariants: everything is checked before anything changes (Invalid names the field); a new
+calendar changes due times of the team's open items, so their recalculation is queued after
+commit, as for `flask sla load`.
+"""
+from decimal import Decimal, InvalidOperation
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from queue_app.models import Calendar, Team
+from queue_app.models.team import AUTO_ASSIGN_POLICIES
+from queue_app.models.work_item import TYPES
+from queue_app.db.outbox import enqueue_after_commit
+from queue_app.services.errors import Invalid
+from queue_app.services.people.users import normalise_email
+
+MAX_NAME = 120
+MAX_THRESHOLD = Decimal("999999999999.99")
+RECALCULATE_JOB = "workers.sla_timers.recalculate_open_items"
+
+
+def list_teams(session):
+    return session.scalars(sa.select(Team).options(selectinload(Team.members), selectinload(Team.calendar))
+                           .order_by(Team.name)).all()
+
+
+def parse_threshold(value):
+    """An amount (text, number or None) as a Decimal with two places, or None; raises Invalid."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise Invalid("invalid approval threshold", {"approval_threshold": "not an amount"}) from None
+    if not amount.is_finite() or amount < 0 or amount > MAX_THRESHOLD:
+        raise Invalid("invalid approval threshold",
+                      {"approval_threshold": f"an amount from 0 to {MAX_THRESHOLD:,}"})
+    return amount.quantize(Decimal("0.01"))
+
+
+def save_team(session, team=None, *, name, email=None, work_types=(), auto_assign="manual",
+              approval_threshold=None, calendar_id=None):
+    """Create (team None) or update a team; returns it."""
+    errors = {}
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = "is required"
+    elif len(name) > MAX_NAME:
+        errors["name"] = f"at most {MAX_NAME} characters"
+    elif session.scalar(sa.select(Team.id).where(Team.name == name, Team.id != (team.id if team else -1))):
+        errors["name"] = "another team has this name"
+    if email:
+        try:
+            email = normalise_email(email)
+        except Invalid as exc:
+            errors["email"] = exc.fields.get("email", exc.message)
+    unknown = [t for t in work_types if t not in TYPES]
+    if unknown:
+        errors["work_types"] = f"unknown work types: {', '.join(map(str, unknown))}"
+    if auto_assign not in AUTO_ASSIGN_POLICIES:
+        errors["auto_assign"] = f"must be one of {', '.join(AUTO_ASSIGN_POLICIES)}"
+    try:
+        threshold = parse_threshold(approval_threshold)
+    except Invalid as exc:
+        errors.update(exc.fields)
+    if calendar_id is not None and session.get(Calendar, calendar_id) is None:
+        errors["calendar"] = "no such calendar"
+    if errors:
+        raise Invalid("the team was not saved", errors)
+    if team is None:
+        team = Team()
+        session.add(team)
+    calendar_changed = team.id is not None and team.calendar_id != calendar_id
+    team.name = name
+    team.email = email or None
+    team.work_types = [t for t in TYPES if t in work_types]
+    team.auto_assign = auto_assign
+    team.approval_threshold = threshold
+    team.calendar_id = calendar_id
+    session.flush()
+    if calendar_changed:
+        enqueue_after_commit(session, RECALCULATE_JOB)
+    return team
