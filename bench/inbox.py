@@ -264,7 +264,7 @@ def summary(label, times):
 def plans(db, target_email, lines):
     import sqlalchemy as sa
 
-    from queue_app.inbox import paging
+    from queue_app.web import paging
     from queue_app.models import User
     from queue_app.services.assignment import worklists
     from queue_app.services.items import search as items_search

@@ -409,7 +409,7 @@ def timed(func, repeat):
 def sweep_one(bench, args, size):
     import sqlalchemy as sa
 
-    from queue_app.services.sla import policies
+    from queue_app.services.sla import ladder as sla_ladder
     from workers.sla_timers import sweep
 
     bench.reset_schema()
@@ -438,7 +438,7 @@ def sweep_one(bench, args, size):
     assert sweep() == 0
     sa.event.remove(bench.db.engine, "before_cursor_execute", capture)
     zero = timed(lambda: sweep(), args.repeat)
-    query = timed(lambda: (policies.due_item_ids(bench.db.session, utcnow()), bench.db.session.rollback()), args.repeat)
+    query = timed(lambda: (sla_ladder.due_item_ids(bench.db.session, utcnow()), bench.db.session.rollback()), args.repeat)
     explain(bench, *captured[0])
 
     hundred_times = []

@@ -314,13 +314,13 @@ def timed(db, runs, action):
 
 
 def bench_board(db, users, now, runs, lines):
-    from queue_app.services.assignment import auto as assignment_auto
+    from queue_app.services.assignment import board as assignment_board
 
     for label, email in (("supervisor of 1 team", "sup03@bench.example.com"), ("admin, all 10 teams",
                                                                               "admin@bench.example.com")):
         def action(session, email=email):
             user = session.scalar(users.select_by_email(email))
-            board = assignment_auto.board(session, user, now)
+            board = assignment_board.board(session, user, now)
             assert board.items and (board.people or board.summary)
 
         times = timed(db, runs, action)
@@ -334,7 +334,7 @@ def explain_board(db, users, now, lines):
     the statements are captured while board() runs, then explained one by one."""
     import sqlalchemy as sa
 
-    from queue_app.services.assignment import auto as assignment_auto
+    from queue_app.services.assignment import board as assignment_board
 
     if db.engine.url.get_backend_name() != "postgresql":
         return
@@ -348,7 +348,7 @@ def explain_board(db, users, now, lines):
     user = session.scalar(users.select_by_email("admin@bench.example.com"))
     sa.event.listen(db.engine, "before_cursor_execute", capture)
     try:
-        assignment_auto.board(session, user, now)
+        assignment_board.board(session, user, now)
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", capture)
     for n, (statement, parameters) in enumerate(captured, 1):
@@ -476,7 +476,7 @@ def bench_bulk(db, users, teams, now, runs, lines):
 
     from queue_app.models import User, WorkItem, team_members
     from queue_app.models.work_item import OPEN_STATUSES
-    from queue_app.services.assignment import auto as assignment_auto
+    from queue_app.services.assignment import manual as assignment_manual
 
     team_id = teams[3]
     times = []
@@ -491,8 +491,8 @@ def bench_bulk(db, users, teams, now, runs, lines):
                                                            WorkItem.assignee_id.is_distinct_from(target.id))
                               .order_by(WorkItem.id).limit(500)).all()
         started = time.perf_counter()
-        items = assignment_auto.items_by_id(session, sup, ids)
-        changed = assignment_auto.bulk_assign(session, items, target, actor=sup, now=now)
+        items = assignment_manual.items_by_id(session, sup, ids)
+        changed = assignment_manual.bulk_assign(session, items, target, actor=sup, now=now)
         session.commit()
         times.append(time.perf_counter() - started)
         assert len(changed) == 500, len(changed)

@@ -50,7 +50,7 @@ def render_item(type_, obj, autogen_context):
 
 def include_name(name, type_, parent_names):
     """Autogenerate leaves the full-text search index alone (FTS5 tables, GIN expression indexes):
-    no model describes it; its migration and queue_app/services/items_search.py do."""
+    no model describes it; its migration and queue_app/services/items/search.py do."""
     from queue_app.services.items import search as items_search
 
     return not items_search.is_search_object(name)

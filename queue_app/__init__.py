@@ -17,6 +17,7 @@ def create_app(config=None):
     from queue_app.errors import register_error_handlers
     from queue_app.extensions import csrf, db, login_manager, migrate
     from queue_app.logging import configure_logging
+    from queue_app.web import templating
 
     app = Flask(__name__, template_folder=str(BASE_DIR / "templates"), instance_path=str(BASE_DIR / "instance"))
     cfg = config if config is not None else config_from_environment()
@@ -34,6 +35,7 @@ def create_app(config=None):
     with app.app_context():
         _configure_engine(db.engine)
 
+    templating.init_app(app)
     _register_blueprints(app)
     register_error_handlers(app)
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 from queue_app.extensions import db
 from queue_app.models import WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services.sla import policies as sla_policies
+from queue_app.services.sla import policies as sla_policies, ladder as sla_ladder
 from queue_app.db.outbox import enqueue_after_commit
 from workers.context import job_context
 
@@ -28,7 +28,7 @@ def fire_sla_timer(item_id, sla_version):
     if item is None or item.sla_version != sla_version:
         return "stale"
     now = utcnow()
-    taken = sla_policies.process_due(db.session, item, now, fired_by="timer")
+    taken = sla_ladder.process_due(db.session, item, now, fired_by="timer")
     upcoming = item.sla_next_check_at
     if not taken and upcoming is not None and now < upcoming <= now + EARLY_MARGIN:
         enqueue_after_commit(db.session, sla_policies.TIMER_JOB, item.id, item.sla_version, run_at=upcoming)
@@ -40,11 +40,11 @@ def sweep(limit=500, now=None):
     """Take every step that is due; one transaction per item so one bad item cannot block the rest."""
     now = now or utcnow()
     taken = 0
-    for item_id in sla_policies.due_item_ids(db.session, now, limit):
+    for item_id in sla_ladder.due_item_ids(db.session, now, limit):
         try:
             item = db.session.get(WorkItem, item_id)
             if item is not None:
-                taken += len(sla_policies.process_due(db.session, item, now, fired_by="sweep"))
+                taken += len(sla_ladder.process_due(db.session, item, now, fired_by="sweep"))
             db.session.commit()
         except Exception:
             db.session.rollback()

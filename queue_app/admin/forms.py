@@ -7,7 +7,7 @@ from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, Sel
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from queue_app.auth.templating import label
+from queue_app.web.templating import label
 from queue_app.models.routing_rule import SOURCES as RULE_SOURCES
 from queue_app.models.user import ROLES
 from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES

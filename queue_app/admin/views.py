@@ -14,7 +14,7 @@ from sqlalchemy.orm import defer, selectinload
 from queue_app.admin import bp
 from queue_app.admin.forms import ActionForm, MailboxEditForm, MailboxForm, ReleaseForm
 from queue_app.extensions import db, login_manager
-from queue_app.inbox.views import flash_form_errors, me
+from queue_app.web.actions import flash_form_errors, me
 from queue_app.models import InboundEmail, Mailbox, Team
 from queue_app.services import access
 from queue_app.services.intake import filing, mailboxes as intake_mailboxes

@@ -15,7 +15,7 @@ from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
 from queue_app.services.checks import runner
 from queue_app.services.sla import policies
-from queue_app.services.items import lifecycle
+from queue_app.services.items import state as items_state
 from queue_app.services.errors import Invalid
 from queue_app.services.people.users import normalise_email
 from queue_app.services.items.work_types import fields_of
@@ -249,7 +249,7 @@ def item_json(item, now):
         "ref": item.ref,
         "type": item.type,
         "status": item.status,
-        "allowed_transitions": lifecycle.allowed_transitions(item),
+        "allowed_transitions": items_state.allowed_transitions(item),
         "priority": item.priority,
         "source": item.source,
         "team": item.team.name,

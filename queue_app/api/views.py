@@ -11,7 +11,8 @@ from queue_app.models import Event, SlaPolicy, Team, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services import access
 from queue_app.services.approvals import decisions
-from queue_app.services.items import attachments as items_attachments, lifecycle
+from queue_app.services.items import attachments as items_attachments
+from queue_app.services.items import lifecycle, state
 from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid
 
@@ -114,7 +115,7 @@ def assign_item(ref):
     user = current_user()
     item = lifecycle.get_visible_item(db.session, user, ref)
     assignee = _user_with_email(body["assignee"]) if body["assignee"] else None
-    lifecycle.assign(db.session, item, assignee, actor=user, expected_version=body.get("version"))
+    state.assign(db.session, item, assignee, actor=user, expected_version=body.get("version"))
     db.session.commit()
     return _item_response(item)
 

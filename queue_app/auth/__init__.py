@@ -1,4 +1,4 @@
-"""Sign-in, sign-out and personal settings; also the login cookie loader and display filters."""
+"""Sign-in, sign-out and personal settings; also the login cookie loader."""
 from flask import Blueprint
 
 from queue_app.extensions import db, login_manager
@@ -19,4 +19,4 @@ def _configure_login(state):
     login_manager.login_message_category = "info"
 
 
-from queue_app.auth import templating, views  # noqa: E402,F401
+from queue_app.auth import views  # noqa: E402,F401

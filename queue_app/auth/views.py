@@ -1,5 +1,4 @@
 """Sign in, sign out (everywhere) and personal settings."""
-from urllib.parse import urlsplit
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -7,19 +6,11 @@ from flask_login import current_user, login_required, login_user, logout_user
 from queue_app.auth import bp
 from queue_app.auth.forms import LoginForm, PasswordForm, TimezoneForm
 from queue_app.extensions import db
+from queue_app.web.navigation import safe_next
 from queue_app.services.people import users
 from queue_app.services.errors import Invalid
 
 LOGIN_FAILED = "Unknown email or wrong password."
-
-
-def safe_next(target, default="inbox.index"):
-    """Only a path on this site: an absolute or protocol-relative URL would be an open redirect."""
-    if target and "\\" not in target:
-        parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
-            return target
-    return url_for(default)
 
 
 @bp.route("/login", methods=["GET", "POST"])

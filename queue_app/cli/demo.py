@@ -14,7 +14,7 @@ from queue_app.models import Calendar, CannedResponse, Mailbox, RoutingRule, Sla
 from queue_app.models.base import utcnow
 from queue_app.models.calendar import round_the_clock_hours
 from queue_app.services.people import users as user_service
-from queue_app.services.items import lifecycle
+from queue_app.services.items import lifecycle, state
 
 TEAMS = {
     "Returns": ["return"],
@@ -152,7 +152,7 @@ def seed_demo(items, if_empty, seed):
         )
         members = [m for m in team.members if m.role == "executive"]
         if members and rng.random() < 0.7:
-            lifecycle.assign(db.session, item, rng.choice(members), actor=admin, now=created + timedelta(minutes=3))
+            state.assign(db.session, item, rng.choice(members), actor=admin, now=created + timedelta(minutes=3))
             _advance(rng, item, admin, created)
     db.session.commit()
     path = _save_logins(logins)

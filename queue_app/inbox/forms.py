@@ -1,11 +1,11 @@
 """Forms on the item page. Each carries its CSRF token; the forms that change the item carry the
 item version and the last history event the person saw (see services.item_changes)."""
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, IntegerField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms import IntegerField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import HiddenInput
 
-from queue_app.auth.templating import label
+from queue_app.web.templating import label
 from queue_app.models.work_item import PRIORITIES, TYPES
 from queue_app.services.items.lifecycle import MAX_BODY
 
@@ -37,12 +37,6 @@ class ReplyForm(VersionedForm):
 class StatusForm(VersionedForm):
     status = StringField("New status", validators=[DataRequired()])
     comment = StringField("Comment (optional)", validators=[Optional(), Length(max=2000)])
-
-
-class DecisionForm(FlaskForm):
-    decision = StringField("Decision", validators=[DataRequired()])
-    comment = StringField("Comment (needed to reject)", validators=[Optional(), Length(max=2000)])
-    next = HiddenField()
 
 
 class RerunForm(FlaskForm):

@@ -15,15 +15,17 @@ from flask import abort, flash, make_response, redirect, render_template, reques
 from flask_login import current_user, login_required
 from sqlalchemy.orm import selectinload
 
-from queue_app.auth.views import safe_next
+from queue_app.web.navigation import safe_next
 from queue_app.extensions import db
 from queue_app.inbox import bp
-from queue_app.inbox.forms import ClassifyForm, DecisionForm, FieldsForm, NoteForm, ReplyForm, RerunForm, StatusForm
-from queue_app.inbox.views import attempt, flash_form_errors, me
+from queue_app.inbox.forms import ClassifyForm, FieldsForm, NoteForm, ReplyForm, RerunForm, StatusForm
+from queue_app.web.forms import DecisionForm
+from queue_app.web.actions import attempt, flash_form_errors, me
 from queue_app.models import Attachment, Event, Message, Team
 from queue_app.services import access
 from queue_app.services.approvals import decisions
-from queue_app.services.items import canned_responses, changes as items_changes, lifecycle, work_types
+from queue_app.services.items import canned_responses, changes as items_changes, work_types
+from queue_app.services.items import state, lifecycle
 from queue_app.services.checks import runner
 from queue_app.services.errors import NotFound, PermissionDenied
 
@@ -78,7 +80,7 @@ def render_item(item, *, status=200, changes=None, drafts=None):
         checks=check_views, failed_mandatory=[c for c in check_views if c.mandatory and c.status == "failed"],
         messages=thread_of(item), events=events, seen_event=events[-1].id if events else 0,
         approval=approval, may_work=may_work, manages=manages, members=members,
-        transitions=lifecycle.allowed_transitions(item) if may_work else [],
+        transitions=state.allowed_transitions(item) if may_work else [],
         may_take=item.is_open and item.assignee_id is None and item.team_id in current_user.team_ids,
         may_decide=decisions.may_decide_approval(db.session, me(), item, approval),
         may_edit_fields=may_work and item.is_open and item.status != "awaiting_approval" and bool(

@@ -1,57 +1,24 @@
 """My queue, the team queue, "take next" and search. Each post makes one service call, commits and redirects.
 
-The item page and its actions are in item_views.py; both share the helpers here."""
+The item page and its actions are in item_views.py."""
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy.orm import selectinload
-from sqlalchemy.orm.exc import StaleDataError
 
 from queue_app.extensions import db
-from queue_app.inbox import bp, paging
-from queue_app.auth.templating import viewer_zone
+from queue_app.web.actions import attempt, flash_form_errors, me
+from queue_app.inbox import bp
+from queue_app.web import paging
+from queue_app.web.templating import viewer_zone
 from queue_app.inbox.forms import TakeForm, TakeNextForm
 from queue_app.models import WorkItem
 from queue_app.services.approvals import decisions
 from queue_app.services.assignment import worklists
-from queue_app.services.items import search as items_search, lifecycle
-from queue_app.services.errors import Conflict, Invalid, PermissionDenied
+from queue_app.services.items import search as items_search
+from queue_app.services.items import state, lifecycle
+from queue_app.services.errors import Invalid
 
 TEAM_PAGE_SIZE = 25  # the team queue under My queue: "take next" takes from its top anyway
-STALE = "This item was changed by someone else while you were looking at it. Reload the page and try again."
-
-
-def attempt(action, success=None, raise_forbidden=False):
-    """Run a service call and commit; a refusal becomes a flash message, not an error page
-    (unless raise_forbidden: then PermissionDenied goes on to the 403 page)."""
-    try:
-        action()
-        db.session.commit()
-    except (Invalid, Conflict, PermissionDenied) as exc:
-        db.session.rollback()
-        if raise_forbidden and isinstance(exc, PermissionDenied):
-            raise
-        flash(exc.message[:1].upper() + exc.message[1:], "error")
-        return False
-    except StaleDataError:
-        db.session.rollback()
-        flash(STALE, "error")
-        return False
-    if success:
-        flash(success, "success")
-    return True
-
-
-def me():
-    """The signed-in User itself (services compare and store it; a proxy would not do)."""
-    return current_user._get_current_object()
-
-
-def flash_form_errors(form):
-    for field in form:
-        for error in field.errors:
-            flash(f"{field.label.text}: {error}" if field.label.text else error, "error")
-
-
 def _queues(args, flt, stamp=None):
     """Both queues' current pages (My queue filtered by `flt`) and the change stamp. The rows load
     only the columns they show, and both pages share one query for teams and one for SLA policies
@@ -151,7 +118,7 @@ def take(ref):
         flash(f"{item.ref} was already taken by {item.assignee.name}.", "error")
         return redirect(url_for("inbox.index"))
     else:
-        attempt(lambda: lifecycle.assign(db.session, item, me(), actor=me(),
+        attempt(lambda: state.assign(db.session, item, me(), actor=me(),
                                           expected_version=form.version.data),
                 f"{item.ref} is now in your queue.")
     return redirect(url_for("inbox.item", ref=item.ref))

@@ -13,13 +13,13 @@ from flask_wtf import FlaskForm
 from wtforms import DateTimeLocalField, RadioField, SubmitField
 from wtforms.validators import InputRequired, Optional
 
-from queue_app.auth.views import safe_next
+from queue_app.web.navigation import safe_next
 from queue_app.extensions import db
-from queue_app.inbox.views import flash_form_errors, me
+from queue_app.web.actions import flash_form_errors, me
 from queue_app.models import Team, User
 from queue_app.models.base import utcnow
 from queue_app.services import access
-from queue_app.services.assignment import auto as assignment_auto
+from queue_app.services.assignment import auto as assignment_auto, board, capacity
 from queue_app.services.people import users
 from queue_app.services.errors import DomainError
 from queue_app.supervisor import bp
@@ -69,7 +69,7 @@ def person_or_404(user_id):
 
 
 def open_count(person):
-    return assignment_auto.open_loads(db.session, [person.id])[person.id]
+    return capacity.open_loads(db.session, [person.id])[person.id]
 
 
 @bp.route("/absence")
@@ -161,9 +161,9 @@ def redistribute(user_id):
 def people():
     """Who is available in my teams, their load and absences, and "distribute now" per team."""
     access.require_role(current_user, "supervisor", "admin")
-    teams = assignment_auto.managed_teams(db.session, me())
+    teams = board.managed_teams(db.session, me())
     return render_template("supervisor/absence_people.html", teams=teams,
-                           rows=assignment_auto.team_load(db.session, teams, utcnow()), form=ActionForm(),
+                           rows=board.team_load(db.session, teams, utcnow()), form=ActionForm(),
                            policies=assignment_auto.POLICY_LABELS)
 
 

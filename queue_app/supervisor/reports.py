@@ -16,9 +16,9 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import Optional
 
-from queue_app.auth.templating import label
+from queue_app.web.templating import label
 from queue_app.extensions import db
-from queue_app.inbox.views import me
+from queue_app.web.actions import me
 from queue_app.models import User
 from queue_app.models.base import utcnow
 from queue_app.models.team import team_members

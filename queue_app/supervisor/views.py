@@ -6,16 +6,16 @@ Every route checks the role and the team (services.access); every form carries a
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from queue_app.auth.views import safe_next
+from queue_app.web.navigation import safe_next
 from queue_app.extensions import db
-from queue_app.inbox import paging
-from queue_app.inbox.forms import DecisionForm
-from queue_app.inbox.views import attempt, flash_form_errors, me
+from queue_app.web import paging
+from queue_app.web.forms import DecisionForm
+from queue_app.web.actions import attempt, flash_form_errors, me
 from queue_app.models import Team, User
 from queue_app.models.base import utcnow
 from queue_app.services import access
 from queue_app.services.approvals import decisions
-from queue_app.services.assignment import auto
+from queue_app.services.assignment import board as assignment_board, auto, manual, capacity as assignment_capacity
 from queue_app.services.people import users
 from queue_app.services.items import lifecycle
 from queue_app.services.errors import Conflict, Invalid
@@ -31,7 +31,7 @@ UNASSIGNED_HEADER = ["Reference", "Subject", "Team", "Type", "Priority", "Status
 
 
 def managed_teams(user):
-    return auto.managed_teams(db.session, user)
+    return assignment_board.managed_teams(db.session, user)
 
 
 def _team_filter():
@@ -58,7 +58,7 @@ def index():
     access.require_role(current_user, "supervisor", "admin")
     team_id = _team_filter()
     now = utcnow()
-    board = auto.board(db.session, me(), now, after=_cursor(), team_id=team_id)
+    board = assignment_board.board(db.session, me(), now, after=_cursor(), team_id=team_id)
     teams = managed_teams(me()) if team_id is not None else board.teams
     # The bulk form's choices: the executives shown, grouped by team when several teams are.
     executives = [(team, [row for row in board.members.get(team.id, []) if row["user"].role == "executive"])
@@ -105,8 +105,8 @@ def bulk_assign():
     if person is False:
         return redirect(back)
     try:
-        selection = auto.parse_selection(request.form.getlist("item"))
-        result = auto.assign_selected(db.session, me(), selection, person, now=utcnow(),
+        selection = manual.parse_selection(request.form.getlist("item"))
+        result = manual.assign_selected(db.session, me(), selection, person, now=utcnow(),
                                             override=bool(form.override.data))
         db.session.commit()
     except (Invalid, Conflict) as exc:
@@ -140,7 +140,7 @@ def assign(ref):
         if person is not False:
             now = utcnow()
             done = f"{item.ref} assigned to {person.name}." if person else f"{item.ref} is unassigned."
-            if attempt(lambda: auto.assign(db.session, item, person, actor=me(), now=now,
+            if attempt(lambda: manual.assign(db.session, item, person, actor=me(), now=now,
                                                  expected_version=form.version.data), done) and person:
                 warn_about_load(person, now)
     else:
@@ -154,7 +154,7 @@ def assignment_item(ref):
 
 def warn_about_load(person, now):
     """Assignment by hand may go beyond capacity or to someone away; say so, it was allowed."""
-    load = auto.open_loads(db.session, [person.id])[person.id]
+    load = assignment_capacity.open_loads(db.session, [person.id])[person.id]
     if person.is_out_of_office(now):
         flash(f"Note: {person.name} is out of office.", "info")
     if load > person.capacity:
@@ -169,14 +169,14 @@ def person_items(user_id):
     person = db.session.get(User, user_id)
     if person is None or not users.can_manage_person(me(), person):
         abort(404)
-    items, last = auto.person_items(db.session, me(), person, after=_cursor())
+    items, last = assignment_board.person_items(db.session, me(), person, after=_cursor())
     teams = managed_teams(me())
     team_ids = {t.id for t in teams}
-    people = [row for row in auto.team_load(db.session, teams, utcnow())
+    people = [row for row in assignment_board.team_load(db.session, teams, utcnow())
               if row["user"].id != person.id and row["user"].role == "executive"]
     for row in people:
         row["shared"] = [t.name for t in row["user"].teams if t.id in team_ids]
-    load = auto.open_loads(db.session, [person.id])[person.id]
+    load = assignment_capacity.open_loads(db.session, [person.id])[person.id]
     return render_template("supervisor/person_items.html", person=person, items=items, people=people, load=load,
                            next_cursor=paging.encode_cursor(last) if last is not None else None, now=utcnow(),
                            bulk_form=BulkAssignForm())
@@ -188,10 +188,10 @@ def unassigned_csv():
     """The unassigned queue of my teams (or one team) as CSV, in the board's order."""
     access.require_role(current_user, "supervisor", "admin")
     team_id = _team_filter()
-    rows = auto.unassigned_rows(db.session, me(), team_id=team_id)
+    rows = assignment_board.unassigned_rows(db.session, me(), team_id=team_id)
     suffix = f"_team-{team_id}" if team_id is not None else ""
     return csv_response(f"unassigned{suffix}_{utcnow():%Y-%m-%d}.csv", UNASSIGNED_HEADER,
-                        ([r[c] for c in auto.UNASSIGNED_COLUMNS] for r in rows))
+                        ([r[c] for c in assignment_board.UNASSIGNED_COLUMNS] for r in rows))
 
 
 # --- approvals ------------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def approvals_queue():
     page, more = rows[:APPROVALS_PAGE], len(rows) > APPROVALS_PAGE
     teams = managed_teams(user)
     return render_template(
-        "supervisor/decisions.html", approvals=page, next_cursor=page[-1].id if more else None,
+        "supervisor/approvals.html", approvals=page, next_cursor=page[-1].id if more else None,
         may_decide={a.id: decisions.may_decide_approval(db.session, user, a.work_item, a) for a in page},
         teams=teams, checkers=decisions.checkers_by_team(db.session, teams), form=CheckerForm(),
         decision_form=DecisionForm())

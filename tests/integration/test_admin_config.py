@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from queue_app.models import Calendar, OutboxJob, RoutingRule, SlaPolicy, Team, User, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services.items import lifecycle
+from queue_app.services.items import state, lifecycle
 from tests.conftest import Auth, csrf_token_from
 
 RECALCULATE = "workers.sla_timers.recalculate_open_items"
@@ -436,7 +436,7 @@ def test_garbage_in_every_admin_form_never_gives_a_500(admin, world):
 
 def test_an_executive_sets_their_own_absence_and_returns_their_items(app, session, world, make_item):
     item = make_item(team=session.get(Team, world.returns.id))
-    lifecycle.assign(session, item, session.get(User, world.priya.id), actor=None, check_access=False)
+    state.assign(session, item, session.get(User, world.priya.id), actor=None, check_access=False)
     session.commit()
     priya = signed_in(app, "priya@example.com")
     assert priya.get("/supervisor/absence").headers["Location"] == f"/supervisor/people/{world.priya.id}/absence"
@@ -492,7 +492,7 @@ def test_supervisor_redistributes_an_absent_executives_items_by_policy(app, sess
     tom = make_user(email="tom@example.com", name="Tom", teams=[returns])
     items = [make_item(team=returns) for _ in range(2)]
     for item in items:
-        lifecycle.assign(session, item, session.get(User, world.priya.id), actor=None, check_access=False)
+        state.assign(session, item, session.get(User, world.priya.id), actor=None, check_access=False)
     returns.auto_assign = "least_loaded"
     session.commit()
     sam = signed_in(app, "sam@example.com")

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from queue_app.models import Event, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services.sla import policies
+from queue_app.services.sla import ladder as sla_ladder
 from queue_app.services.items import lifecycle
 from queue_app.services.people.users import issue_api_token
 from tests.factories import make_policy
@@ -201,7 +201,7 @@ def test_sla_object_of_a_breached_item(client, session, world, make_item):
     now = utcnow()
     created = now - timedelta(hours=3)
     item = make_item(team=world.team, actor=world.sup, assignee=world.exec1, now=created)
-    taken = policies.process_due(session, item, now)
+    taken = sla_ladder.process_due(session, item, now)
     session.commit()
     assert taken == [("first_response", "warning", 0), ("first_response", "breach", 1)]
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from queue_app.models import Team, User, WorkItem
 from queue_app.models.work_item import OPEN_STATUSES
 from queue_app.services.assignment import auto
-from queue_app.services.items import lifecycle
+from queue_app.services.items import lifecycle, state
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 HOLD_SECONDS = 0.5
@@ -25,7 +25,7 @@ def one_free_slot(session, make_team, make_user, make_item):
     team = make_team(name="Returns", work_types=["return"])
     ann = make_user(email="ann@example.com", teams=[team], capacity=2)
     first = make_item(team=team, now=NOW)
-    lifecycle.assign(session, first, ann, actor=None, now=NOW, check_access=False)
+    state.assign(session, first, ann, actor=None, now=NOW, check_access=False)
     team.auto_assign = "least_loaded"
     session.commit()
     return team.id, ann.id

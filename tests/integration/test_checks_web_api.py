@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from queue_app.inbox import paging
+from queue_app.web import paging as web_paging
 from queue_app.models import Event, OutboxJob, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services.checks import runner as checks_runner
@@ -142,14 +142,14 @@ def test_attention_first_keyset_paging_neither_skips_nor_repeats(session, world,
 
     seen, cursor, pages = [], None, 0
     while True:
-        rows, cursor = paging.page(session, query, cursor, size=2, attention_first=True)
+        rows, cursor = web_paging.page(session, query, cursor, size=2, attention_first=True)
         seen += [r.id for r in rows]
         pages += 1
         if cursor is None:
             break
     assert seen == expected and pages == 5
     assert set(seen[:4]) == flagged and seen[3] == items[5].id  # a flagged item without a due time ends its group
-    assert paging.page(session, query, "garbage", size=2, attention_first=True)[0][0].id == expected[0]
+    assert web_paging.page(session, query, "garbage", size=2, attention_first=True)[0][0].id == expected[0]
 
 
 def test_api_lists_checks_with_mandatory_flag_and_run(client, session, world, make_item):

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from queue_app.models import Attachment, Blob, Event, InboundEmail, Message, OutboxJob, RoutingRule, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services.intake import filing, mailboxes
-from queue_app.services.items import lifecycle
+from queue_app.services.items import lifecycle, state
 from workers.mail_out import send_message
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -320,7 +320,7 @@ def test_a_reply_to_a_closed_item_makes_a_new_item_that_refers_to_it(session, wo
 
 def test_a_follow_up_from_a_stranger_is_flagged_and_changes_nothing(session, world):
     item, first_id, _ = new_item(session)
-    lifecycle.assign(session, item, world.executive, actor=world.supervisor)
+    state.assign(session, item, world.executive, actor=world.supervisor)
     lifecycle.change_status(session, item, "pending_customer", actor=world.supervisor)
     session.commit()
     before = (item.status, item.assignee_id, item.priority, item.team_id)
@@ -367,7 +367,7 @@ def test_a_cc_participant_is_not_a_stranger(session, world):
 
 def test_the_full_loop_executive_reply_then_customer_reply(session, world, tmp_path):
     item, first_id, _ = new_item(session)
-    lifecycle.assign(session, item, world.executive, actor=world.executive)
+    state.assign(session, item, world.executive, actor=world.executive)
     reply = lifecycle.add_reply(session, item, actor=world.executive, body="We will send a new kettle.")
     session.commit()
     reply_id, item_id, ref = reply.id, item.id, item.ref
@@ -851,7 +851,7 @@ def test_mail_to_mail_from_that_answers_nothing_is_quarantined_with_a_clear_reas
 
 def test_our_reply_answers_the_customers_latest_mail_not_our_acknowledgement(session, world, tmp_path):
     item, first_id, ack = new_item(session)
-    lifecycle.assign(session, item, world.executive, actor=world.supervisor)
+    state.assign(session, item, world.executive, actor=world.supervisor)
 
     reply = lifecycle.add_reply(session, item, actor=world.executive, body="We are on it.")
     session.commit()
@@ -877,7 +877,7 @@ def test_our_reply_threads_on_the_first_mail_even_when_the_latest_has_no_referen
     item, first_id, _ = new_item(session)
     tagged_id = new_id()
     deliver(session, mail(f"[{item.ref}] one more photo", message_id=tagged_id))  # found by its tag only
-    lifecycle.assign(session, item, world.executive, actor=world.supervisor)
+    state.assign(session, item, world.executive, actor=world.supervisor)
 
     reply = lifecycle.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Thanks.")
 
@@ -888,7 +888,7 @@ def test_our_reply_threads_on_the_first_mail_even_when_the_latest_has_no_referen
 def test_a_strangers_mail_is_not_what_our_reply_answers(session, world):
     item, first_id, _ = new_item(session)
     deliver(session, mail("Re: Broken kettle", sender="mallory@evil.example", in_reply_to=first_id))
-    lifecycle.assign(session, item, world.executive, actor=world.supervisor)
+    state.assign(session, item, world.executive, actor=world.supervisor)
 
     reply = lifecycle.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Thanks.")
 
@@ -900,7 +900,7 @@ def test_a_long_thread_keeps_the_first_id_and_the_latest_ones_in_references(sess
     ids = [new_id() for _ in range(30)]
     deliver(session, mail("Re: Broken kettle", message_id=ids[-1], in_reply_to=ids[-2],
                           references=" ".join([first_id] + ids[:-1])))
-    lifecycle.assign(session, item, world.executive, actor=world.supervisor)
+    state.assign(session, item, world.executive, actor=world.supervisor)
 
     reply = lifecycle.add_reply(session, session.get(WorkItem, item.id), actor=world.executive, body="Thanks.")
 

@@ -5,7 +5,8 @@ import re
 import sqlalchemy as sa
 
 from queue_app.models import Message, WorkItem
-from queue_app.services.items import changes as items_changes, lifecycle
+from queue_app.services.items import changes as items_changes
+from queue_app.services.items import lifecycle, state
 from tests.conftest import csrf_token_from
 
 
@@ -124,7 +125,7 @@ def test_events_since_lists_changes_and_judges_them(session, world, make_item):
     harmless = items_changes.since(session, item, seen_version=version, seen_event_id=last)
     assert [e.kind for e in harmless.events] == ["note_added"] and not harmless.conflict
     assert harmless.expected_version == item.version
-    lifecycle.assign(session, item, world.tom, actor=world.sup)
+    state.assign(session, item, world.tom, actor=world.sup)
     changed = items_changes.since(session, item, seen_version=version, seen_event_id=last)
     assert [e.kind for e in changed.events] == ["note_added", "assigned"] and changed.conflict
     assert changed.expected_version == version

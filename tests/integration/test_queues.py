@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from queue_app.inbox import paging
+from queue_app.web import paging as web_paging
 from queue_app.models import Event, User, WorkItem
 from queue_app.services.assignment import worklists
 from queue_app.services.errors import Invalid
@@ -36,7 +36,7 @@ def refs_of(items):
 def my_queue(session, user, args=None, zone=timezone.utc, now=NOW, cursor=None, size=50):
     flt = worklists.parse_filter(args or {})
     query = worklists.my_queue_query(user, flt, zone=zone, now=now)
-    return paging.page(session, query, cursor, size=size, attention_first=True)
+    return web_paging.page(session, query, cursor, size=size, attention_first=True)
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_team_queue_is_the_unassigned_open_items_of_my_teams(session, world, mak
     make_item(team=world.returns, assignee=world.tom)
     make_item(team=world.docs, type="document_verification")
     session.commit()
-    rows, _ = paging.page(session, worklists.team_queue_query(world.priya))
+    rows, _ = web_paging.page(session, worklists.team_queue_query(world.priya))
     assert refs_of(rows) == [mine.ref]
     lonely = User(email="nobody@example.com", name="No Team", role="executive", password_hash="x")
     assert worklists.team_queue_query(lonely) is None
@@ -139,7 +139,7 @@ def test_team_queue_is_the_unassigned_open_items_of_my_teams(session, world, mak
 # --- the page ---------------------------------------------------------------------------------
 
 def test_the_page_filters_and_its_next_page_link_keeps_the_filter(client, auth, session, world, make_item, monkeypatch):
-    monkeypatch.setattr(paging, "page", partial(paging.page, size=2))
+    monkeypatch.setattr(web_paging, "page", partial(web_paging.page, size=2))
     for n in range(3):
         set_due(session, make_item(team=world.returns, assignee=world.priya, subject=f"Urgent {n}", priority="urgent"),
                 NOW + timedelta(hours=n))

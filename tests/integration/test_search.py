@@ -8,7 +8,8 @@ import sqlalchemy as sa
 
 from queue_app.models import Message
 from queue_app.services.intake import filing, mailboxes
-from queue_app.services.items import search as items_search, lifecycle
+from queue_app.services.items import search as items_search
+from queue_app.services.items import lifecycle
 from queue_app.services.errors import Invalid
 from tests.conftest import database_is
 

@@ -106,7 +106,7 @@ def test_board_lists_only_my_teams_unassigned_items_most_urgent_first(session, w
 
 
 def test_board_pages_by_keyset(session, world, make_item, signed_in):
-    from queue_app.services.assignment.auto import BOARD_PAGE
+    from queue_app.services.assignment.board import BOARD_PAGE
 
     now = utcnow()
     items = [make_item(team=world.returns, now=now - timedelta(minutes=n)) for n in range(BOARD_PAGE + 3)]
@@ -175,8 +175,8 @@ def test_bulk_assign_reports_each_refusal_and_assigns_the_rest(session, world, m
     token = csrf_token_from(page)
     # what the page showed; then, before the form is sent, others change two of the items
     ticked = [f"{i.id}:" for i in (fine, general, full, taken, done, foreign)]
-    from queue_app.services.items import lifecycle
-    lifecycle.assign(session, taken, world.tom, actor=world.sam)
+    from queue_app.services.items import lifecycle, state
+    state.assign(session, taken, world.tom, actor=world.sam)
     lifecycle.change_status(session, done, "resolved", actor=world.sam)
     session.commit()
 

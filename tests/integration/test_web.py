@@ -8,7 +8,7 @@ from flask import render_template
 from queue_app.models import Approval, Event, Message, OutboxJob, User, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services.checks import runner
-from queue_app.services.items import lifecycle
+from queue_app.services.items import state, lifecycle
 from tests.conftest import Auth, csrf_token_from
 from tests.factories import PASSWORD
 
@@ -200,7 +200,7 @@ def test_taking_an_item_someone_else_took_explains_it(client, auth, session, wor
     session.commit()
     auth.login("priya@example.com")
     csrf, version = token(client), item.version
-    lifecycle.assign(session, item, world.tom, actor=world.tom)
+    state.assign(session, item, world.tom, actor=world.tom)
     session.commit()
     client.post(f"/items/{item.ref}/take", data={"version": version, "csrf_token": csrf})
     assert "already taken by Tom Becker" in text(client.get("/"))
@@ -230,7 +230,7 @@ def test_item_page_shows_fields_sla_checks_thread_and_history(client, auth, sess
     for kind in ("Created", "SLA set", "Note added", "Check result"):
         assert kind in history
     buttons = re.findall(r'name="status" value="([a-z_]+)"', page)
-    assert buttons == lifecycle.allowed_transitions(item)
+    assert buttons == state.allowed_transitions(item)
     assert 'name="reply"' in page  # the assignee may reply: the item has a requester email
 
 

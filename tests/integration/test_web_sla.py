@@ -4,10 +4,10 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from queue_app.auth.templating import business_span
+from queue_app.web.templating import business_span
 from queue_app.models import Event, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services.sla import policies
+from queue_app.services.sla import ladder as sla_ladder
 from queue_app.services.items import lifecycle
 from tests.integration.test_web import text
 from tests.conftest import Auth, csrf_token_from
@@ -42,7 +42,7 @@ def breached_item(session, world, make_item, hours_ago=3):
     make_policy(session, name="Fast", first_response_minutes=60, resolution_minutes=6000)
     item = make_item(team=world.returns, actor=world.sup, assignee=world.priya, subject="Late refund",
                      now=utcnow() - timedelta(hours=hours_ago))
-    policies.process_due(session, item, utcnow())
+    sla_ladder.process_due(session, item, utcnow())
     session.commit()
     return item
 
@@ -108,7 +108,7 @@ def test_escalation_with_reassignment_is_readable_in_history(client, auth, sessi
         {"after_breach_minutes": 30, "notify": ["supervisors"], "reassign_to_team": escalations.name},
     ])
     item = make_item(team=world.returns, actor=world.sup, assignee=world.priya, now=utcnow() - timedelta(hours=2))
-    policies.process_due(session, item, utcnow())
+    sla_ladder.process_due(session, item, utcnow())
     session.commit()
     auth.login("lena@example.com")  # the item is Documents' now
     page = text(client.get(f"/items/{item.ref}"))
@@ -261,7 +261,7 @@ def test_queues_show_remaining_and_overdue_time_and_the_escalation_marker(app, c
 def test_supervisor_board_shows_the_escalation_marker(client, auth, session, world, make_item):
     make_policy(session, name="Fast", first_response_minutes=60, resolution_minutes=6000)
     item = make_item(team=world.returns, actor=world.sup, now=utcnow() - timedelta(hours=2))
-    policies.process_due(session, item, utcnow())
+    sla_ladder.process_due(session, item, utcnow())
     session.commit()
     assert item.escalation_level == 1
     auth.login("sam@example.com")

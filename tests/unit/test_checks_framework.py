@@ -7,7 +7,8 @@ import sqlalchemy as sa
 
 from queue_app.models import CheckResult, Event, OutboxJob, WorkItem
 from queue_app.models.work_item import TYPES
-from queue_app.services.items import attachments, lifecycle
+from queue_app.services.items import attachments
+from queue_app.services.items import lifecycle
 from queue_app.services.checks import runner
 from queue_app.services.checks.rules import CHECKS, CHECKS_BY_TYPE, CheckDefinition, CheckOutcome, TransientCheckError
 from queue_app.services.errors import Invalid, PermissionDenied

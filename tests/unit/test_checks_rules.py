@@ -8,10 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Event, WorkItem
-from queue_app.services.approvals import decisions
+from queue_app.services.approvals import stake, decisions
 from queue_app.services.checks import settings as checks_settings, runner, exchange_rates as checks_exchange_rates
 from queue_app.services.sla import policies
-from queue_app.services.items import lifecycle
+from queue_app.services.items import lifecycle, state
 from queue_app.services.errors import Invalid
 from tests import factories
 
@@ -210,20 +210,20 @@ def test_a_difference_above_the_threshold_requires_approval_to_resolve(session, 
     assert result.status == "warning" and result.data["requires_approval"] is True
 
     maker = make_user(teams=[payments_team])
-    lifecycle.assign(session, large, maker, actor=maker)
+    state.assign(session, large, maker, actor=maker)
     lifecycle.change_status(session, large, "resolved", actor=maker, now=NOW)
     assert large.status == "awaiting_approval"
     approval = decisions.pending_approval(session, large)
     assert approval.data == {"amount": "120.00", "currency": "USD", "base_amount": "108.00", "base_currency": "EUR",
                              "threshold": "100.00", "from_status": "new"}
-    lifecycle.assign(session, small, maker, actor=maker)
+    state.assign(session, small, maker, actor=maker)
     lifecycle.change_status(session, small, "resolved", actor=maker, now=NOW)
     assert small.status == "resolved"
 
 
 def test_an_amount_no_rate_converts_needs_approval(session, make_fix, make_user, payments_team):
     item = make_fix("1000.00", "1001.00", "JPY")
-    assert decisions.needs_approval(session, item) is True
+    assert stake.needs_approval(session, item) is True
     assert run(session, item)["discrepancy_approval"].status == "warning"
 
 

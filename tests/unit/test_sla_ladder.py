@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from queue_app.models import Event, Notification, OutboxJob, SlaEscalation
-from queue_app.services.sla import policies
+from queue_app.services.sla import policies, ladder as sla_ladder
 from queue_app.services.items import lifecycle
 from tests.factories import make_policy
 
@@ -34,12 +34,12 @@ def test_warning_then_breach_each_once_with_notifications(session, make_team, ma
     item = make_item(team=team, actor=sup, assignee=exec_, now=NOW)
     assert item.sla_next_check_at == NOW + timedelta(minutes=45)
 
-    assert policies.process_due(session, item, NOW + timedelta(minutes=44)) == []
-    assert policies.process_due(session, item, NOW + timedelta(minutes=45)) == [("first_response", "warning", 0)]
+    assert sla_ladder.process_due(session, item, NOW + timedelta(minutes=44)) == []
+    assert sla_ladder.process_due(session, item, NOW + timedelta(minutes=45)) == [("first_response", "warning", 0)]
     assert item.sla_state == "at_risk" and item.sla_next_check_at == NOW + timedelta(minutes=60)
-    assert policies.process_due(session, item, NOW + timedelta(minutes=46)) == []  # nothing twice
+    assert sla_ladder.process_due(session, item, NOW + timedelta(minutes=46)) == []  # nothing twice
 
-    assert policies.process_due(session, item, NOW + timedelta(minutes=61)) == [("first_response", "breach", 1)]
+    assert sla_ladder.process_due(session, item, NOW + timedelta(minutes=61)) == [("first_response", "breach", 1)]
     assert (item.sla_state, item.escalation_level, item.priority) == ("breached", 1, "high")
     assert item.sla_next_check_at == NOW + timedelta(minutes=450)  # the resolution warning is next
     assert rows(session, item) == [("first_response", 1, "warning", 0), ("first_response", 2, "breach", 1)]
@@ -57,7 +57,7 @@ def test_a_late_sweep_takes_every_step_that_is_due(session, make_team, make_user
     team, sup, exec_ = setup_team(make_team, make_user)
     make_policy(session, first_response_minutes=60, resolution_minutes=120)
     item = make_item(team=team, actor=sup, now=NOW)
-    taken = policies.process_due(session, item, NOW + timedelta(hours=5), fired_by="sweep")
+    taken = sla_ladder.process_due(session, item, NOW + timedelta(hours=5), fired_by="sweep")
     assert taken == [("first_response", "warning", 0), ("first_response", "breach", 1),
                      ("resolution", "warning", 0), ("resolution", "breach", 1)]
     assert item.sla_next_check_at is None and item.escalation_level == 1
@@ -72,9 +72,9 @@ def test_escalation_ladder_levels_and_reassignment(session, make_team, make_user
         {"after_breach_minutes": 30, "notify": ["supervisors"], "reassign_to_team": "Escalations"},
     ])
     item = make_item(team=team, actor=sup, assignee=exec_, now=NOW, priority="high")
-    policies.process_due(session, item, NOW + timedelta(minutes=61))
+    sla_ladder.process_due(session, item, NOW + timedelta(minutes=61))
     assert (item.escalation_level, item.priority) == (1, "urgent")
-    taken = policies.process_due(session, item, NOW + timedelta(minutes=91))
+    taken = sla_ladder.process_due(session, item, NOW + timedelta(minutes=91))
     assert taken == [("first_response", "escalation", 2)]
     assert item.team is escalations and item.assignee is None and item.escalation_level == 2
     [escalated] = events(session, item, "escalated")
@@ -89,7 +89,7 @@ def test_a_step_claimed_elsewhere_is_not_taken_again(session, make_team, make_us
     session.add(SlaEscalation(work_item_id=item.id, target="first_response", stage=1, kind="warning", level=0,
                               due_at=item.first_response_due, fired_at=NOW))
     session.flush()
-    assert policies.process_due(session, item, NOW + timedelta(minutes=50)) == []
+    assert sla_ladder.process_due(session, item, NOW + timedelta(minutes=50)) == []
     assert events(session, item, "sla_warning") == []
     assert len(rows(session, item)) == 1
 
@@ -100,12 +100,12 @@ def test_paused_and_resolved_items_take_no_steps(session, make_team, make_user, 
     paused = make_item(team=team, actor=sup, now=NOW)
     lifecycle.change_status(session, paused, "pending_customer", actor=sup, now=NOW + timedelta(minutes=10))
     assert paused.sla_next_check_at is None
-    assert policies.process_due(session, paused, NOW + timedelta(hours=3)) == []
+    assert sla_ladder.process_due(session, paused, NOW + timedelta(hours=3)) == []
     lifecycle.change_status(session, paused, "open", actor=sup, now=NOW + timedelta(hours=3))
     assert paused.sla_next_check_at == NOW + timedelta(hours=3, minutes=35)  # 35 of the 45 warning minutes left
     done = make_item(team=team, actor=sup, now=NOW)
     lifecycle.change_status(session, done, "resolved", actor=sup, now=NOW + timedelta(minutes=5))
-    assert done.sla_next_check_at is None and policies.process_due(session, done, NOW + timedelta(hours=30)) == []
+    assert done.sla_next_check_at is None and sla_ladder.process_due(session, done, NOW + timedelta(hours=30)) == []
 
 
 def test_due_item_ids_only_returns_what_is_due(session, make_team, make_user, make_item):
@@ -113,7 +113,7 @@ def test_due_item_ids_only_returns_what_is_due(session, make_team, make_user, ma
     make_policy(session, first_response_minutes=60, resolution_minutes=600)
     early = make_item(team=team, actor=sup, now=NOW - timedelta(hours=2))
     make_item(team=team, actor=sup, now=NOW)
-    assert policies.due_item_ids(session, NOW) == [early.id]
+    assert sla_ladder.due_item_ids(session, NOW) == [early.id]
 
 
 def test_reclassify_recalculates_and_reschedules(session, make_team, make_user, make_item):

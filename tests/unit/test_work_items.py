@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Event, Message, OutboxJob, RoutingRule
-from queue_app.services.items import lifecycle
+from queue_app.services.items import lifecycle, state as items_state
 from queue_app.services.errors import Conflict, Invalid, NotFound, PermissionDenied
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
@@ -102,15 +102,15 @@ def test_assignment_rules(session, make_team, make_user, make_item):
     outsider = make_user(teams=[other])
     item = make_item(team=team, actor=sup)
     with pytest.raises(Invalid, match="not a member"):
-        lifecycle.assign(session, item, outsider, actor=sup)
+        items_state.assign(session, item, outsider, actor=sup)
     with pytest.raises(PermissionDenied):
-        lifecycle.assign(session, item, exec_b, actor=exec_a)  # executives cannot assign others
-    lifecycle.assign(session, item, exec_a, actor=exec_a)  # but can take an unassigned item
+        items_state.assign(session, item, exec_b, actor=exec_a)  # executives cannot assign others
+    items_state.assign(session, item, exec_a, actor=exec_a)  # but can take an unassigned item
     with pytest.raises(PermissionDenied):
-        lifecycle.assign(session, item, exec_b, actor=exec_b)  # not once it is taken
+        items_state.assign(session, item, exec_b, actor=exec_b)  # not once it is taken
     with pytest.raises(NotFound):
-        lifecycle.assign(session, item, outsider, actor=outsider)  # another team's item is invisible
-    lifecycle.assign(session, item, exec_b, actor=sup)
+        items_state.assign(session, item, outsider, actor=outsider)  # another team's item is invisible
+    items_state.assign(session, item, exec_b, actor=sup)
     event = session.scalars(sa.select(Event).where(Event.kind == "assigned").order_by(Event.id.desc())).first()
     assert event.data == {"from": exec_a.email, "to": exec_b.email} and event.actor_id == sup.id
 

@@ -1,10 +1,8 @@
-"""Maker-checker approvals.
+"""Maker-checker approvals: asking, deciding, who may decide, and the approvals queue.
 
 Invariants:
-- Resolving a return or a discrepancy fix whose amount at stake, converted to the team's
-  base currency, is above the team's approval threshold moves it to `awaiting_approval`
-  with a pending Approval (at most one per item). An amount no rate can convert counts as
-  above the threshold: a person must look.
+- Resolving an item whose stake needs a checker (services.approvals.stake) moves it to
+  `awaiting_approval` with a pending Approval (at most one per item), through the gate.
 - Only a supervisor of the item's team, an admin, or a designated checker who is a member
   of the team may decide, and never the person who asked (the maker): that is a
   PermissionDenied (403) whichever way the request comes in. Someone who cannot see the
@@ -12,73 +10,18 @@ Invariants:
 - Approval resolves the item; rejection (which needs a comment) returns it to `open`.
   Every step is an event.
 """
-from dataclasses import dataclass
-from decimal import Decimal
-
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from queue_app.models import Approval, WorkItem, team_checkers
 from queue_app.models.base import utcnow
 from queue_app.services import access
-from queue_app.services.checks import exchange_rates
-from queue_app.services.items.events import record_event
-from queue_app.services.checks.settings import settings_for
+from queue_app.services.approvals.stake import stake
 from queue_app.services.errors import Invalid, PermissionDenied
+from queue_app.services.items import state
+from queue_app.services.items.events import record_event
 
-APPROVAL_TYPES = ("return", "discrepancy_fix")
 MAX_COMMENT = 2000
-
-
-@dataclass(frozen=True)
-class Stake:
-    """The money a resolution moves, in the item's currency and in the team's base currency."""
-
-    amount: Decimal
-    currency: str
-    base_amount: Decimal | None  # None: no exchange rate converts it
-    base_currency: str
-    threshold: Decimal | None
-
-    @property
-    def over_threshold(self):
-        if self.threshold is None:
-            return False
-        return self.base_amount is None or self.base_amount > self.threshold
-
-    def as_data(self):
-        return {"amount": f"{self.amount:.2f}", "currency": self.currency,
-                "base_amount": None if self.base_amount is None else f"{self.base_amount:.2f}",
-                "base_currency": self.base_currency,
-                "threshold": None if self.threshold is None else f"{Decimal(self.threshold):.2f}"}
-
-
-def stake(session, item, on=None):
-    """The Stake of a return (its amount) or a discrepancy fix (|expected - actual|), else None."""
-    if item.type == "return":
-        amount = item.amount
-    elif item.type == "discrepancy_fix" and item.expected_amount is not None and item.actual_amount is not None:
-        amount = abs(Decimal(item.expected_amount) - Decimal(item.actual_amount))
-    else:
-        return None
-    if amount is None:
-        return None
-    settings = settings_for(session, item.team_id)
-    currency = (item.currency or settings.base_currency).upper()
-    try:
-        base_amount = exchange_rates.convert(session, Decimal(amount), currency, settings.base_currency, on)
-    except exchange_rates.NoRate:
-        base_amount = None
-    threshold = item.team.approval_threshold if item.team is not None else None
-    return Stake(Decimal(amount), currency, base_amount, settings.base_currency,
-                 None if threshold is None else Decimal(threshold))
-
-
-def needs_approval(session, item, on=None):
-    if item.type not in APPROVAL_TYPES:
-        return False
-    at_stake = stake(session, item, on)
-    return at_stake is not None and at_stake.over_threshold
 
 
 def pending_approval(session, item):
@@ -95,14 +38,10 @@ def request_approval(session, item, *, actor, action, now=None, comment=None):
                         comment=comment, data=data)
     session.add(approval)
     session.flush()
-    old = item.status
-    item.status = "awaiting_approval"
-    item.updated_at = now
     record_event(session, item, "approval_requested", actor,
                  {"approval_id": approval.id, "action": action, "comment": comment,
                   **{k: v for k, v in data.items() if k != "from_status"}}, now=now)
-    record_event(session, item, "status_changed", actor, {"from": old, "to": "awaiting_approval"}, now=now)
-    session.flush()
+    state.enter_approval(session, item, approval, actor=actor, now=now)
     return item
 
 
@@ -125,8 +64,6 @@ def may_decide_approval(session, user, item, approval):
 
 
 def decide(session, item, *, actor, approve, comment=None, now=None):
-    from queue_app.services.items.lifecycle import _apply_status
-
     now = now or utcnow()
     access.require_view(actor, item)
     comment = (comment or "").strip() or None
@@ -148,7 +85,7 @@ def decide(session, item, *, actor, approve, comment=None, now=None):
     record_event(session, item, "approval_decided", actor,
                  {"approval_id": approval.id, "decision": approval.status, "comment": comment,
                   "requested_by": approval.requested_by.email if approval.requested_by else None}, now=now)
-    _apply_status(session, item, "resolved" if approve else "open", actor=actor, now=now, comment=comment)
+    state.leave_approval(session, item, approval, actor=actor, now=now, comment=comment)
     return item
 
 

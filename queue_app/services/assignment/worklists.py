@@ -2,7 +2,7 @@
 and the change stamp the pages poll to refresh themselves.
 
 - My queue: open items assigned to the user, those needing attention first, then by the next
-  due instant (lifecycle.urgency_order), keyset-paged. Saved views and filters narrow it.
+  due instant (state.urgency_order), keyset-paged. Saved views and filters narrow it.
 - Team queue: the open unassigned items of the user's teams, most urgent first.
 - take_next: gives the user the most urgent unassigned open item of their teams whose type is
   among their skills (any type when they have none). Two people pressing at once never get the
@@ -10,7 +10,7 @@ and the change stamp the pages poll to refresh themselves.
   someone else is taking is skipped, not waited for); on SQLite a compare-and-set UPDATE claims
   it (WHERE id = :id AND assignee_id IS NULL), which also takes the database's write lock until
   commit, and a lost race moves on to the next candidate. The assignment itself is
-  lifecycle.assign (the "assigned" event, the version check). Taking work yourself has no
+  state.assign (the "assigned" event, the version check). Taking work yourself has no
   capacity rule (services.assignment: only automatic assignment is capped), so none applies here.
 - Like every service: flush, never commit; the caller owns the transaction.
 """
@@ -25,7 +25,7 @@ from queue_app.models import Calendar, SlaPolicy, Team, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES, TYPES
 from queue_app.services import access
-from queue_app.services.items import lifecycle
+from queue_app.services.items import lifecycle, state
 from queue_app.services.errors import Invalid
 
 SAVED_VIEWS = {
@@ -159,7 +159,7 @@ def _candidates(user):
     skills = [s for s in (user.skills or []) if s in TYPES]
     if skills:
         query = query.where(WorkItem.type.in_(skills))
-    return lifecycle.urgency_order(query)
+    return state.urgency_order(query)
 
 
 def _claim_postgres(session, user):
@@ -201,7 +201,7 @@ def take_next(session, user, now=None):
         item = _claim_compare_and_set(session, user)
     if item is None:
         return None
-    lifecycle.assign(session, item, user, actor=user, now=now)
+    state.assign(session, item, user, actor=user, now=now)
     return item
 
 

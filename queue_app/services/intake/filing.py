@@ -41,7 +41,7 @@ from queue_app.models.base import utcnow
 from queue_app.db import batched_rows, config_cache
 from queue_app.services.intake import mailboxes as intake_mailboxes
 from queue_app.services.sla import policies as sla_policies
-from queue_app.services.items import lifecycle
+from queue_app.services.items import lifecycle, state
 from queue_app.services.items.events import record_event
 from queue_app.db.blobs import store_blob
 from queue_app.db.outbox import enqueue_after_commit
@@ -382,8 +382,8 @@ def _add_follow_up(session, inbound, parsed, item, now):
                      {"message_id": message.id, "reason": f"{parsed.from_address} is not a participant"}, now=now)
     # A stranger's mail changes no status, nor does an automatic one (an out-of-office reply).
     if item.status == "resolved" and not flagged and not _is_automatic(parsed):
-        lifecycle._apply_status(session, item, "open", actor="intake", now=now,
-                                 comment=f"reopened by an email from {parsed.from_address}")
+        state.change_status(session, item, "open", actor="intake", now=now, check_access=False,
+                            comment=f"reopened by an email from {parsed.from_address}")
     if parsed.attachments:
         lifecycle.enqueue_checks(session, item)
     _flush_unless_bulk(session)
@@ -679,16 +679,16 @@ def import_raw_messages(session, raws, *, fallback_mailbox=None, source="file", 
     if isinstance(session, sa.orm.scoped_session):
         session = session()  # the session itself: the many calls below skip the proxy's lookup
     counts = Counter()
-    state = _BulkImport()
+    bulk = _BulkImport()
     limit = size_limit()
     # Rules, policies and mailboxes are read once per batch; events and jobs are written per batch.
     with config_cache.config_cache(session), batched_rows.batched_rows(session), \
             _ReadAhead(raws, batch, limit, enabled=read_ahead) as batches:
-        session.info[_BULK] = state
+        session.info[_BULK] = bulk
         try:
             for chunk, parsed in batches:
                 with sla_policies.memoised_due_times():
-                    counts.update(_import_batch(session, chunk, fallback_mailbox, source, state, parsed, limit))
+                    counts.update(_import_batch(session, chunk, fallback_mailbox, source, bulk, parsed, limit))
                 config_cache.reset(session)
         finally:
             session.info.pop(_BULK, None)
@@ -818,11 +818,11 @@ def _write_outcomes(session, inbounds):
         session.execute(table.update().where(table.c.id == sa.bindparam("row_id")).values(raw=None), dropped)
 
 
-def _import_batch(session, raws, fallback_mailbox, source, state, parsed, limit):
+def _import_batch(session, raws, fallback_mailbox, source, bulk, parsed, limit):
     # One instant for the whole batch, as its rows become visible together: the transaction's time.
     now = utcnow()
     keys = [(_peek_message_id(raw), hashlib.sha256(raw).hexdigest()) for raw in raws]
-    position = state.mark()
+    position = bulk.mark()
     counts = Counter()
     try:
         known = _known_keys(session, [_key(*key) for key in keys])
@@ -840,7 +840,7 @@ def _import_batch(session, raws, fallback_mailbox, source, state, parsed, limit)
             parsed_new = parse_many([raw for _, raw, _ in new], limit)
         else:
             parsed_new = [parsed[index] for index, _, _ in new]
-        state.lookups = _BatchLookups(session, parsed_new)
+        bulk.lookups = _BatchLookups(session, parsed_new)
         for inbound, parsed_one in zip(stored, parsed_new):
             outcome = process(session, inbound, fallback_mailbox=fallback_mailbox, now=now, known_new=True,
                               parsed=parsed_one)
@@ -851,19 +851,19 @@ def _import_batch(session, raws, fallback_mailbox, source, state, parsed, limit)
         return counts
     except Exception:
         session.rollback()
-        state.undo(position)
+        bulk.undo(position)
         config_cache.reset(session)
         log.warning("intake: a batch of %d messages failed; filing them one at a time", len(raws), exc_info=True)
     finally:
-        state.lookups = None
+        bulk.lookups = None
     counts = Counter()
     for raw in raws:
-        counts[_import_one(session, raw, fallback_mailbox, source, state)] += 1
+        counts[_import_one(session, raw, fallback_mailbox, source, bulk)] += 1
     return counts
 
 
-def _import_one(session, raw, fallback_mailbox, source, state):
-    position = state.mark()
+def _import_one(session, raw, fallback_mailbox, source, bulk):
+    position = bulk.mark()
     try:
         if find_known(session, _peek_message_id(raw), hashlib.sha256(raw).hexdigest()) is not None:
             return "duplicate"
@@ -873,7 +873,7 @@ def _import_one(session, raw, fallback_mailbox, source, state):
         return status
     except Exception as exc:
         session.rollback()
-        state.undo(position)
+        bulk.undo(position)
         config_cache.reset(session)
         log.exception("intake: a message could not be filed; it is kept and quarantined")
         now = utcnow()

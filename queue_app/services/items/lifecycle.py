@@ -1,10 +1,10 @@
-"""Work items: create, assign, change status, notes and replies. Used by every entry point.
+"""Work items: create, reclassify, change fields, notes and replies, as every entry point asks.
 
 Invariants:
-- Every change writes an Event (services.audit) with actor and time, in the same flush.
-- Status changes follow TRANSITIONS; anything else is an Invalid error, never a silent change.
-  `awaiting_approval` is entered and left only through services.approvals.
-- Jobs (checks, outbound mail) are recorded with dispatch.enqueue_after_commit, so they
+- Every change writes an Event (services.items.events) with actor and time, in the same flush.
+- Status, team and assignee change only through the gate (services.items.state); a person
+  resolving what needs a checker gets an approval request instead (services.approvals).
+- Jobs (checks, outbound mail) are recorded with db.outbox.enqueue_after_commit, so they
   reach RQ only if the caller's commit succeeds.
 - Callers that show the item to a person pass expected_version; a mismatch is a Conflict
   (the item changed since it was read), and the version column catches concurrent writers.
@@ -18,51 +18,23 @@ from flask import current_app, has_app_context
 
 from queue_app.models import Message, User, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES, SOURCES, STATUSES, TYPES, format_ref
-from queue_app.services import access
+from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES, SOURCES, TYPES, format_ref
 from queue_app.db import batched_rows
-from queue_app.services.checks import runner
-from queue_app.services.sla import policies
-from queue_app.services.items.events import record_event
 from queue_app.db.outbox import enqueue_after_commit
-from queue_app.services.errors import Conflict, Invalid, NotFound
+from queue_app.services import access
+from queue_app.services.approvals import stake
+from queue_app.services.approvals import decisions
+from queue_app.services.assignment import auto as auto_assignment
+from queue_app.services.checks import runner
+from queue_app.services.errors import Invalid, NotFound
 from queue_app.services.intake.routing import route
+from queue_app.services.items import state
+from queue_app.services.items.events import record_event
 from queue_app.services.items.work_types import REF_PATTERN, fields_of, validate_fields
+from queue_app.services.sla import policies
 
-TRANSITIONS = {
-    "new": {"open", "pending_customer", "pending_third_party", "resolved", "closed"},
-    "open": {"pending_customer", "pending_third_party", "resolved"},
-    "pending_customer": {"open", "pending_third_party", "resolved"},
-    "pending_third_party": {"open", "pending_customer", "resolved"},
-    "awaiting_approval": set(),  # decided through services.approvals
-    "resolved": {"open", "closed"},
-    "closed": set(),
-}
 MAX_SUBJECT = 255
 MAX_BODY = 100_000
-
-
-def urgency_order(query, attention_first=False):
-    """Most urgent first: sla_next_due (none last), then id; items needing attention first if asked."""
-    keys = (WorkItem.sla_next_due.asc().nulls_last(), WorkItem.id.asc())
-    if attention_first:
-        keys = (WorkItem.needs_attention.desc(),) + keys
-    return query.order_by(*keys)
-
-
-def after_in_urgency_order(due, item_id):
-    """Rows after the item with (sla_next_due, id) = (due, item_id) in urgency_order (keyset paging)."""
-    if due is None:
-        return sa.and_(WorkItem.sla_next_due.is_(None), WorkItem.id > item_id)
-    return sa.or_(
-        WorkItem.sla_next_due > due,
-        sa.and_(WorkItem.sla_next_due == due, WorkItem.id > item_id),
-        WorkItem.sla_next_due.is_(None),
-    )
-
-
-def allowed_transitions(item):
-    return sorted(TRANSITIONS[item.status])
 
 
 def get_item(session, ref):
@@ -79,12 +51,6 @@ def get_visible_item(session, user, ref):
     item = get_item(session, ref)
     access.require_view(user, item)
     return item
-
-
-def check_version(item, expected_version):
-    if expected_version is not None and int(expected_version) != item.version:
-        raise Conflict(f"{item.ref} was changed by someone else (version {item.version}, you had "
-                       f"{expected_version}); reload to see what changed", {"version": str(item.version)})
 
 
 def _clean_text(value, field, max_length, required=False):
@@ -144,10 +110,9 @@ def create_item(session, *, actor, source, type=None, subject, description="", f
     _record_creation(session, item, decision, actor, source, now)
     policies.start_clock(session, item, now, actor)
     if assignee is not None:
-        assign(session, item, assignee, actor=actor, now=now, check_access=actor is not None)
+        state.assign(session, item, assignee, actor=actor, now=now, check_access=actor is not None)
     elif decision.team.auto_assign != "manual":
-        from queue_app.services.assignment import auto  # imported here: assignment builds on this module
-        auto.auto_assign(session, item, now)
+        auto_assignment.auto_assign(session, item, now)
     enqueue_checks(session, item)
     session.flush()
     return item
@@ -240,80 +205,18 @@ def enqueue_checks(session, item):
     runner.enqueue_checks(session, item)
 
 
-def _touch(item, now):
-    item.updated_at = now
-    item.last_activity_at = now
-
-
-def assign(session, item, assignee, *, actor, now=None, expected_version=None, check_access=True):
-    """Assign to `assignee` (a User) or unassign with None."""
-    now = now or utcnow()
-    if check_access:
-        access.require_assign(actor, item, assignee)
-    check_version(item, expected_version)
-    if not item.is_open:
-        raise Invalid(f"{item.ref} is {item.status}; reopen it before assigning", {"status": item.status})
-    if assignee is not None:
-        if not assignee.is_active:
-            raise Invalid(f"{assignee.email} is not an active user", {"assignee": "inactive user"})
-        if item.team_id not in assignee.team_ids:
-            raise Invalid(f"{assignee.email} is not a member of {item.team.name}",
-                          {"assignee": "not a member of the item's team"})
-    previous = item.assignee
-    if (previous.id if previous else None) == (assignee.id if assignee else None):
-        return item
-    item.assignee = assignee
-    item.assignee_id = assignee.id if assignee else None
-    _touch(item, now)
-    record_event(session, item, "assigned" if assignee else "unassigned", actor, {
-        "from": previous.email if previous else None,
-        "to": assignee.email if assignee else None,
-    }, now=now)
-    session.flush()
-    return item
-
-
 def change_status(session, item, new_status, *, actor, now=None, expected_version=None, comment=None,
                   check_access=True):
+    """Change the status as a person asks; resolving what needs a checker asks for approval instead."""
     now = now or utcnow()
-    if new_status not in STATUSES:
-        raise Invalid(f"unknown status {new_status!r}", {"status": f"must be one of {', '.join(STATUSES)}"})
-    if check_access:
-        access.require_work(actor, item)
-    check_version(item, expected_version)
-    old = item.status
-    if new_status == old:
-        raise Invalid(f"{item.ref} is already {old}", {"status": "unchanged"})
-    if new_status not in TRANSITIONS[old]:
-        allowed = ", ".join(sorted(TRANSITIONS[old])) or "none"
-        raise Invalid(f"cannot change {item.ref} from {old} to {new_status} (allowed: {allowed})",
-                      {"status": f"not allowed from {old}"})
-    if new_status == "resolved":
-        from queue_app.services.approvals import decisions
-
-        if decisions.needs_approval(session, item, now.date()):
-            return decisions.request_approval(session, item, actor=actor, action="resolve", now=now,
-                                              comment=comment)
-    _apply_status(session, item, new_status, actor=actor, now=now, comment=comment)
-    return item
-
-
-def _apply_status(session, item, new_status, *, actor, now, comment=None, data=None):
-    """Set the status with its side effects; callers have checked the rules."""
-    old = item.status
-    item.status = new_status
-    if new_status == "resolved":
-        item.resolved_at = now
-    elif new_status == "closed":
-        item.closed_at = now
-    elif old in ("resolved", "closed"):
-        item.resolved_at = None
-        item.closed_at = None
-    policies.on_status_change(session, item, old, new_status, now, actor)
-    _touch(item, now)
-    record_event(session, item, "status_changed", actor,
-                 {"from": old, "to": new_status, "comment": comment, **(data or {})}, now=now)
-    session.flush()
+    if new_status == "resolved" and new_status in state.TRANSITIONS.get(item.status, ()) \
+            and stake.needs_approval(session, item, now.date()):
+        if check_access:
+            access.require_work(actor, item)
+        state.check_version(item, expected_version)
+        return decisions.request_approval(session, item, actor=actor, action="resolve", now=now, comment=comment)
+    return state.change_status(session, item, new_status, actor=actor, now=now, expected_version=expected_version,
+                               comment=comment, check_access=check_access)
 
 
 def reclassify(session, item, *, actor, type=None, priority=None, team=None, now=None, expected_version=None):
@@ -324,7 +227,7 @@ def reclassify(session, item, *, actor, type=None, priority=None, team=None, now
     """
     now = now or utcnow()
     access.require_work(actor, item)
-    check_version(item, expected_version)
+    state.check_version(item, expected_version)
     errors = {}
     if type is not None and type not in TYPES:
         errors["type"] = f"must be one of {', '.join(TYPES)}"
@@ -332,29 +235,9 @@ def reclassify(session, item, *, actor, type=None, priority=None, team=None, now
         errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
     if errors:
         raise Invalid("invalid change", errors)
-    if not item.is_open:
-        raise Invalid(f"{item.ref} is {item.status}; reopen it before changing it", {"status": item.status})
-    changes = {}
-    if type is not None and type != item.type:
-        changes["type"] = [item.type, type]
-        item.type = type
-    if priority is not None and priority != item.priority:
-        changes["priority"] = [item.priority, priority]
-        item.priority = priority
     if team is not None and team.id != item.team_id:
         access.require_manage_team(actor, item.team_id)
-        changes["team"] = [item.team.name, team.name]
-        item.team = team
-        item.team_id = team.id
-        if item.assignee is not None and team.id not in item.assignee.team_ids:
-            changes["assignee"] = [item.assignee.email, None]
-            item.assignee = None
-            item.assignee_id = None
-    if not changes:
-        return item
-    _touch(item, now)
-    record_event(session, item, "reclassified", actor, changes, now=now)
-    policies.recalculate(session, item, now, actor, reason=", ".join(sorted(changes)))
+    changes = state.reclassify(session, item, actor=actor, now=now, type=type, priority=priority, team=team)
     if "type" in changes:
         enqueue_checks(session, item)
     session.flush()
@@ -369,7 +252,7 @@ def update_fields(session, item, *, actor, fields, now=None, expected_version=No
     """
     now = now or utcnow()
     access.require_work(actor, item)
-    check_version(item, expected_version)
+    state.check_version(item, expected_version)
     if not isinstance(fields, dict) or not fields:
         raise Invalid("give the fields to change", {"fields": "must be a non-empty object"})
     if not item.is_open:
@@ -386,7 +269,7 @@ def update_fields(session, item, *, actor, fields, now=None, expected_version=No
     changes = {name: [before[name], after[name]] for name in after if before[name] != after[name]}
     if not changes:
         return item
-    _touch(item, now)
+    state.touch(item, now)
     record_event(session, item, "fields_changed", actor, changes, now=now)
     enqueue_checks(session, item)
     session.flush()
@@ -400,7 +283,7 @@ def add_note(session, item, *, actor, body, now=None):
     body = _clean_text(body, "body", MAX_BODY, required=True)
     message = Message(work_item_id=item.id, kind="note", body_text=body, author_id=actor.id, created_at=now)
     session.add(message)
-    _touch(item, now)
+    state.touch(item, now)
     session.flush()
     record_event(session, item, "note_added", actor, {"message_id": message.id}, now=now)
     return message
@@ -442,7 +325,7 @@ def add_reply(session, item, *, actor, body, now=None, expected_version=None):
     """An outbound reply to the requester, sent by the mail job after commit."""
     now = now or utcnow()
     access.require_work(actor, item)
-    check_version(item, expected_version)
+    state.check_version(item, expected_version)
     body = _clean_text(body, "body", MAX_BODY, required=True)
     if not item.requester_email:
         raise Invalid(f"{item.ref} has no requester email to reply to", {"requester_email": "missing"})
@@ -455,7 +338,7 @@ def add_reply(session, item, *, actor, body, now=None, expected_version=None):
     )
     session.add(message)
     policies.on_first_response(session, item, now)
-    _touch(item, now)
+    state.touch(item, now)
     session.flush()
     record_event(session, item, "reply_sent", actor, {"message_id": message.id, "to": item.requester_email},
                  now=now)

@@ -182,3 +182,8 @@ def fields_of(item):
             value = value.isoformat() if isinstance(value, date) else f"{value:.2f}"
         out[spec.name] = value
     return out
+
+
+def type_label(value):
+    """A work type (or any snake_case value) as words: "document_verification" -> "document verification"."""
+    return value.replace("_", " ")

@@ -1,4 +1,6 @@
-"""SLA clock: due times, pausing, recalculation, and the warning/breach/escalation ladder.
+"""SLA policies on items: which policy applies, due times, pausing, recalculation, SLA state.
+
+The ladder of steps taken when those due times pass is services.sla.ladder.
 
 Invariants:
 - Due times are computed in business minutes over the policy's calendar and stored in
@@ -10,25 +12,18 @@ Invariants:
 - Every change of due times bumps sla_version and schedules a timer job (through the
   outbox, so only after commit) at sla_next_check_at. A timer carrying an old version,
   or finding nothing due, does nothing.
-- Each ladder step (warning, breach, each escalation level) of each target happens once
-  per item: it is recorded as an SlaEscalation row under a unique constraint, inserted
-  before anything else is done, so a second worker, a retry or the sweep loses cleanly.
 - Resolution ends the clock: `met` when on time, otherwise `breached` stays.
 """
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
 
-from queue_app.models import SlaEscalation, SlaPolicy, Team, WorkItem
-from queue_app.models.base import utcnow
+from queue_app.models import SlaPolicy, WorkItem
 from queue_app.models.sla_policy import DEFAULT_PAUSE_STATUSES
-from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES
+from queue_app.models.work_item import OPEN_STATUSES
 from queue_app.services.sla import clock as sla_clock
-from queue_app.services.people import notifications
 from queue_app.services.items.events import record_event
 from queue_app.db.config_cache import cached
 from queue_app.db.outbox import enqueue_after_commit
@@ -116,7 +111,7 @@ def ladder(item):
     return (policy.escalation if policy and policy.escalation else None) or DEFAULT_LADDER
 
 
-def _pending_targets(item):
+def pending_targets(item):
     """(target, due) pairs whose clock is still running."""
     if not item.is_open or item.sla_state in ("paused", "met"):
         return []
@@ -141,11 +136,11 @@ def steps(item, target, due):
     return out
 
 
-def _stage(item, target):
+def stage_of(item, target):
     return item.first_response_stage if target == "first_response" else item.resolution_stage
 
 
-def _set_stage(item, target, stage):
+def set_stage(item, target, stage):
     if target == "first_response":
         item.first_response_stage = max(item.first_response_stage or 0, stage)
     else:
@@ -155,8 +150,8 @@ def _set_stage(item, target, stage):
 def next_check(item):
     """The instant of the next ladder step not yet taken, or None."""
     upcoming = []
-    for target, due in _pending_targets(item):
-        done = _stage(item, target) or 0
+    for target, due in pending_targets(item):
+        done = stage_of(item, target) or 0
         for stage, at, *_ in steps(item, target, due):
             if stage > done:
                 upcoming.append(at)
@@ -164,9 +159,9 @@ def next_check(item):
     return min(upcoming) if upcoming else None
 
 
-def _refresh(session, item):
+def refresh(session, item):
     """Recompute the sort and sweep keys; schedule a timer when the next step moved."""
-    pending = _pending_targets(item)
+    pending = pending_targets(item)
     item.sla_next_due = min(due for _, due in pending) if pending else None
     when = next_check(item)
     if when != item.sla_next_check_at:
@@ -193,7 +188,7 @@ def start_clock(session, item, now, actor=None):
     if item.sla_state == "paused" and item.sla_paused_at is None:
         item.sla_paused_at = now
     item.sla_version = (item.sla_version or 0) + 1
-    _refresh(session, item)
+    refresh(session, item)
     record_event(session, item, "sla_set", actor, {
         "policy": policy.name if policy else None,
         "first_response_due": item.first_response_due.isoformat(),
@@ -217,12 +212,12 @@ def recalculate(session, item, now, actor=None, reason="changed"):
         item.first_response_due = _due_from_start(item, "first_response", item.created_at)
     item.resolution_due = _due_from_start(item, "resolution", item.created_at)
     if old == (item.sla_policy_id, item.first_response_due, item.resolution_due):
-        _refresh(session, item)  # keeps the sweep key right for items from before timers existed
+        refresh(session, item)  # keeps the sweep key right for items from before timers existed
         return False
     item.sla_version += 1
     if item.sla_state in ("on_track", "at_risk"):
         item.sla_state = state_at(item, now)
-    _refresh(session, item)
+    refresh(session, item)
     record_event(session, item, "sla_recalculated", actor, {
         "reason": reason, "policy": policy.name if policy else None,
         "first_response_due": item.first_response_due.isoformat() if item.first_response_due else None,
@@ -261,7 +256,7 @@ def on_status_change(session, item, old, new, now, actor=None):
     elif old in ("resolved", "closed") and new not in ("resolved", "closed"):
         item.sla_state = state_at(item, now) if item.sla_state != "breached" else "breached"
         item.sla_version += 1
-    _refresh(session, item)
+    refresh(session, item)
 
 
 def _resume(calendar, paused_at, due, now):
@@ -272,7 +267,7 @@ def _resume(calendar, paused_at, due, now):
 def on_first_response(session, item, now):
     if item.first_responded_at is None:
         item.first_responded_at = now
-        _refresh(session, item)
+        refresh(session, item)
 
 
 def state_at(item, now):
@@ -306,108 +301,6 @@ def remaining_minutes(item, now):
 
 
 # --- the ladder: warnings, breaches and escalations ---------------------------------
-
-def _claim_step(session, item, target, stage, kind, level, due_at, now, fired_by):
-    """Insert the step's row unless it exists; True if this caller took the step."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(SlaEscalation).values(
-        work_item_id=item.id, target=target, stage=stage, kind=kind, level=level, due_at=due_at, fired_at=now,
-        fired_by=fired_by,
-    ).on_conflict_do_nothing(index_elements=["work_item_id", "target", "stage"]).returning(SlaEscalation.id)
-    # A returned id means this caller inserted the row (rowcount is -1 here on PostgreSQL/psycopg).
-    return session.execute(statement).first() is not None
-
-
-def _supervisors(item):
-    return [u for u in item.team.members if u.role == "supervisor" and u.is_active]
-
-
-def _notify(session, item, who, subject, body, now, skip=()):
-    recipients = {}
-    for group in who:
-        if group == "assignee" and item.assignee is not None:
-            recipients[item.assignee.email] = item.assignee
-        elif group == "supervisors":
-            recipients.update({u.email: u for u in _supervisors(item)})
-    for email in skip:
-        recipients.pop(email, None)
-    return notifications.notify(session, item, recipients.values(), subject, body, now)
-
-
-def _raise_priority(item):
-    index = PRIORITIES.index(item.priority)
-    if index + 1 < len(PRIORITIES):
-        item.priority = PRIORITIES[index + 1]
-        return True
-    return False
-
-
-def _take_step(session, item, target, stage, kind, level, rung, due, now):
-    label = target.replace("_", " ")
-    data = {"target": target, "level": level, "due": due.isoformat()}
-    if kind == "warning":
-        if item.sla_state == "on_track":
-            item.sla_state = "at_risk"
-        data["notified"] = _notify(session, item, ["assignee"], f"[{item.ref}] {label} due soon",
-                                   f"The {label} of {item.ref} ({item.subject}) is due at {due:%Y-%m-%d %H:%M} UTC.",
-                                   now)
-        record_event(session, item, "sla_warning", "sla", data, now=now)
-        return
-    item.sla_state = "breached"
-    item.escalation_level = max(item.escalation_level or 0, level)
-    rung = rung or {}
-    if rung.get("raise_priority") and _raise_priority(item):
-        data["priority"] = item.priority
-    title = "breached" if kind == "breach" else f"escalated to level {level}"
-    who = rung.get("notify", ["assignee", "supervisors"])
-    subject = f"[{item.ref}] {label} {title}"
-    body = f"The {label} of {item.ref} ({item.subject}) was due at {due:%Y-%m-%d %H:%M} UTC and is {title}."
-    data["notified"] = _notify(session, item, who, subject, body, now)
-    team_name = rung.get("reassign_to_team")
-    if team_name:
-        team = session.scalar(sa.select(Team).where(Team.name == team_name))
-        if team is not None and team.id != item.team_id:
-            data["reassigned_from"] = item.team.name
-            data["reassigned_to"] = team.name
-            item.team = team
-            item.team_id = team.id
-            item.assignee = None
-            item.assignee_id = None
-            # The receiving team's supervisors learn of it too.
-            data["notified"] += _notify(session, item, ["supervisors"], subject, body, now,
-                                        skip=data["notified"])
-    record_event(session, item, "sla_breached" if kind == "breach" else "escalated", "sla", data, now=now)
-
-
-def process_due(session, item, now=None, fired_by="timer"):
-    """Take every ladder step due by `now`; returns [(target, kind, level)] taken by this call.
-
-    A step another worker took first is skipped and this call stops there, leaving the
-    item to the one that won, so two racing workers record each step once.
-    """
-    now = now or utcnow()
-    taken = []
-    for target, due in _pending_targets(item):
-        for stage, at, kind, level, rung in steps(item, target, due):
-            if stage <= (_stage(item, target) or 0) or at > now:
-                continue
-            if not _claim_step(session, item, target, stage, kind, level, due, now, fired_by):
-                return taken
-            _set_stage(item, target, stage)
-            _take_step(session, item, target, stage, kind, level, rung, due, now)
-            taken.append((target, kind, level))
-    _refresh(session, item)
-    session.flush()
-    return taken
-
-
-def due_item_ids(session, now, limit=500):
-    """Items with a ladder step due, most overdue first (an index range scan on sla_next_check_at)."""
-    return session.scalars(
-        sa.select(WorkItem.id).where(WorkItem.sla_next_check_at <= now)
-        .order_by(WorkItem.sla_next_check_at, WorkItem.id).limit(limit)
-    ).all()
-
 
 def open_item_ids(session, after_id=0, limit=500):
     """Open items in id order, for recalculation in batches after a policy or calendar change."""

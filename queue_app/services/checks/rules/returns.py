@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 
 from queue_app.models import WorkItem
-from queue_app.services.approvals import decisions
+from queue_app.services.approvals import stake
 from queue_app.services.checks.rules.base import CheckOutcome, check
 
 MAX_LINKED = 20
@@ -63,7 +63,7 @@ def return_window(ctx):
 
 def approval_outcome(ctx, what):
     """Shared by returns and discrepancy fixes: does resolving this need a second person?"""
-    at_stake = decisions.stake(ctx.session, ctx.item, ctx.now.date())
+    at_stake = stake.stake(ctx.session, ctx.item, ctx.now.date())
     if at_stake is None:
         return CheckOutcome("passed", f"No {what} given: nothing to approve")
     data = {**at_stake.as_data(), "requires_approval": at_stake.over_threshold}

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from queue_app.models import WorkItem
-from queue_app.services.items.lifecycle import after_in_urgency_order, urgency_order
+from queue_app.services.items.state import after_in_urgency_order, urgency_order
 
 PAGE_SIZE = 50
 _NONE = "none"

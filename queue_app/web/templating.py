@@ -11,7 +11,6 @@ from flask import has_request_context, request
 from flask_login import current_user
 from markupsafe import Markup, escape
 
-from queue_app.auth import bp
 from queue_app.models.base import utcnow
 from queue_app.models.work_item import PRIORITIES, SLA_STATES, SOURCES, STATUSES, TYPES
 from queue_app.services.sla import policies
@@ -57,7 +56,6 @@ def viewer_zone():
     return zone
 
 
-@bp.app_template_filter("localtime")
 def localtime(value, fmt="%Y-%m-%d %H:%M"):
     """A UTC datetime as text in the viewer's zone, with the zone's abbreviation."""
     if value is None:
@@ -68,7 +66,6 @@ def localtime(value, fmt="%Y-%m-%d %H:%M"):
     return f"{local.strftime(fmt)} {local.tzname()}"
 
 
-@bp.app_template_filter("timetag")
 def timetag(value, fmt="%Y-%m-%d %H:%M"):
     """A <time> element: machine-readable UTC, human-readable local."""
     if value is None:
@@ -77,7 +74,6 @@ def timetag(value, fmt="%Y-%m-%d %H:%M"):
                   f'{escape(localtime(value, fmt))}</time>')
 
 
-@bp.app_template_filter("relative")
 def relative(value, now=None):
     """"in 2 h 5 min" or "3 h overdue", so urgency reads at a glance."""
     if value is None:
@@ -117,7 +113,6 @@ def business_span(minutes, overdue=None):
     return f"{text} overdue" if overdue else f"{text} left"
 
 
-@bp.app_template_filter("sla_countdown")
 def sla_countdown(item, now=None):
     """Business time to the item's next deadline as of now, or None when no clock is running.
 
@@ -132,13 +127,11 @@ def sla_countdown(item, now=None):
     return Countdown(minutes, business_span(minutes, overdue), overdue)
 
 
-@bp.app_template_filter("sla_state")
 def sla_state(item):
     """The state as of now, so an item past its deadline shows breached before the sweep records it."""
     return policies.state_at(item, utcnow())
 
 
-@bp.app_template_filter("label")
 def label(code):
     if code is None:
         return ""
@@ -177,7 +170,6 @@ def _display_change(value):
     return _display_value(value)
 
 
-@bp.app_template_filter("event_data")
 def event_data(data, kind=None):
     """An event's data as "key: value" pairs, datetimes shown in the viewer's zone."""
     show = _display_change if kind in CHANGE_EVENTS else _display_value
@@ -186,7 +178,19 @@ def event_data(data, kind=None):
     return Markup(" ").join(parts) if parts else Markup("")
 
 
-@bp.app_context_processor
 def page_context():
     return {"now": utcnow(), "viewer_zone_name": str(viewer_zone())}
 
+
+def init_app(app):
+    """Register the filters and the page context on the app (every blueprint's templates use them)."""
+    app.jinja_env.filters.update({
+        "localtime": localtime,
+        "timetag": timetag,
+        "relative": relative,
+        "sla_countdown": sla_countdown,
+        "sla_state": sla_state,
+        "label": label,
+        "event_data": event_data,
+    })
+    app.context_processor(page_context)
