@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: install what the tests need, then run them twice:
+# `make test`: install what the tests need, check the import contracts (lint-imports), then run
+# the tests twice:
 #   1. the whole suite (tests/) on SQLite, with a private Redis server;
 #   2. the database-level tests (tests/unit, tests/integration) on a throwaway PostgreSQL cluster.
 # Extra arguments are passed to pytest, e.g. `scripts/test.sh -k workers -x`.
@@ -74,10 +75,14 @@ say "Redis on 127.0.0.1:$redis_port"
 
 failed=()
 
-# 5. Everything on SQLite.
+# 5. The architecture contracts (.importlinter): layers, the item-state gate, no import cycles.
+say "lint-imports"
+"$VENV/bin/lint-imports" --no-cache || failed+=("lint-imports")
+
+# 6. Everything on SQLite.
 run_pytest sqlite -q tests "$@" || failed+=("sqlite")
 
-# 6. The database-level tests again on a throwaway PostgreSQL cluster.
+# 7. The database-level tests again on a throwaway PostgreSQL cluster.
 pg_port="$(free_port)"
 start_postgres "$pg_port" "$WORK/pg"
 "$PG_BIN/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres "$PG_DATABASE"

@@ -22,6 +22,7 @@ _TMP = tempfile.mkdtemp(prefix="backdesk-test-")
 os.environ.setdefault("BACKDESK_INSTANCE_DIR", _TMP)
 
 from config import TestingConfig  # noqa: E402
+import workers  # noqa: E402
 from queue_app import create_app  # noqa: E402
 from queue_app.extensions import db as _db  # noqa: E402
 from tests import factories  # noqa: E402
@@ -52,6 +53,7 @@ class ServerLikeClient(FlaskClient):
 @pytest.fixture(scope="session")
 def app():
     app = create_app(_test_config())
+    workers.init_app(app)  # as wsgi.py does: jobs go to RQ on commit, and the worker commands exist
     app.test_client_class = ServerLikeClient
     with app.app_context():
         _db.drop_all()

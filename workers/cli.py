@@ -1,4 +1,9 @@
-"""`flask worker`, `flask scheduler` and `flask run-all`."""
+"""The commands that run worker code: `flask worker`, `scheduler`, `run-all`, `intake smtp|imap`,
+`sla sweep|recalculate` and `outbox relay|status`.
+
+`register_cli(app)` adds them to the app's CLI (into its `intake` and `sla` groups), so the
+application package never imports the workers; wsgi.py does it through workers.init_app.
+"""
 import os
 import signal
 import subprocess
@@ -7,7 +12,7 @@ import time
 
 import click
 from flask import current_app
-from flask.cli import with_appcontext
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.orm import configure_mappers
 
 from workers.queues import JOB_QUEUES, QUEUES, get_queue, redis_connection
@@ -117,3 +122,78 @@ def extra_children(flask):
     IMAP mailboxes need no process of their own: the scheduler queues their polls.
     """
     return {"smtp-intake": flask + ["intake", "smtp"]}
+
+
+# --- worker code behind the application's command groups -------------------------------------
+
+@click.command("smtp")
+@click.option("--host", default=None, help="Default: SMTP_INTAKE_HOST.")
+@click.option("--port", default=None, type=int, help="Default: SMTP_INTAKE_PORT.")
+@with_appcontext
+def intake_smtp(host, port):
+    """Run the SMTP intake server until interrupted."""
+    from workers.smtp_server import serve
+
+    serve(current_app._get_current_object(), host or current_app.config["SMTP_INTAKE_HOST"],
+          port or current_app.config["SMTP_INTAKE_PORT"])
+
+
+@click.command("imap")
+@click.option("--once", is_flag=True, help="Poll every mailbox once and exit.")
+@with_appcontext
+def intake_imap(once):
+    """Poll the IMAP mailboxes: fetch unseen messages, store, process, then mark them."""
+    from workers.intake_poll import poll_all, poll_forever
+
+    if once:
+        for address, counts in poll_all().items():
+            click.echo(f"{address}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    else:
+        poll_forever(current_app._get_current_object())
+
+
+@click.command("sweep")
+@with_appcontext
+def sla_sweep():
+    """Take every warning, breach and escalation that is due now (the scheduler does this every 30 s)."""
+    from workers.sla_timers import sweep
+
+    click.echo(f"{sweep()} SLA steps taken")
+
+
+@click.command("recalculate")
+@with_appcontext
+def sla_recalculate():
+    """Re-derive the due times of every open item from the current policies and calendars."""
+    from workers.sla_timers import recalculate_open_items
+
+    click.echo(f"{recalculate_open_items()} open items changed")
+
+
+outbox = AppGroup("outbox", help="Jobs waiting to be handed to RQ.")
+
+
+@outbox.command("relay")
+def outbox_relay():
+    """Enqueue every pending job now (the scheduler does it every few seconds)."""
+    from workers.relay import pending_count, relay_pending
+
+    sent = relay_pending()
+    click.echo(f"enqueued {sent} jobs; {pending_count()} still pending")
+
+
+@outbox.command("status")
+def outbox_status():
+    """Count the jobs not yet handed to RQ."""
+    from workers.relay import pending_count
+
+    click.echo(f"{pending_count()} jobs pending")
+
+
+def register_cli(app):
+    """Add the worker commands to the app's CLI; `intake` and `sla` are the app's own groups."""
+    for command in (worker, scheduler, run_all, outbox):
+        app.cli.add_command(command)
+    for group, commands in (("intake", (intake_smtp, intake_imap)), ("sla", (sla_sweep, sla_recalculate))):
+        for command in commands:
+            app.cli.commands[group].add_command(command)

@@ -22,8 +22,10 @@ def _process_app():
                 db.engine.dispose(close=False)
         else:
             from queue_app import create_app
+            from workers import init_app
 
             _app = create_app()
+            init_app(_app)
         _app_pid = os.getpid()
     return _app
 

@@ -1,4 +1,4 @@
-"""`flask intake file|smtp|imap` and `flask mailboxes add|list`."""
+"""`flask intake file` and `flask mailboxes add|list` (`intake smtp|imap` run worker code: workers.cli)."""
 import mailbox as mailbox_lib
 import os
 import re
@@ -82,30 +82,6 @@ def import_files(paths, mailbox_address, read_ahead, batch_size):
     total = sum(counts.values())
     parts = ", ".join(f"{counts[key]} {label}" for key, label in SUMMARY_KEYS.items())
     click.echo(f"{total} messages: {parts}")
-
-
-@intake.command("smtp")
-@click.option("--host", default=None, help="Default: SMTP_INTAKE_HOST.")
-@click.option("--port", default=None, type=int, help="Default: SMTP_INTAKE_PORT.")
-def smtp(host, port):
-    """Run the SMTP intake server until interrupted."""
-    from workers.smtp_server import serve
-
-    serve(current_app._get_current_object(), host or current_app.config["SMTP_INTAKE_HOST"],
-          port or current_app.config["SMTP_INTAKE_PORT"])
-
-
-@intake.command("imap")
-@click.option("--once", is_flag=True, help="Poll every mailbox once and exit.")
-def imap(once):
-    """Poll the IMAP mailboxes: fetch unseen messages, store, process, then mark them."""
-    from workers.intake_poll import poll_forever, poll_all
-
-    if once:
-        for address, counts in poll_all().items():
-            click.echo(f"{address}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    else:
-        poll_forever(current_app._get_current_object())
 
 
 @mailboxes.command("add")

@@ -7,7 +7,7 @@ import yaml
 from flask.cli import AppGroup
 
 from queue_app.extensions import db
-from queue_app.services.sla import config
+from queue_app.services.sla import config as sla_config
 from queue_app.services.errors import Invalid
 
 sla = AppGroup("sla", help="Load or export SLA calendars and policies.")
@@ -21,7 +21,7 @@ def load(file):
     """Create or update the calendars and policies in FILE (.yml, .yaml or .json) by name."""
     data = _parse(file)
     try:
-        summary = config.load_config(db.session, data)
+        summary = sla_config.load_config(db.session, data)
         db.session.commit()
     except Invalid as exc:
         db.session.rollback()
@@ -38,7 +38,7 @@ def load(file):
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 def export(fmt):
     """Print every calendar and active policy in the format `sla load` reads."""
-    data = config.export_config(db.session)
+    data = sla_config.export_config(db.session)
     if fmt == "json":
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
@@ -64,19 +64,3 @@ def _parse(file):
             raise click.ClickException(
                 f"{file.name}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     raise click.ClickException(f"{file.name}: unknown format; use a .yml, .yaml or .json file")
-
-
-@sla.command("sweep")
-def sweep_command():
-    """Take every warning, breach and escalation that is due now (the scheduler does this every 30 s)."""
-    from workers.sla_timers import sweep
-
-    click.echo(f"{sweep()} SLA steps taken")
-
-
-@sla.command("recalculate")
-def recalculate_command():
-    """Re-derive the due times of every open item from the current policies and calendars."""
-    from workers.sla_timers import recalculate_open_items
-
-    click.echo(f"{recalculate_open_items()} open items changed")

@@ -9,9 +9,10 @@ Invariants:
   relay (workers/relay.py, run periodically) enqueues them later. The unique job id
   keeps a job from being queued twice, and every job is idempotent anyway.
 
-Jobs are named by dotted path so the web app never imports the workers package.
+Jobs are named by dotted path, and the hand-over to RQ is plugged in by the workers package
+(`hand_over_with`, called by workers.init_app), so the application never imports the workers.
+Without one (a bare create_app()), jobs wait for the relay.
 """
-import importlib
 import logging
 
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ from queue_app.db import batched_rows
 
 log = logging.getLogger(__name__)
 _PENDING = "backdesk_outbox_pending"
+_DELIVER = "backdesk.outbox_deliver"
 
 
 def enqueue_after_commit(session, job_path, *args, run_at=None):
@@ -43,12 +45,19 @@ def enqueue_after_commit(session, job_path, *args, run_at=None):
     return job
 
 
+def hand_over_with(app, deliver):
+    """`deliver([(id, job_path, args, run_at)])` is called with the jobs of each commit of this app."""
+    app.extensions[_DELIVER] = deliver
+
+
 def _deliver(jobs):
     if not jobs or not has_app_context() or not current_app.config.get("OUTBOX_DELIVER_ON_COMMIT", True):
         return
+    deliver = current_app.extensions.get(_DELIVER)
+    if deliver is None:
+        return
     try:
-        relay = importlib.import_module("workers.relay")
-        relay.deliver(jobs)
+        deliver(jobs)
     except Exception as exc:  # the relay retries; the commit has already succeeded
         log.warning("could not hand outbox jobs %s to RQ now (%s); the relay will retry",
                     [j[0] for j in jobs], exc)

@@ -382,12 +382,14 @@ def test_a_worker_killed_mid_run_loses_nothing_and_doubles_nothing(
 RACE_SCRIPT = r"""
 import json, os, sys, time
 import sqlalchemy as sa
+import workers
 from queue_app import create_app
 from queue_app.extensions import db
 from workers.sla_timers import fire_sla_timer
 
 barrier, me, pairs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 app = create_app()
+workers.init_app(app)
 with app.app_context():
     db.session.execute(sa.text("SELECT 1"))  # connect before the start line
     db.session.remove()

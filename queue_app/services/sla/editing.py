@@ -1,7 +1,7 @@
 """SLA calendars and policies edited through forms, with exactly the rules of `flask sla load`.
 
 A form's values are turned into the dict a configuration file parses to and handed to
-services.sla_config.load_config, so a form can never store what the file would refuse, and
+services.sla.config.load_config, so a form can never store what the file would refuse, and
 the recalculation of open items is queued after commit whenever something changed. Renaming
 is the one thing a file cannot say (it matches records by name), so it happens first and the
 rest goes through load_config under the new name; the caller rolls back on Invalid.
@@ -15,13 +15,13 @@ from sqlalchemy.orm import selectinload
 
 from queue_app.models import Calendar, SlaPolicy, Team
 from queue_app.models.calendar import WEEKDAYS
-from queue_app.services.sla import config
+from queue_app.services.sla import config as sla_config
 from queue_app.db.outbox import enqueue_after_commit
 from queue_app.services.errors import Invalid
 
 _SEPARATORS = re.compile(r"[\s,;]+")
 RECALCULATE_JOB = "workers.sla_timers.recalculate_open_items"
-MAX_TARGET_MINUTES = config.MAX_TARGET_MINUTES
+MAX_TARGET_MINUTES = sla_config.MAX_TARGET_MINUTES
 
 
 def list_calendars(session):
@@ -91,7 +91,7 @@ def save_calendar(session, calendar=None, *, name, timezone, hours, holiday_coun
         entry["closed_dates"] = dates
     _rename(session, Calendar, calendar, name)
     try:
-        config.load_config(session, {"calendars": [entry]})
+        sla_config.load_config(session, {"calendars": [entry]})
     except Invalid as exc:
         raise _field_errors(exc, "calendars[0]", _CALENDAR_FIELDS) from None
     return session.scalar(sa.select(Calendar).where(Calendar.name == name))
@@ -115,7 +115,7 @@ def parse_escalation(text):
 
 
 def save_policy(session, policy=None, *, name, match_type=None, match_priority=None, match_team=None, calendar=None,
-                first_response_minutes, resolution_minutes, warn_at_percent=config.DEFAULT_WARN_PERCENT,
+                first_response_minutes, resolution_minutes, warn_at_percent=sla_config.DEFAULT_WARN_PERCENT,
                 pause_statuses=None, escalation=None):
     """Create or update a policy (and make it active). Team and calendar are given by name."""
     name = (name or "").strip()
@@ -135,7 +135,7 @@ def save_policy(session, policy=None, *, name, match_type=None, match_priority=N
         entry["calendar"] = calendar
     _rename(session, SlaPolicy, policy, name)
     try:
-        config.load_config(session, {"policies": [entry]})
+        sla_config.load_config(session, {"policies": [entry]})
     except Invalid as exc:
         raise _field_errors(exc, "policies[0]", _POLICY_FIELDS) from None
     return session.scalar(sa.select(SlaPolicy).where(SlaPolicy.name == name))
