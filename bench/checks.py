@@ -3,7 +3,7 @@
 
 N document-verification items (default 1,000), each with its own ~200 KB PDF (one page
 showing a 260x260 RGB scan image, so the bytes are as incompressible as a real scan), are
-created through services.work_items.create_item with the file attached in the same
+created through services.items.lifecycle.create_item with the file attached in the same
 transaction, as email intake does; each item's check job waits in the outbox. Then TWO
 worker processes (`flask --app wsgi worker checks --no-fork`, as `run-all` runs them: jobs
 in the worker process; --fork for RQ's default forking Worker, a work horse per job) are

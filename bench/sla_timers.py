@@ -12,8 +12,8 @@
             (it must be a range scan on ix_work_items_sla_next_check_at).
 
 The data is generated with bulk inserts: the due columns, stages, state and
-sla_next_check_at are computed here exactly as services.sla sets them for a
-round-the-clock policy (checked against services.sla on a sample), and each timer is
+sla_next_check_at are computed here exactly as services.sla.policies sets them for a
+round-the-clock policy (checked against services.sla.policies on a sample), and each timer is
 written as an outbox row already handed over and scheduled in RQ with enqueue_at,
 as workers/relay.py does.
 
@@ -259,7 +259,7 @@ def schedule_timers(bench, outbox_rows, timeout, retry):
 
 
 def check_sample(bench, ids, step):
-    """The generated columns agree with services.sla for a sample of items."""
+    """The generated columns agree with services.sla.policies for a sample of items."""
     from queue_app.models import WorkItem
     from queue_app.services.sla import policies
 

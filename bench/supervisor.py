@@ -20,7 +20,7 @@ Timed, each on a fresh session (nothing cached in the identity map):
              (every team: the per-team summary), 50 runs each: p50 / p95 / max; the /supervisor
              page through HTTP (first page and the next keyset page), 50 runs each; and on
              PostgreSQL the EXPLAIN (ANALYZE, BUFFERS) of every query board() runs for the admin
-  reports    each services.reporting function over the last 365 days, admin (all teams)
+  reports    each services.reporting.reports function over the last 365 days, admin (all teams)
              and one team's supervisor, 5 runs each: p50 / max; "created vs resolved per day"
              also the previous way (a GROUP BY day per column), for comparison in the same run;
              each tab of the reports page through HTTP (one report per page view); and on

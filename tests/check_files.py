@@ -1,7 +1,7 @@
 """Real files for the document checks, made in the tests, and a way to hang them on an item.
 
 attach() stores a file as an email attachment would be (an inbound message), without the
-refusals of services.attachments, so the checks can meet files intake would never keep.
+refusals of services.items.attachments, so the checks can meet files intake would never keep.
 """
 import io
 import struct

@@ -196,7 +196,7 @@ def _take(conn, capabilities, session, mailbox, address, uid, counts):
     if raw is None:
         return False  # expunged by someone else since the search
     try:
-        known = filing.find_known(session, filing._peek_message_id(raw), hashlib.sha256(raw).hexdigest())
+        known = filing.find_known(session, filing.peek_message_id(raw), hashlib.sha256(raw).hexdigest())
         if known is not None:
             counts["duplicate"] += 1
         else:

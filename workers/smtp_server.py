@@ -98,13 +98,12 @@ class IntakeHandler:
     def _is_mailbox(self, address):
         """An active mailbox, or MAIL_FROM: customers answer our mail, and it comes from there
         (processing files such a reply on its item, or quarantines it if it answers nothing)."""
-        from email.utils import parseaddr
-
         from queue_app.extensions import db
         from queue_app.services.intake import mailboxes as intake_mailboxes
+        from queue_app.settings import MailSettings
 
         with self.app.app_context():
-            ours = parseaddr(self.app.config.get("MAIL_FROM") or "")[1].strip().lower()
+            ours = MailSettings.current().sender_address.strip()
             if ours and address.strip().lower() == ours:
                 return True
             return intake_mailboxes.mailbox_for(db.session, [address]) is not None
@@ -150,9 +149,12 @@ class IntakeHandler:
 
 def make_controller(app, host, port):
     """An (unstarted) aiosmtpd controller serving intake for `app`; .start() / .stop() it."""
-    limit = int(app.config.get("INTAKE_MAX_MESSAGE_BYTES") or 25 * 1024 * 1024)
+    from queue_app.settings import IntakeSettings, MailSettings
+
+    with app.app_context():
+        limit, domain = IntakeSettings.current().max_message_bytes, MailSettings.current().domain
     return IntakeController(IntakeHandler(app), hostname=host, port=port, data_size_limit=limit,
-                            server_hostname=app.config.get("MAIL_DOMAIN") or "localhost",  # no slow getfqdn()
+                            server_hostname=domain or "localhost",  # no slow getfqdn()
                             ident="Backdesk intake", decode_data=False, enable_SMTPUTF8=True, timeout=300)
 
 

@@ -1,7 +1,7 @@
 """Canned responses: supervisors keep their own teams' responses, admins all of them (global ones too).
 
 These are the only admin pages supervisors reach (marked open_to_supervisors); every
-route checks the role here and each response's team in services.canned_responses.
+route checks the role here and each response's team in services.items.canned_responses.
 """
 import sqlalchemy as sa
 from flask import flash, redirect, render_template, request, url_for

@@ -1,6 +1,6 @@
 """Admin pages for SLA calendars and policies: the rules of `flask sla load`, through forms.
 
-Saving goes through services.admin_sla (which hands the values to sla_config.load_config),
+Saving goes through services.sla.editing (which hands the values to services.sla.config.load_config),
 so open items are recalculated after commit whenever something changed.
 """
 import json

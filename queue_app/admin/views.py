@@ -17,7 +17,8 @@ from queue_app.extensions import db, login_manager
 from queue_app.web.actions import flash_form_errors, me
 from queue_app.models import InboundEmail, Mailbox, Team
 from queue_app.services import access
-from queue_app.services.intake import filing, mailboxes as intake_mailboxes
+from queue_app.services.intake import mailboxes as intake_mailboxes
+from queue_app.services.intake import quarantine as intake_quarantine, filing
 from queue_app.services.errors import DomainError
 
 PAGE_SIZE = 50
@@ -218,7 +219,7 @@ def retry(inbound_id):
     if not form.validate_on_submit():
         flash_form_errors(form)
         return redirect(url_for("admin.quarantined", inbound_id=inbound.id))
-    outcome = act(lambda: filing.retry(db.session, inbound, actor=me()))
+    outcome = act(lambda: intake_quarantine.retry(db.session, inbound, actor=me()))
     if outcome is not None:
         flash(*describe(outcome))
     return after_action(inbound, outcome)
@@ -233,7 +234,7 @@ def release(inbound_id):
         flash_form_errors(form)
         return redirect(url_for("admin.quarantined", inbound_id=inbound.id))
     mailbox = db.session.get(Mailbox, form.mailbox_id.data)
-    outcome = act(lambda: filing.release(db.session, inbound, actor=me(), mailbox=mailbox))
+    outcome = act(lambda: intake_quarantine.release(db.session, inbound, actor=me(), mailbox=mailbox))
     if outcome is not None:
         flash(*describe(outcome))
     return after_action(inbound, outcome)
@@ -246,7 +247,7 @@ def discard(inbound_id):
     if not form.validate_on_submit():
         flash_form_errors(form)
         return redirect(url_for("admin.quarantined", inbound_id=inbound.id))
-    outcome = act(lambda: filing.discard(db.session, inbound, actor=me()))
+    outcome = act(lambda: intake_quarantine.discard(db.session, inbound, actor=me()))
     if outcome is not None:
         flash(f"Discarded message #{inbound.id}; it stays on record with its raw bytes.", "success")
     return after_action(inbound, outcome)

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document served at /api/v1/openapi.json.
 
 Enumerations and the type-specific fields come from the models and
-services.work_types.FIELDS, so the document cannot drift from what the API accepts.
+services.items.work_types.FIELDS, so the document cannot drift from what the API accepts.
 """
 from queue_app.api.schemas import DEFAULT_LIMIT, MAX_LIMIT
 from queue_app.models.approval import APPROVAL_STATUSES

@@ -52,7 +52,7 @@ def _maildir_order(key):
 
 def import_messages(raws, fallback_mailbox=None, batch=200, read_ahead=False):
     """Store and process each message; returns a Counter of outcomes. Re-importing creates nothing."""
-    from queue_app.services.intake import filing as intake_service
+    from queue_app.services.intake import bulk as intake_service
 
     return intake_service.import_raw_messages(db.session, raws, fallback_mailbox=fallback_mailbox, batch=batch,
                                               read_ahead=read_ahead)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import scoped_session
 from sqlalchemy.sql.util import find_tables
 
 from queue_app.models.base import db
@@ -54,12 +54,22 @@ class _Pending:
 
 @contextmanager
 def batched_rows(session):
-    """Write append-only rows (events, outbox jobs) with one INSERT per table and batch."""
+    """Write append-only rows (events, outbox jobs) with one INSERT per table and batch.
+
+    The session's listeners that keep the rules above are attached for the block only, to this
+    session: no other session pays for them.
+    """
+    if isinstance(session, scoped_session):
+        session = session()
     session.info[_BATCH] = _Pending()
+    for name, listener in _LISTENERS:
+        sa.event.listen(session, name, listener)
     try:
         yield
         write_pending(session)
     finally:
+        for name, listener in _LISTENERS:
+            sa.event.remove(session, name, listener)
         session.info.pop(_BATCH, None)
         session.info.pop(_IDS, None)
 
@@ -195,7 +205,6 @@ def _tables_of(statement):
     return {getattr(t, "name", None) for t in find_tables(statement, check_columns=True, include_joins=True)}
 
 
-@sa.event.listens_for(Session, "do_orm_execute")
 def _write_before_reading(state):
     if state.session.info.get(_IDS) and state.statement.is_insert and not state.session.info.get(_WRITING):
         _forget_ids(state.session, _tables_of(state.statement) or None)
@@ -208,32 +217,37 @@ def _write_before_reading(state):
         write_pending(state.session)
 
 
-@sa.event.listens_for(Session, "before_commit")
 def _write_before_commit(session):
     if session.info.get(_BATCH):
         write_pending(session)
 
 
-@sa.event.listens_for(Session, "before_flush")
 def _write_before_flush(session, flush_context, instances):
     if session.info.get(_BATCH):
         write_pending(session)
 
 
-@sa.event.listens_for(Session, "after_flush")
 def _recount_after_orm_inserts(session, flush_context):
     if session.info.get(_IDS) and session.new:
         _forget_ids(session, {sa.inspect(obj).mapper.local_table.name for obj in session.new})
 
 
-@sa.event.listens_for(Session, "after_commit")
 def _recount_after_commit(session):
     _forget_ids(session)
 
 
-@sa.event.listens_for(Session, "after_rollback")
 def _forget_on_rollback(session):
     _forget_ids(session)
     pending = session.info.get(_BATCH)
     if pending is not None:
         pending.forget_since({})
+
+
+_LISTENERS = (
+    ("do_orm_execute", _write_before_reading),
+    ("before_commit", _write_before_commit),
+    ("before_flush", _write_before_flush),
+    ("after_flush", _recount_after_orm_inserts),
+    ("after_commit", _recount_after_commit),
+    ("after_rollback", _forget_on_rollback),
+)

@@ -20,6 +20,7 @@ from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from queue_app.models import OutboxJob
+from queue_app.settings import OutboxSettings
 from queue_app.db import batched_rows
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def hand_over_with(app, deliver):
 
 
 def _deliver(jobs):
-    if not jobs or not has_app_context() or not current_app.config.get("OUTBOX_DELIVER_ON_COMMIT", True):
+    if not jobs or not has_app_context() or not OutboxSettings.current().deliver_on_commit:
         return
     deliver = current_app.extensions.get(_DELIVER)
     if deliver is None:

@@ -1,5 +1,5 @@
 """Forms on the item page. Each carries its CSRF token; the forms that change the item carry the
-item version and the last history event the person saw (see services.item_changes)."""
+item version and the last history event the person saw (see services.items.changes)."""
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional

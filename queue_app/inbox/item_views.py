@@ -2,7 +2,7 @@
 approval, checks, attachments. Each post makes one service call, commits and redirects.
 
 Forms that change the item carry the version and the last event the person saw; when a
-conflicting change was made meanwhile (services.item_changes), the page comes back with
+conflicting change was made meanwhile (services.items.changes), the page comes back with
 status 409 showing what changed, with their unsent input kept. Notes and replies posted by
 htmx get the new thread and history back as fragments instead of a redirect.
 """
@@ -109,7 +109,7 @@ def is_htmx():
 
 
 def changed_meanwhile(item, form):
-    """What changed since the person's page was rendered (services.item_changes)."""
+    """What changed since the person's page was rendered (services.items.changes)."""
     return items_changes.since(db.session, item, seen_version=form.version.data,
                               seen_event_id=form.seen_event.data)
 

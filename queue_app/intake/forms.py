@@ -1,8 +1,8 @@
-"""The intake form. The per-type inputs are generated from services.work_types.FIELDS.
+"""The intake form. The per-type inputs are generated from services.items.work_types.FIELDS.
 
 Their names carry the type ("return-order_number"), so a type's inputs never collide
 with another type's (both returns and discrepancy fixes have a currency). Values are
-passed to the service as typed; services.work_types is the one place that validates them.
+passed to the service as typed; services.items.work_types is the one place that validates them.
 """
 from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, StringField, SubmitField, TextAreaField

@@ -13,7 +13,7 @@ class CannedResponse(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(sa.String(120))
-    body: Mapped[str] = mapped_column(sa.Text)  # placeholders as in services.canned_responses.PLACEHOLDERS
+    body: Mapped[str] = mapped_column(sa.Text)  # placeholders as in services.items.canned_responses.PLACEHOLDERS
     team_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("teams.id", ondelete="CASCADE"), index=True)
     created_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())

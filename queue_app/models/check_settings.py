@@ -1,5 +1,5 @@
 """Per-team settings of the automated checks. A NULL column means "use the default in code"
-(services.check_settings.DEFAULTS), so a row only holds what a team changed."""
+(services.checks.settings.DEFAULTS), so a row only holds what a team changed."""
 from datetime import datetime
 from decimal import Decimal
 from typing import Optional

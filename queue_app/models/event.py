@@ -1,4 +1,4 @@
-"""Append-only history of a work item: the audit trail. Written only by services.audit."""
+"""Append-only history of a work item: the audit trail. Written only by services.items.events."""
 from datetime import datetime
 from typing import Optional
 

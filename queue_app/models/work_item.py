@@ -38,7 +38,7 @@ class WorkItem(db.Model):
     requester_name: Mapped[Optional[str]] = mapped_column(sa.String(255))
     created_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("users.id"))
 
-    # Type-specific fields (which apply to which type: services/work_types.py).
+    # Type-specific fields (which apply to which type: services/items/work_types.py).
     order_number: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
     purchase_date: Mapped[Optional[date]]
     amount: Mapped[Optional[Decimal]] = mapped_column(sa.Numeric(14, 2))

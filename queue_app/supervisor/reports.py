@@ -1,6 +1,6 @@
 """Reports pages and CSV exports under /supervisor/reports (supervisors: their teams; admins: all).
 
-Views stay thin: parse the filter form, call services.reporting, render tables and SVG charts
+Views stay thin: parse the filter form, call services.reporting.reports, render tables and SVG charts
 or stream CSV. CSV is what Excel opens correctly: UTF-8 with a byte-order mark, one header
 row, CRLF line ends, times as "YYYY-MM-DD HH:MM:SS" in UTC (said in the header), and cells
 that would start a formula (= + - @) prefixed with an apostrophe.

@@ -6,7 +6,8 @@ from urllib.parse import quote
 import pytest
 
 from queue_app.models import Attachment, Message
-from queue_app.services.intake import filing, mailboxes
+from queue_app.services.intake import mailboxes
+from queue_app.services.intake import filing
 from queue_app.db.blobs import store_blob
 from tests.conftest import Auth
 

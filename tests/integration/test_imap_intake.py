@@ -160,7 +160,7 @@ def test_polling_again_creates_nothing_and_survives_a_crash_before_marking(app, 
 
 def test_a_message_that_fails_processing_is_kept_and_still_marked(app, session, dovecot, account, make_mailbox,
                                                                    monkeypatch):
-    from queue_app.services.intake import filing
+    from queue_app.services.intake import filing as intake_filing
     from workers.intake_jobs import sweep
 
     user, password = account
@@ -169,14 +169,14 @@ def test_a_message_that_fails_processing_is_kept_and_still_marked(app, session, 
     dovecot.append(user, password, garbage)
     dovecot.append(user, password, make_email(subject="Crashes the processing"))
 
-    real_process = filing.process
+    real_process = intake_filing.process
 
     def crash_on_second(session, inbound, **kw):
         if inbound.imap_uid == 2:
             raise RuntimeError("a bug in processing")
         return real_process(session, inbound, **kw)
 
-    monkeypatch.setattr(filing, "process", crash_on_second)
+    monkeypatch.setattr(intake_filing, "process", crash_on_second)
 
     assert intake_poll.poll_all() == {box.address: Counter(quarantined=1, stored=1)}
 
@@ -185,27 +185,27 @@ def test_a_message_that_fails_processing_is_kept_and_still_marked(app, session, 
     assert stored.status == "received"  # kept; the intake sweep processes it
     assert all(seen(flags) for _, flags, _ in dovecot.messages(user, password))
 
-    monkeypatch.setattr(filing, "process", real_process)
+    monkeypatch.setattr(intake_filing, "process", real_process)
     assert sweep(older_than_seconds=0) == 1
     assert committed_rows(app)[1].status == "created"
 
 
 def test_a_message_that_cannot_be_stored_stays_unseen_for_the_next_poll(app, session, dovecot, account,
                                                                          make_mailbox, monkeypatch, caplog):
-    from queue_app.services.intake import filing
+    from queue_app.services.intake import filing as intake_filing
 
     user, password = account
     box = make_mailbox(user, password)
     dovecot.append(user, password, make_email(subject="Database hiccup"))
     dovecot.append(user, password, make_email(subject="Fine"))
-    real_receive = filing.receive
+    real_receive = intake_filing.receive
 
     def fail_first(session, raw, **kw):
         if b"Database hiccup" in raw:
             raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
         return real_receive(session, raw, **kw)
 
-    monkeypatch.setattr(filing, "receive", fail_first)
+    monkeypatch.setattr(intake_filing, "receive", fail_first)
     with caplog.at_level(logging.ERROR, logger="workers.intake_poll"):
         assert intake_poll.poll_all() == {box.address: Counter(error=1, created=1)}
 
@@ -213,7 +213,7 @@ def test_a_message_that_cannot_be_stored_stays_unseen_for_the_next_poll(app, ses
     flags = {uid: f for uid, f, _ in dovecot.messages(user, password)}
     assert not seen(flags[1]) and seen(flags[2])
 
-    monkeypatch.setattr(filing, "receive", real_receive)
+    monkeypatch.setattr(intake_filing, "receive", real_receive)
     assert intake_poll.poll_all() == {box.address: Counter(created=1)}
     assert sorted(i.subject for i in committed_rows(app, WorkItem)) == ["Database hiccup", "Fine"]
 
@@ -244,13 +244,13 @@ def test_a_processed_folder_receives_the_messages(app, session, dovecot, account
 
 def test_messages_arriving_during_a_poll_are_taken_by_the_next(app, session, dovecot, account, make_mailbox,
                                                                monkeypatch):
-    from queue_app.services.intake import filing
+    from queue_app.services.intake import filing as intake_filing
 
     user, password = account
     box = make_mailbox(user, password)
     dovecot.append(user, password, make_email(subject="Before 1"))
     dovecot.append(user, password, make_email(subject="Before 2"))
-    real_receive = filing.receive
+    real_receive = intake_filing.receive
     arrived = []
 
     def receive_while_mail_arrives(*args, **kw):
@@ -259,7 +259,7 @@ def test_messages_arriving_during_a_poll_are_taken_by_the_next(app, session, dov
             arrived.append(1)
         return real_receive(*args, **kw)
 
-    monkeypatch.setattr(filing, "receive", receive_while_mail_arrives)
+    monkeypatch.setattr(intake_filing, "receive", receive_while_mail_arrives)
 
     assert intake_poll.poll_all() == {box.address: Counter(created=2)}
     flags = {uid: f for uid, f, _ in dovecot.messages(user, password)}

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from queue_app.models import Attachment, Blob, Event, InboundEmail, Message, OutboxJob, RoutingRule, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services.intake import filing, mailboxes
+from queue_app.services.intake import mailboxes
+from queue_app.services.intake import filing, quarantine as intake_quarantine
 from queue_app.services.items import lifecycle, state
 from workers.mail_out import send_message
 
@@ -575,7 +576,7 @@ def test_a_quarantined_mail_can_be_retried_after_a_mailbox_is_added(session, wor
     assert outcome.reason == "no_mailbox"
     mailboxes.create_mailbox(session, address="new@backdesk.example.com", type="general", team_name="Support")
 
-    retried = filing.retry(session, session.get(InboundEmail, outcome.inbound.id), actor="admin@example.com")
+    retried = intake_quarantine.retry(session, session.get(InboundEmail, outcome.inbound.id), actor="admin@example.com")
     session.commit()
 
     assert retried.status == "created"

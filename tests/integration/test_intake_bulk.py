@@ -1,4 +1,4 @@
-"""The bulk import path of `flask intake file` (services.intake.import_raw_messages).
+"""The bulk import path of `flask intake file` (services.intake.bulk.import_raw_messages).
 
 It writes in batches (events and outbox jobs as multi-row INSERTs, inbound rows updated per
 batch, items and messages without ORM flushes) and may parse in another process. These tests
@@ -14,7 +14,8 @@ import sqlalchemy as sa
 
 from queue_app.models import Attachment, Blob, Event, InboundEmail, Message, OutboxJob, WorkItem
 from queue_app.db import outbox as db_outbox
-from queue_app.services.intake import filing as intake_filing, mailboxes
+from queue_app.services.intake import mailboxes
+from queue_app.services.intake import filing as intake_filing, bulk as intake_bulk
 from queue_app.services.items import lifecycle
 from tests.integration.test_intake import PNG, corpus
 
@@ -114,7 +115,7 @@ def world(session, make_team, app, tmp_path, monkeypatch):
 def one_at_a_time(session, raws):
     counts = {}
     for raw in raws:
-        if intake_filing.find_known(session, intake_filing._peek_message_id(raw), hashlib.sha256(raw).hexdigest()) is not None:
+        if intake_filing.find_known(session, intake_filing.peek_message_id(raw), hashlib.sha256(raw).hexdigest()) is not None:
             status = "duplicate"
         else:
             status = intake_filing.process(session, intake_filing.receive(session, raw, source="file")).status
@@ -136,7 +137,7 @@ def test_a_bulk_import_writes_what_filing_one_at_a_time_writes(session, world, r
     expected = snapshot(session)
     reset_rows(session)
 
-    counts = intake_filing.import_raw_messages(session, raws, batch=5, read_ahead=read_ahead)
+    counts = intake_bulk.import_raw_messages(session, raws, batch=5, read_ahead=read_ahead)
 
     assert dict(counts) == expected_counts
     assert expected_counts == {"created": 5, "followup": 4, "duplicate": 2, "quarantined": 2}
@@ -150,10 +151,10 @@ def fail_to_file(monkeypatch, subject):
     """Make filing the new item of the mail with this subject raise; returns the real function."""
     real = intake_filing._create_item
 
-    def flaky(session_, inbound, parsed, *args, **kwargs):
+    def flaky(session_, writer, inbound, parsed, *args, **kwargs):
         if parsed.subject == subject:
             raise RuntimeError("disk on fire")
-        return real(session_, inbound, parsed, *args, **kwargs)
+        return real(session_, writer, inbound, parsed, *args, **kwargs)
 
     monkeypatch.setattr(intake_filing, "_create_item", flaky)
     return real
@@ -163,7 +164,7 @@ def test_a_message_that_fails_is_kept_and_quarantined_and_the_others_are_filed(s
     raws = [mail(f"Request {n}", message_id=f"<f{n}@c.example>", sender=f"u{n}@c.example") for n in range(6)]
     real = fail_to_file(monkeypatch, "Request 3")
 
-    counts = intake_filing.import_raw_messages(session, raws, batch=4)
+    counts = intake_bulk.import_raw_messages(session, raws, batch=4)
 
     assert dict(counts) == {"created": 5, "quarantined": 1}
     session.expire_all()
@@ -182,7 +183,7 @@ def test_a_message_that_fails_is_kept_and_quarantined_and_the_others_are_filed(s
 
     # Importing the same messages again creates nothing.
     monkeypatch.setattr(intake_filing, "_create_item", real)
-    assert dict(intake_filing.import_raw_messages(session, raws, batch=4)) == {"duplicate": 6}
+    assert dict(intake_bulk.import_raw_messages(session, raws, batch=4)) == {"duplicate": 6}
 
 
 def test_jobs_are_handed_over_after_each_commit_with_their_row_ids(app, session, world, monkeypatch):
@@ -191,7 +192,7 @@ def test_jobs_are_handed_over_after_each_commit_with_their_row_ids(app, session,
     monkeypatch.setattr(db_outbox, "_deliver", lambda jobs: delivered.append(list(jobs)))
     raws = [mail(f"Request {n}", message_id=f"<j{n}@c.example>", sender=f"u{n}@c.example") for n in range(7)]
 
-    intake_filing.import_raw_messages(session, raws, batch=3)
+    intake_bulk.import_raw_messages(session, raws, batch=3)
 
     assert len(delivered) == 3  # one hand-over per committed batch
     rows = {j.id: (j.job_path, j.args, j.run_at) for j in session.scalars(sa.select(OutboxJob))}
@@ -205,7 +206,7 @@ def test_the_acknowledgement_cap_holds_within_one_import(app, session, world, mo
     monkeypatch.setitem(app.config, "INTAKE_ACKS_PER_SENDER_HOUR", 3)
     raws = [mail(f"Request {n}", message_id=f"<a{n}@c.example>") for n in range(5)]
 
-    intake_filing.import_raw_messages(session, raws, batch=2)
+    intake_bulk.import_raw_messages(session, raws, batch=2)
 
     acks = session.scalar(sa.select(sa.func.count()).select_from(Message).where(Message.is_automatic.is_(True)))
     suppressed = session.scalars(sa.select(Event.data).where(Event.kind == "ack_suppressed")).all()
@@ -222,7 +223,7 @@ def test_items_are_assigned_on_arrival_when_the_team_has_a_policy(session, world
     session.commit()
     raws = [mail(f"Request {n}", message_id=f"<r{n}@c.example>", sender=f"u{n}@c.example") for n in range(4)]
 
-    intake_filing.import_raw_messages(session, raws, batch=10)
+    intake_bulk.import_raw_messages(session, raws, batch=10)
 
     session.expire_all()
     assignees = session.scalars(sa.select(WorkItem.assignee_id).order_by(WorkItem.id)).all()
@@ -234,7 +235,7 @@ def test_replies_within_one_batch_find_the_items_made_earlier_in_it(session, wor
     raws = [mail("Broken kettle", message_id="<t1@c.example>"),
             mail("Re: Broken kettle", message_id="<t2@c.example>", in_reply_to="<t1@c.example>")]
 
-    counts = intake_filing.import_raw_messages(session, raws, batch=10)
+    counts = intake_bulk.import_raw_messages(session, raws, batch=10)
 
     assert dict(counts) == {"created": 1, "followup": 1}
     [item] = session.scalars(sa.select(WorkItem)).all()
@@ -267,7 +268,7 @@ def test_items_of_auto_assigning_and_manual_teams_mixed_in_one_batch_get_their_o
         raws.append(mail(f"Re: Request {n}", message_id=f"<m{n}r@c.example>", sender=f"u{n}@c.example",
                          in_reply_to=f"<m{n}@c.example>"))
 
-    counts = intake_filing.import_raw_messages(session, raws, batch=20)
+    counts = intake_bulk.import_raw_messages(session, raws, batch=20)
 
     assert dict(counts) == {"created": 6, "followup": 6}
     assert no_batch_was_refiled(caplog)
@@ -295,10 +296,10 @@ def test_replies_in_the_same_and_later_batches_thread_by_header_and_tag_and_know
         # a later batch: the item and its participants come from the database
         mail("Re: Broken kettle", message_id="<p4@c.example>", sender="dave@c.example", References="<p3@c.example>"),
     ]
-    counts = intake_filing.import_raw_messages(session, raws, batch=2)
+    counts = intake_bulk.import_raw_messages(session, raws, batch=2)
     first = session.scalar(sa.select(WorkItem).where(WorkItem.subject == "Broken kettle"))
     # another import: found by its tag, and a Message-ID stored by the first import
-    counts += intake_filing.import_raw_messages(session, [
+    counts += intake_bulk.import_raw_messages(session, [
         mail(f"[{first.ref}] one more thing", message_id="<p5@c.example>"),
         mail("Resent", message_id="<p2@c.example>", sender="zed@c.example"),
     ], batch=2)
@@ -328,7 +329,7 @@ def test_if_the_read_ahead_process_fails_the_import_goes_on_from_the_first_messa
                 os._exit(3)
             yield raw
 
-    counts = intake_filing.import_raw_messages(session, messages(), batch=2, read_ahead=True)
+    counts = intake_bulk.import_raw_messages(session, messages(), batch=2, read_ahead=True)
 
     assert dict(counts) == {"created": 7}
     [warning] = [r.getMessage() for r in caplog.records if "read-ahead process failed" in r.getMessage()]
@@ -348,7 +349,7 @@ def test_a_batch_that_fails_after_a_reply_to_its_own_new_item_is_filed_again_cle
             mail("Doomed", message_id="<x3@c.example>", sender="z@c.example")]
     fail_to_file(monkeypatch, "Doomed")
 
-    counts = intake_filing.import_raw_messages(session, raws, batch=10)
+    counts = intake_bulk.import_raw_messages(session, raws, batch=10)
 
     assert dict(counts) == {"created": 1, "followup": 1, "quarantined": 1}
     [item] = session.scalars(sa.select(WorkItem)).all()
@@ -357,10 +358,10 @@ def test_a_batch_that_fails_after_a_reply_to_its_own_new_item_is_filed_again_cle
 
 
 def test_a_message_carrying_the_message_id_of_our_own_acknowledgement_is_a_mail_loop(session, world, caplog):
-    intake_filing.import_raw_messages(session, [mail("Broken kettle", message_id="<l1@c.example>")], batch=2)
+    intake_bulk.import_raw_messages(session, [mail("Broken kettle", message_id="<l1@c.example>")], batch=2)
     ours = session.scalar(sa.select(Message.message_id).where(Message.kind == "outbound"))
 
-    counts = intake_filing.import_raw_messages(session, [mail("Re: Broken kettle", message_id="<l2@c.example>"),
+    counts = intake_bulk.import_raw_messages(session, [mail("Re: Broken kettle", message_id="<l2@c.example>"),
                                                   mail("Echo", message_id=ours, sender="bot@c.example")], batch=5)
 
     assert dict(counts) == {"created": 1, "quarantined": 1}

@@ -1,5 +1,5 @@
 """My queue (saved views, filters, keyset paging), the team queue, "take next" and the refresh
-fragment, through services.queues and the inbox pages, on the database under test."""
+fragment, through services.assignment.worklists and the inbox pages, on the database under test."""
 import re
 import threading
 import time

@@ -1,4 +1,4 @@
-"""Full-text search (services.search and GET /search) on the database under test: SQLite FTS5 or
+"""Full-text search (services.items.search and GET /search) on the database under test: SQLite FTS5 or
 PostgreSQL tsvector indexes, kept current by whatever path writes items and messages."""
 import re
 from email.message import EmailMessage
@@ -7,7 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Message
-from queue_app.services.intake import filing, mailboxes
+from queue_app.services.intake import mailboxes
+from queue_app.services.intake import filing
 from queue_app.services.items import search as items_search
 from queue_app.services.items import lifecycle
 from queue_app.services.errors import Invalid

@@ -11,7 +11,7 @@ and the change stamp the pages poll to refresh themselves.
   it (WHERE id = :id AND assignee_id IS NULL), which also takes the database's write lock until
   commit, and a lost race moves on to the next candidate. The assignment itself is
   state.assign (the "assigned" event, the version check). Taking work yourself has no
-  capacity rule (services.assignment: only automatic assignment is capped), so none applies here.
+  capacity rule (services.assignment.capacity: only automatic assignment is capped), so none applies here.
 - Like every service: flush, never commit; the caller owns the transaction.
 """
 from dataclasses import dataclass, field

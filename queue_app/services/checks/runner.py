@@ -1,6 +1,6 @@
 """Automated checks: running an item's checks, storing the results, and what they mean for the item.
 
-The checks themselves live in services/check_rules (a registry per work type).
+The checks themselves live in services/checks/rules (a registry per work type).
 
 Invariants:
 - One result per (item, check, run). An automatic run is keyed by the item version it

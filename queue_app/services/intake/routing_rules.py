@@ -2,7 +2,7 @@
 
 Invariants: everything is checked before anything changes (Invalid names the field); a rule
 sets at least one thing; addresses are stored lower-case, as routing compares them; rules run
-by position, lowest first, and the first match wins (services.routing).
+by position, lowest first, and the first match wins (services.intake.routing).
 """
 import re
 

@@ -1,6 +1,6 @@
 """Files added to an item by a person or a partner system (email attachments come through intake).
 
-A file is stored once by SHA-256 (services.blobs), hung on an internal note so the
+A file is stored once by SHA-256 (db.blobs), hung on an internal note so the
 thread shows who added it, recorded as an event, and the item's checks run again after
 the commit. Executables are refused outright, as intake refuses them.
 """

@@ -3,27 +3,24 @@
 Invariants:
 - Every change writes an Event (services.items.events) with actor and time, in the same flush.
 - Status, team and assignee change only through the gate (services.items.state); a person
-  resolving what needs a checker gets an approval request instead (services.approvals).
+  resolving what needs a checker gets an approval request instead (services.approvals.decisions).
 - Jobs (checks, outbound mail) are recorded with db.outbox.enqueue_after_commit, so they
   reach RQ only if the caller's commit succeeds.
 - Callers that show the item to a person pass expected_version; a mismatch is a Conflict
   (the item changed since it was read), and the version column catches concurrent writers.
 """
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
-import sqlalchemy.orm
-from sqlalchemy.orm import make_transient_to_detached
-from flask import current_app, has_app_context
 
-from queue_app.models import Message, User, WorkItem
+from queue_app.models import Message, RoutingRule, Team, User, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES, SOURCES, TYPES, format_ref
-from queue_app.db import batched_rows
 from queue_app.db.outbox import enqueue_after_commit
 from queue_app.services import access
-from queue_app.services.approvals import stake
-from queue_app.services.approvals import decisions
+from queue_app.services.approvals import decisions, stake
 from queue_app.services.assignment import auto as auto_assignment
 from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid, NotFound
@@ -32,6 +29,7 @@ from queue_app.services.items import state
 from queue_app.services.items.events import record_event
 from queue_app.services.items.work_types import REF_PATTERN, fields_of, validate_fields
 from queue_app.services.sla import policies
+from queue_app.settings import MailSettings
 
 MAX_SUBJECT = 255
 MAX_BODY = 100_000
@@ -66,10 +64,23 @@ def _clean_text(value, field, max_length, required=False):
     return value
 
 
-def create_item(session, *, actor, source, type=None, subject, description="", fields=None, priority=None,
-                team=None, requester_email=None, requester_name=None, assignee=None, recipient=None,
-                sender=None, require_fields=True, route_defaults=None, now=None):
-    """Validate, route, start the SLA clock and record the item; checks run after commit.
+@dataclass
+class NewItem:
+    """A work item checked and routed but not written yet: its columns and how it got them."""
+
+    columns: dict
+    team: Team
+    rule: RoutingRule | None
+    actor: User | None
+    source: str
+    assignee: User | None
+    now: datetime
+
+
+def prepare_item(session, *, actor, source, type=None, subject, description="", fields=None, priority=None,
+                 team=None, requester_email=None, requester_name=None, assignee=None, recipient=None,
+                 sender=None, require_fields=True, route_defaults=None, now=None):
+    """Validate and route a new item; Invalid or PermissionDenied before anything is written.
 
     `actor` is the User who entered it (None for email intake or the system).
     """
@@ -101,104 +112,43 @@ def create_item(session, *, actor, source, type=None, subject, description="", f
         created_by_id=actor.id if actor else None, created_at=now, updated_at=now, last_activity_at=now,
         **values,
     )
-    if assignee is None and decision.team.auto_assign == "manual" and batched_rows.batching(session):
-        return _insert_item_row(session, columns, decision, actor, source, now)
-    item = WorkItem(team=decision.team, **columns)
+    return NewItem(columns, decision.team, decision.rule, actor, source, assignee, now)
+
+
+def create_item(session, **details):
+    """Validate, route, start the SLA clock and record the item; checks run after commit.
+
+    `details` are prepare_item's; returns the WorkItem.
+    """
+    return add_item(session, prepare_item(session, **details))
+
+
+def add_item(session, new):
+    """Write a prepared item: its row and ref, creation events, SLA clock and assignment (by hand or
+    by the team's policy); its checks run after the commit."""
+    item = WorkItem(team=new.team, **new.columns)
     session.add(item)
     session.flush()
     item.ref = format_ref(item.id)
-    _record_creation(session, item, decision, actor, source, now)
-    policies.start_clock(session, item, now, actor)
-    if assignee is not None:
-        state.assign(session, item, assignee, actor=actor, now=now, check_access=actor is not None)
-    elif decision.team.auto_assign != "manual":
-        auto_assignment.auto_assign(session, item, now)
+    record_creation(session, item, new)
+    policies.start_clock(session, item, new.now, new.actor)
+    if new.assignee is not None:
+        state.assign(session, item, new.assignee, actor=new.actor, now=new.now, check_access=new.actor is not None)
+    elif new.team.auto_assign != "manual":
+        auto_assignment.auto_assign(session, item, new.now)
     enqueue_checks(session, item)
     session.flush()
     return item
 
 
-def _record_creation(session, item, decision, actor, source, now):
-    record_event(session, item, "created", actor, {
-        "source": source, "type": item.type, "team": decision.team.name, "priority": item.priority,
-    }, now=now)
-    if decision.rule is not None:
-        record_event(session, item, "routed", actor, {"rule": decision.rule.name, "team": decision.team.name},
-                     now=now)
-
-
-def _insert_item_row(session, columns, decision, actor, source, now):
-    """create_item for bulk intake (inside batched_rows.batched_rows), for a team that assigns by hand.
-
-    The same item, events and jobs, in the same order, but the item is a row queued for the
-    batch's INSERT (its id taken beforehand, its ref and SLA columns already set) and what is
-    returned is a QueuedItem holding its values, not an ORM object: the ORM's bookkeeping for
-    a new WorkItem costs more than everything else intake does with it. To change the item
-    later in the transaction, take `attach_queued_item(session, item)`.
-    """
-    item_id = batched_rows.new_id(session, WorkItem.__table__)
-    row = {**columns, "id": item_id, "ref": format_ref(item_id), "sla_state": "on_track", "sla_version": 0,
-           "sla_paused_minutes": 0.0, "first_response_stage": 0, "resolution_stage": 0, "escalation_level": 0,
-           "needs_attention": False, "version": 1}
-    item = QueuedItem(decision.team, row)
-    _record_creation(session, item, decision, actor, source, now)
-    policies.start_clock(session, item, now, actor)
-    enqueue_checks(session, item)
-    batched_rows.add_row(session, WorkItem, {**row, **{c: getattr(item, c) for c in _SLA_COLUMNS}})
-    return item
-
-
-# Columns start_clock sets on a new item.
-_SLA_COLUMNS = ("sla_policy_id", "first_response_due", "resolution_due", "sla_next_due", "sla_state", "sla_paused_at",
-                "sla_version", "sla_next_check_at")
-
-
-class QueuedItem:
-    """A new work item whose row is queued for a bulk INSERT: every column as a plain attribute
-    (those not given are None), its team and SLA policy, and WorkItem's `is_open`."""
-
-    is_open = WorkItem.is_open
-
-    def __init__(self, team, row):
-        self.__dict__.update(dict.fromkeys(WorkItem.__table__.columns.keys()), **row)
-        self.team = team
-        self.sla_policy = None
-        self.assignee = None
-
-    def __repr__(self):
-        return f"<QueuedItem {self.ref} {self.type} {self.status}>"
-
-
-def attach_queued_item(session, queued):
-    """The WorkItem of a QueuedItem, attached to the session as the persistent object of its row
-    without reading it back (its changes are flushed after the queued rows are written)."""
-    columns = WorkItem.__table__.columns.keys()
-    item = WorkItem(**{c: getattr(queued, c) for c in columns if c != "team_id"}, team=queued.team,
-                    sla_policy=queued.sla_policy)
-    item.team_id = queued.team_id
-    make_transient_to_detached(item)
-    session.add(item)
-    # Not "new" to the session, so a rollback would leave it in the identity map under an id
-    # that no longer exists (and may be given again): remembered so a rollback drops it.
-    session.info.setdefault(_ATTACHED, []).append(item)
-    return item
-
-
-_ATTACHED = "backdesk_items_attached_in_transaction"
-
-
-@sa.event.listens_for(sa.orm.Session, "after_commit")
-def _forget_attached(session):
-    session.info.pop(_ATTACHED, None)
-
-
-@sa.event.listens_for(sa.orm.Session, "after_soft_rollback")
-def _drop_attached(session, previous_transaction):
-    if previous_transaction.parent is not None:  # a savepoint: the outer transaction still holds them
-        return
-    for item in session.info.pop(_ATTACHED, []):
-        if item in session:
-            session.expunge(item)
+def record_creation(session, item, new):
+    """The events of a new item: created, and routed when a rule decided."""
+    record_event(session, item, "created", new.actor, {
+        "source": new.source, "type": item.type, "team": new.team.name, "priority": item.priority,
+    }, now=new.now)
+    if new.rule is not None:
+        record_event(session, item, "routed", new.actor, {"rule": new.rule.name, "team": new.team.name},
+                     now=new.now)
 
 
 def enqueue_checks(session, item):
@@ -290,8 +240,7 @@ def add_note(session, item, *, actor, body, now=None):
 
 
 def new_message_id():
-    domain = current_app.config.get("MAIL_DOMAIN", "backdesk.example.com") if has_app_context() else "backdesk.example.com"
-    return f"<{uuid.uuid4().hex}@{domain}>"
+    return f"<{uuid.uuid4().hex}@{MailSettings.current().domain}>"
 
 
 MAX_REFERENCES = 20

@@ -35,7 +35,7 @@ TRANSITIONS = {
     "open": {"pending_customer", "pending_third_party", "resolved"},
     "pending_customer": {"open", "pending_third_party", "resolved"},
     "pending_third_party": {"open", "pending_customer", "resolved"},
-    "awaiting_approval": set(),  # decided through services.approvals
+    "awaiting_approval": set(),  # decided through services.approvals.decisions
     "resolved": {"open", "closed"},
     "closed": set(),
 }

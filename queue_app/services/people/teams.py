@@ -1,5 +1,5 @@
 """Teams as admins configure them: name, address, work types, auto-assign policy, approval
-threshold and business calendar. Memberships are edited on the person (services.users).
+threshold and business calendar. Memberships are edited on the person (services.people.users).
 
 Invariants: everything is checked before anything changes (Invalid names the field); a new
 calendar changes due times of the team's open items, so their recalculation is queued after

@@ -1,5 +1,5 @@
 """Document numbers: the format configured for each document type (see
-services.check_settings.DOCUMENT_NUMBER_FORMATS), with the IBAN checksum for bank documents."""
+services.checks.settings.DOCUMENT_NUMBER_FORMATS), with the IBAN checksum for bank documents."""
 import re
 
 from queue_app.services.checks.rules import iban
