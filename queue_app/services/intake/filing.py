@@ -46,13 +46,8 @@ from queue_app.services.items.events import record_event
 from queue_app.db.blobs import store_blob
 from queue_app.db.outbox import enqueue_after_commit
 from queue_app.services.errors import DomainError
-from queue_app.services.intake.mail.parser import (
-    MailParseError,
-    ParsedEmail,
-    extract_ref_tag,
-    normalise_message_id,
-    parse_email,
-)
+from queue_app.services.intake.mail.headers import extract_ref_tag, normalise_message_id
+from queue_app.services.intake.mail.parser import MailParseError, ParsedEmail, parse_email
 
 QUARANTINE_REASONS = {
     "unparseable": "The message could not be parsed",
