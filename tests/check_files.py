@@ -11,7 +11,7 @@ from pypdf import PdfWriter
 
 from queue_app.models import Attachment, Message
 from queue_app.db.blobs import store_blob
-from queue_app.services.intake.mail.parser import sniff_content_type
+from queue_app.services.intake.mail.attachments import sniff_content_type
 
 # A 1x1 grey baseline JPEG, 159 bytes: JFIF header, a flat quantisation table, the frame, one-code
 # Huffman tables for DC and AC, and a scan of two bits (DC difference 0, end of block).

@@ -16,16 +16,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from queue_app.services.intake.mail import parser as mail_parser
-from queue_app.services.intake.mail.parser import (
+from queue_app.services.intake.mail.attachments import (
     DEFAULT_BLOCKED_EXTENSIONS,
+    sniff_content_type,
+)
+from queue_app.services.intake.mail.headers import extract_ref_tag, normalise_message_id
+from queue_app.services.intake.mail.html import html_to_text, sanitise_html
+from queue_app.services.intake.mail.parser import (
     MailParseError,
     ParsedEmail,
-    extract_ref_tag,
-    html_to_text,
-    normalise_message_id,
     parse_email,
-    sanitise_html,
-    sniff_content_type,
 )
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"

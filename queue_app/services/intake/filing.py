@@ -40,12 +40,8 @@ from queue_app.models import InboundEmail, Message, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services.errors import DomainError
 from queue_app.services.intake import mailboxes
-from queue_app.services.intake.mail.parser import (
-    MailParseError,
-    extract_ref_tag,
-    normalise_message_id,
-    parse_email,
-)
+from queue_app.services.intake.mail.headers import MAX_HEADER_LINE, extract_ref_tag, normalise_message_id
+from queue_app.services.intake.mail.parser import MailParseError, parse_email
 from queue_app.services.intake.writers import OneAtATime
 from queue_app.services.items import lifecycle, state
 from queue_app.services.items.events import record_event
@@ -331,10 +327,11 @@ def _acknowledge(session, writer, item, parsed, now):
     body = current_app.jinja_env.get_template("email/acknowledgement.txt").render(item=item, parsed=parsed)
     values = dict(
         work_item_id=item.id, kind="outbound", message_id=lifecycle.new_message_id(),
-        in_reply_to=parsed.message_id, references=" ".join((parsed.references + [parsed.message_id])[-20:])
+        in_reply_to=parsed.message_id,
+        references=" ".join((parsed.references + [parsed.message_id])[-lifecycle.MAX_REFERENCES:])
         if parsed.message_id else None, to_addresses=parsed.from_address,
-        subject=f"[{item.ref}] {parsed.subject or 'Your request'}"[:998], body_text=body, is_automatic=True,
-        send_status="queued", created_at=now,
+        subject=f"[{item.ref}] {parsed.subject or 'Your request'}"[:MAX_HEADER_LINE], body_text=body,
+        is_automatic=True, send_status="queued", created_at=now,
     )
     message = writer.add_message(values, [], item)
     record_event(session, item, "acknowledged", "intake", {"message_id": message.id, "to": parsed.from_address},

@@ -10,7 +10,8 @@ from itertools import islice
 import sqlalchemy as sa
 
 from queue_app.models import Message, WorkItem
-from queue_app.services.intake.mail.parser import ParsedEmail, extract_ref_tag
+from queue_app.services.intake.mail.headers import extract_ref_tag
+from queue_app.services.intake.mail.parser import ParsedEmail
 
 
 class DatabaseLookups:

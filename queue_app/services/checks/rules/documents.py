@@ -14,7 +14,7 @@ from pypdf import PdfReader
 from queue_app.models import Attachment, Message, WorkItem
 from queue_app.services.checks.rules import document_numbers
 from queue_app.services.checks.rules.base import CheckOutcome, check
-from queue_app.services.intake.mail.parser import sniff_content_type
+from queue_app.services.intake.mail.attachments import sniff_content_type
 
 ALLOWED_TYPES = {"application/pdf": "PDF", "image/png": "PNG", "image/jpeg": "JPEG", "image/tiff": "TIFF"}
 EXTENSION_TYPES = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
