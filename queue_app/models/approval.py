@@ -1,12 +1,14 @@
 """Maker-checker approvals: one person asks, another decides; and who may decide for a team."""
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from queue_app.models.base import db, one_of, utcnow
 
-from queue_app.models.base import db, utcnow
+if TYPE_CHECKING:
+    from queue_app.models import User, WorkItem
 
 APPROVAL_STATUSES = ("pending", "approved", "rejected")
 
@@ -33,8 +35,8 @@ class Approval(db.Model):
     comment: Mapped[Optional[str]] = mapped_column(sa.Text)
     data: Mapped[dict] = mapped_column(sa.JSON, default=dict)
 
-    work_item = relationship("WorkItem")
-    requested_by = relationship("User", foreign_keys=[requested_by_id])
-    decided_by = relationship("User", foreign_keys=[decided_by_id])
+    work_item: Mapped["WorkItem"] = relationship()
+    requested_by: Mapped["User"] = relationship(foreign_keys=[requested_by_id])
+    decided_by: Mapped[Optional["User"]] = relationship(foreign_keys=[decided_by_id])
 
-    __table_args__ = (sa.CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status"),)
+    __table_args__ = (one_of("status", APPROVAL_STATUSES),)

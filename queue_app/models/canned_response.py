@@ -1,11 +1,14 @@
 """Canned responses: reply texts with placeholders, for one team or (team NULL) for every team."""
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from queue_app.models.base import db, utcnow
+
+if TYPE_CHECKING:
+    from queue_app.models import Team, User
 
 
 class CannedResponse(db.Model):
@@ -20,8 +23,8 @@ class CannedResponse(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    team = relationship("Team")
-    created_by = relationship("User")
+    team: Mapped[Optional["Team"]] = relationship()
+    created_by: Mapped[Optional["User"]] = relationship()
 
     def __repr__(self):
         return f"<CannedResponse {self.title!r}>"

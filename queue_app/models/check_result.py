@@ -5,8 +5,7 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-
-from queue_app.models.base import db, utcnow
+from queue_app.models.base import db, one_of, utcnow
 
 CHECK_STATUSES = ("pending", "passed", "warning", "failed", "error")
 
@@ -30,5 +29,5 @@ class CheckResult(db.Model):
     __table_args__ = (
         sa.Index("ix_check_results_work_item_id", "work_item_id", "name", "id"),
         sa.UniqueConstraint("work_item_id", "name", "run_key", name="uq_check_results_run"),
-        sa.CheckConstraint("status IN ('pending', 'passed', 'warning', 'failed', 'error')", name="status"),
+        one_of("status", CHECK_STATUSES),
     )

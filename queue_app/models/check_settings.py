@@ -2,12 +2,15 @@
 (services.checks.settings.DEFAULTS), so a row only holds what a team changed."""
 from datetime import datetime
 from decimal import Decimal
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from queue_app.models.base import db, utcnow
+
+if TYPE_CHECKING:
+    from queue_app.models import Team
 
 
 class TeamCheckSettings(db.Model):
@@ -26,7 +29,7 @@ class TeamCheckSettings(db.Model):
     max_document_bytes: Mapped[Optional[int]]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    team = relationship("Team")
+    team: Mapped["Team"] = relationship()
 
     __table_args__ = (
         sa.CheckConstraint("return_window_days IS NULL OR return_window_days >= 0", name="return_window_days"),

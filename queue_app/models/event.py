@@ -1,12 +1,14 @@
 """Append-only history of a work item: the audit trail. Written only by services.items.events."""
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-
 from queue_app.models.base import db, utcnow
+
+if TYPE_CHECKING:
+    from queue_app.models import User
 
 
 class Event(db.Model):
@@ -20,6 +22,6 @@ class Event(db.Model):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     data: Mapped[dict] = mapped_column(sa.JSON, default=dict)
 
-    actor = relationship("User")
+    actor: Mapped[Optional["User"]] = relationship()
 
     __table_args__ = (sa.Index("ix_events_work_item_id", "work_item_id", "id"),)

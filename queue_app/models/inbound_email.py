@@ -5,12 +5,15 @@ marked seen; processing then turns it into an item, a follow-up, a duplicate or 
 quarantined message, with the reason.
 """
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from queue_app.models.base import db, utcnow
+from queue_app.models.base import db, one_of, utcnow
+
+if TYPE_CHECKING:
+    from queue_app.models import Mailbox, WorkItem
 
 INBOUND_STATUSES = ("received", "created", "followup", "duplicate", "quarantined", "discarded")
 
@@ -37,13 +40,11 @@ class InboundEmail(db.Model):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[Optional[datetime]]
 
-    mailbox = relationship("Mailbox")
-    work_item = relationship("WorkItem")
+    mailbox: Mapped[Optional["Mailbox"]] = relationship()
+    work_item: Mapped[Optional["WorkItem"]] = relationship()
 
     __table_args__ = (
         sa.Index("ix_inbound_emails_status_received", "status", "received_at"),
         sa.Index("ix_inbound_emails_mailbox_uid", "mailbox_id", "imap_uid"),
-        sa.CheckConstraint(
-            "status IN ('received', 'created', 'followup', 'duplicate', 'quarantined', 'discarded')", name="status"
-        ),
+        one_of("status", INBOUND_STATUSES),
     )

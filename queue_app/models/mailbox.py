@@ -1,11 +1,14 @@
 """Mailboxes: the addresses we receive work for, with their defaults and optional IMAP account."""
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from queue_app.models.base import db, utcnow
+
+if TYPE_CHECKING:
+    from queue_app.models import Team
 
 
 class Mailbox(db.Model):
@@ -28,4 +31,4 @@ class Mailbox(db.Model):
     imap_uidvalidity: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    team = relationship("Team")
+    team: Mapped["Team"] = relationship()

@@ -1,12 +1,14 @@
 """Messages on a work item (inbound email, outbound reply, internal note) and attachments."""
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from queue_app.models.base import db, one_of, utcnow
 
-from queue_app.models.base import db, utcnow
+if TYPE_CHECKING:
+    from queue_app.models import Blob, User, WorkItem
 
 MESSAGE_KINDS = ("inbound", "outbound", "note")
 
@@ -37,9 +39,9 @@ class Message(db.Model):
     sent_at: Mapped[Optional[datetime]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    work_item = relationship("WorkItem", backref=sa.orm.backref("messages", order_by="Message.id", lazy="select"))
-    author = relationship("User")
-    attachments = relationship("Attachment", back_populates="message", order_by="Attachment.id")
+    work_item: Mapped["WorkItem"] = relationship(back_populates="messages")
+    author: Mapped[Optional["User"]] = relationship()
+    attachments: Mapped[list["Attachment"]] = relationship(back_populates="message", order_by="Attachment.id")
 
     __table_args__ = (
         sa.Index("ix_messages_work_item_id", "work_item_id", "id"),
@@ -47,7 +49,7 @@ class Message(db.Model):
         sa.Index("ix_messages_automatic_created", "is_automatic", "created_at"),
         # The acknowledgement cap: automatic messages to one sender in the last hour.
         sa.Index("ix_messages_automatic_to_created", "is_automatic", "to_addresses", "created_at"),
-        sa.CheckConstraint("kind IN ('inbound', 'outbound', 'note')", name="kind"),
+        one_of("kind", MESSAGE_KINDS),
     )
 
 
@@ -67,5 +69,5 @@ class Attachment(db.Model):
     is_inline: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    message = relationship("Message", back_populates="attachments")
-    blob = relationship("Blob")
+    message: Mapped["Message"] = relationship(back_populates="attachments")
+    blob: Mapped["Blob"] = relationship()

@@ -1,11 +1,14 @@
 """Internal notifications (SLA warnings, breaches, escalations) mailed to staff by the mail job."""
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from queue_app.models.base import db, utcnow
+
+if TYPE_CHECKING:
+    from queue_app.models import WorkItem
 
 
 class Notification(db.Model):
@@ -21,4 +24,4 @@ class Notification(db.Model):
     sent_at: Mapped[Optional[datetime]]
     send_status: Mapped[str] = mapped_column(sa.String(16), default="queued")
 
-    work_item = relationship("WorkItem")
+    work_item: Mapped["WorkItem"] = relationship()

@@ -1,12 +1,13 @@
 """Routing rules: conditions on how an item arrived, and what they set."""
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from queue_app.models.base import db
 
-
+if TYPE_CHECKING:
+    from queue_app.models import Team
 
 SOURCES = ("email", "form", "api")
 
@@ -30,4 +31,4 @@ class RoutingRule(db.Model):
     set_team_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("teams.id", ondelete="SET NULL"))
     set_priority: Mapped[Optional[str]] = mapped_column(sa.String(16))
 
-    team = relationship("Team")
+    team: Mapped[Optional["Team"]] = relationship()

@@ -1,12 +1,13 @@
 """SLA policies: which items they match and the targets they set."""
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from queue_app.models.base import db
 
-
+if TYPE_CHECKING:
+    from queue_app.models import Calendar, Team
 
 DEFAULT_PAUSE_STATUSES = ["pending_customer", "pending_third_party"]
 
@@ -29,8 +30,8 @@ class SlaPolicy(db.Model):
     escalation: Mapped[list] = mapped_column(sa.JSON, default=list)
     active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
-    team = relationship("Team")
-    calendar = relationship("Calendar")
+    team: Mapped[Optional["Team"]] = relationship()
+    calendar: Mapped[Optional["Calendar"]] = relationship()
 
     @property
     def specificity(self):

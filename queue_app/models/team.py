@@ -1,12 +1,14 @@
 """Teams and their members."""
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-
 from queue_app.models.base import db, utcnow
+
+if TYPE_CHECKING:
+    from queue_app.models import Calendar, User
 
 team_members = sa.Table(
     "team_members",
@@ -32,8 +34,8 @@ class Team(db.Model):
     approval_threshold: Mapped[Optional[float]] = mapped_column(sa.Numeric(14, 2))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    calendar = relationship("Calendar")
-    members = relationship("User", secondary=team_members, back_populates="teams", order_by="User.name")
+    calendar: Mapped[Optional["Calendar"]] = relationship()
+    members: Mapped[list["User"]] = relationship(secondary=team_members, back_populates="teams", order_by="User.name")
 
     def __repr__(self):
         return f"<Team {self.name}>"

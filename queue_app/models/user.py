@@ -2,16 +2,18 @@
 import hashlib
 import secrets
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-
-from queue_app.models.base import db, utcnow
+from queue_app.models.base import db, one_of, utcnow
 from queue_app.models.team import team_members
+
+if TYPE_CHECKING:
+    from queue_app.models import Team
 
 ROLES = ("executive", "supervisor", "admin")
 
@@ -34,9 +36,9 @@ class User(UserMixin, db.Model):
     session_nonce: Mapped[str] = mapped_column(sa.String(32), default=lambda: secrets.token_hex(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    teams = relationship("Team", secondary=team_members, back_populates="members", order_by="Team.name")
+    teams: Mapped[list["Team"]] = relationship(secondary=team_members, back_populates="members", order_by="Team.name")
 
-    __table_args__ = (sa.CheckConstraint("role IN ('executive', 'supervisor', 'admin')", name="role"),)
+    __table_args__ = (one_of("role", ROLES),)
 
     def set_password(self, password):
         self.password_hash = generate_password_hash(password)
@@ -80,7 +82,7 @@ class ApiToken(db.Model):
     last_used_at: Mapped[Optional[datetime]]
     revoked_at: Mapped[Optional[datetime]]
 
-    user = relationship("User")
+    user: Mapped["User"] = relationship()
 
     @staticmethod
     def hash(token):

@@ -1,13 +1,15 @@
 """The work item: one unit of back-office work, tracked against its SLA."""
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from queue_app.models.base import db, one_of, utcnow
 
-from queue_app.models.base import db, utcnow
+if TYPE_CHECKING:
+    from queue_app.models import Message, SlaPolicy, Team, User
 
 TYPES = ("escalation", "return", "document_verification", "discrepancy_fix", "general")
 STATUSES = ("new", "open", "pending_customer", "pending_third_party", "awaiting_approval", "resolved", "closed")
@@ -79,10 +81,11 @@ class WorkItem(db.Model):
     closed_at: Mapped[Optional[datetime]]
     version: Mapped[int] = mapped_column(default=1, server_default="1")
 
-    team = relationship("Team")
-    assignee = relationship("User", foreign_keys=[assignee_id])
-    created_by = relationship("User", foreign_keys=[created_by_id])
-    sla_policy = relationship("SlaPolicy")
+    team: Mapped["Team"] = relationship()
+    assignee: Mapped[Optional["User"]] = relationship(foreign_keys=[assignee_id])
+    created_by: Mapped[Optional["User"]] = relationship(foreign_keys=[created_by_id])
+    sla_policy: Mapped[Optional["SlaPolicy"]] = relationship()
+    messages: Mapped[list["Message"]] = relationship(back_populates="work_item", order_by="Message.id")
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
@@ -94,15 +97,9 @@ class WorkItem(db.Model):
         # Reports: a team's items created / resolved per day (index-only range counts).
         sa.Index("ix_work_items_team_created", "team_id", "created_at"),
         sa.Index("ix_work_items_team_resolved", "team_id", "resolved_at"),
-        sa.CheckConstraint(
-            "type IN ('escalation', 'return', 'document_verification', 'discrepancy_fix', 'general')", name="type"
-        ),
-        sa.CheckConstraint(
-            "status IN ('new', 'open', 'pending_customer', 'pending_third_party', 'awaiting_approval', "
-            "'resolved', 'closed')",
-            name="status",
-        ),
-        sa.CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name="priority"),
+        one_of("type", TYPES),
+        one_of("status", STATUSES),
+        one_of("priority", PRIORITIES),
     )
 
     @property
