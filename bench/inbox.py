@@ -170,12 +170,13 @@ def load_postgres(db, data):
     from psycopg.types.json import Json
 
     from queue_app.services.items import search as items_search
+    from queue_app.db import search_index
 
     raw = db.engine.raw_connection()
     try:
         connection = raw.driver_connection
         cursor = connection.cursor()
-        for statement in items_search.drop_statements("postgresql"):
+        for statement in search_index.drop_statements("postgresql"):
             cursor.execute(statement)
         events, messages = [], 0
         with cursor.copy(f"COPY work_items ({', '.join(base.ITEM_COLUMNS)}) FROM STDIN") as copy:
@@ -198,7 +199,7 @@ def load_postgres(db, data):
         connection.commit()
         started = time.perf_counter()
         cursor.execute("SET maintenance_work_mem = '512MB'")
-        for statement in items_search.create_statements("postgresql"):
+        for statement in search_index.create_statements("postgresql"):
             cursor.execute(statement)
         connection.commit()
         index_seconds = time.perf_counter() - started
@@ -268,6 +269,7 @@ def plans(db, target_email, lines):
     from queue_app.models import User
     from queue_app.services.assignment import worklists
     from queue_app.services.items import search as items_search
+    from queue_app.db import search_index
 
     session = db.session
     user = session.scalar(sa.select(User).where(User.email == target_email))
@@ -371,6 +373,7 @@ def main():
                 lines.append(summary(label, times))
                 base.log(lines[-1])
             from queue_app.services.items import search as items_search
+            from queue_app.db import search_index
 
             user = db.session.scalar(sa.select(User).where(User.email == TARGET_EMAIL))
             for q in SEARCHES:

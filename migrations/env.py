@@ -50,10 +50,10 @@ def render_item(type_, obj, autogen_context):
 
 def include_name(name, type_, parent_names):
     """Autogenerate leaves the full-text search index alone (FTS5 tables, GIN expression indexes):
-    no model describes it; its migration and queue_app/services/items/search.py do."""
-    from queue_app.services.items import search as items_search
+    no model describes it; its migration and queue_app/db/search_index.py do."""
+    from queue_app.db import search_index
 
-    return not items_search.is_search_object(name)
+    return not search_index.is_search_object(name)
 
 
 def configure_args():
@@ -100,9 +100,9 @@ def run_migrations_online():
                 context.run_migrations()
             if sqlite:
                 connection.commit()
-                from queue_app.services.items import search as items_search
+                from queue_app.db import search_index
 
-                if items_search.repair_sqlite_triggers(connection):  # a table rebuild dropped them
+                if search_index.repair_sqlite_triggers(connection):  # a table rebuild dropped them
                     connection.commit()
                 problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                 if problems:

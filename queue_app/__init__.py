@@ -14,6 +14,7 @@ def create_app(config=None):
     """
     from config import config_from_environment
     from queue_app import models  # noqa: F401  (every table registered)
+    from queue_app.db import search_index  # noqa: F401  (create_all builds the search index too)
     from queue_app.errors import register_error_handlers
     from queue_app.extensions import csrf, db, login_manager, migrate
     from queue_app.logging import configure_logging

@@ -3,7 +3,7 @@
 SQLite: FTS5 external-content tables work_items_fts and messages_fts, kept current by triggers
 on work_items and messages, filled from the existing rows. PostgreSQL: GIN expression indexes
 on to_tsvector('simple', ...), which index the existing rows as they are built.
-The statements are those db.create_all() runs (queue_app/services/search.py), written out here
+The statements are those db.create_all() runs (then queue_app/services/search.py, now queue_app/db/search_index.py), written out here
 so this revision stays as it is whatever that module becomes.
 
 Revision ID: b1a2c3d4e5f6

@@ -16,6 +16,7 @@ from config import TestingConfig
 from queue_app import create_app
 from queue_app.extensions import db
 from queue_app.services.items import search as items_search
+from queue_app.db import search_index
 from tests.conftest import database_is
 
 MIGRATIONS = str(Path(__file__).resolve().parents[2] / "migrations")
@@ -55,11 +56,11 @@ def migration_app(fresh_database_url, tmp_path):
 
 def table_names():
     """The tables, less the full-text search index's own (FTS5 tables on SQLite), which no model describes."""
-    return {name for name in sa.inspect(db.engine).get_table_names() if not items_search.is_search_object(name)}
+    return {name for name in sa.inspect(db.engine).get_table_names() if not search_index.is_search_object(name)}
 
 
 def _not_search_object(name, _type, _parent_names):
-    return not items_search.is_search_object(name)
+    return not search_index.is_search_object(name)
 
 
 def schema_drift():
@@ -108,8 +109,8 @@ def test_the_search_index_is_built_for_existing_rows_and_kept_current(migration_
             "'normal', 'api', 'Cracked porcelain teapot', '', 900, 'on_track', '2026-01-01 00:00:00', "
             "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
     flask_migrate.upgrade(directory=MIGRATIONS)
-    expected = set(items_search.SQLITE_OBJECTS + items_search.SQLITE_TRIGGERS) if database_is("sqlite") \
-        else set(items_search.PG_INDEXES)
+    expected = set(search_index.SQLITE_OBJECTS + search_index.SQLITE_TRIGGERS) if database_is("sqlite") \
+        else set(search_index.PG_INDEXES)
     assert search_objects() == expected
     admin = factories.make_user(db.session, role="admin")
     new = factories.make_item(db.session, subject="Porcelain vase chipped")

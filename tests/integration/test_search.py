@@ -10,6 +10,7 @@ from queue_app.models import Message
 from queue_app.services.intake import mailboxes
 from queue_app.services.intake import filing
 from queue_app.services.items import search as items_search
+from queue_app.db import search_index
 from queue_app.services.items import lifecycle
 from queue_app.services.errors import Invalid
 from tests.conftest import database_is
@@ -228,7 +229,7 @@ def test_the_query_plan_uses_the_full_text_indexes(session, world, items):
         match = sa.bindparam("match", type_=sa.String)
         queries = [sa.select(sa.literal_column("id")).select_from(sa.table(table)).where(
             sa.text(f"{document} @@ websearch_to_tsquery('simple', :match)").bindparams(match))
-            for table, document in (("work_items", items_search.PG_ITEM_DOCUMENT), ("messages", items_search.PG_MESSAGE_DOCUMENT))]
+            for table, document in (("work_items", search_index.PG_ITEM_DOCUMENT), ("messages", search_index.PG_MESSAGE_DOCUMENT))]
     plan = "\n".join(line for query in queries for line in items_search.explain(session, query, params))
     session.rollback()
     if database_is("postgresql"):
