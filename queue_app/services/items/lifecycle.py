@@ -51,6 +51,15 @@ def get_visible_item(session, user, ref):
     return item
 
 
+def _check_choices(message, *, required=(), **given):
+    """Invalid naming each field whose value is not among its choices ({field: (value, choices)});
+    None means not given, which only the fields in `required` refuse."""
+    errors = {field: f"must be one of {', '.join(choices)}" for field, (value, choices) in given.items()
+              if (value is not None or field in required) and value not in choices}
+    if errors:
+        raise Invalid(message, errors)
+
+
 def _clean_text(value, field, max_length, required=False):
     if value is None:
         value = ""
@@ -85,15 +94,8 @@ def prepare_item(session, *, actor, source, type=None, subject, description="", 
     `actor` is the User who entered it (None for email intake or the system).
     """
     now = now or utcnow()
-    errors = {}
-    if source not in SOURCES:
-        errors["source"] = f"must be one of {', '.join(SOURCES)}"
-    if type is not None and type not in TYPES:
-        errors["type"] = f"must be one of {', '.join(TYPES)}"
-    if priority is not None and priority not in PRIORITIES:
-        errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
-    if errors:
-        raise Invalid("invalid work item", errors)
+    _check_choices("invalid work item", required={"source"}, source=(source, SOURCES), type=(type, TYPES),
+                   priority=(priority, PRIORITIES))
     subject = _clean_text(subject, "subject", MAX_SUBJECT, required=True)
     description = _clean_text(description, "description", MAX_BODY)
 
@@ -178,13 +180,7 @@ def reclassify(session, item, *, actor, type=None, priority=None, team=None, now
     now = now or utcnow()
     access.require_work(actor, item)
     state.check_version(item, expected_version)
-    errors = {}
-    if type is not None and type not in TYPES:
-        errors["type"] = f"must be one of {', '.join(TYPES)}"
-    if priority is not None and priority not in PRIORITIES:
-        errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
-    if errors:
-        raise Invalid("invalid change", errors)
+    _check_choices("invalid change", type=(type, TYPES), priority=(priority, PRIORITIES))
     if team is not None and team.id != item.team_id:
         access.require_manage_team(actor, item.team_id)
     changes = state.reclassify(session, item, actor=actor, now=now, type=type, priority=priority, team=team)
