@@ -166,9 +166,9 @@ class Bench:
 
 def create_items(bench, count, pdf):
     """Items created by the real service, each with its PDF attached in the same transaction."""
+    from queue_app.db.blobs import store_blob
     from queue_app.models import Attachment, Message, Team
     from queue_app.services.items import lifecycle
-    from queue_app.db.blobs import store_blob
 
     session = bench.db.session
     team = Team(name="Documents", work_types=["document_verification"])

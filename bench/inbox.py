@@ -169,7 +169,6 @@ def load_postgres(db, data):
     """COPY items, events and messages, then build the search indexes and analyse."""
     from psycopg.types.json import Json
 
-    from queue_app.services.items import search as items_search
     from queue_app.db import search_index
 
     raw = db.engine.raw_connection()
@@ -265,11 +264,10 @@ def summary(label, times):
 def plans(db, target_email, lines):
     import sqlalchemy as sa
 
-    from queue_app.web import paging
     from queue_app.models import User
     from queue_app.services.assignment import worklists
     from queue_app.services.items import search as items_search
-    from queue_app.db import search_index
+    from queue_app.web import paging
 
     session = db.session
     user = session.scalar(sa.select(User).where(User.email == target_email))
@@ -373,7 +371,6 @@ def main():
                 lines.append(summary(label, times))
                 base.log(lines[-1])
             from queue_app.services.items import search as items_search
-            from queue_app.db import search_index
 
             user = db.session.scalar(sa.select(User).where(User.email == TARGET_EMAIL))
             for q in SEARCHES:

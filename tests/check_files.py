@@ -9,8 +9,8 @@ import zlib
 
 from pypdf import PdfWriter
 
-from queue_app.models import Attachment, Message
 from queue_app.db.blobs import store_blob
+from queue_app.models import Attachment, Message
 from queue_app.services.intake.mail.attachments import sniff_content_type
 
 # A 1x1 grey baseline JPEG, 159 bytes: JFIF header, a flat quantisation table, the frame, one-code

@@ -21,8 +21,8 @@ os.environ.setdefault("BACKDESK_ENV", "testing")
 _TMP = tempfile.mkdtemp(prefix="backdesk-test-")
 os.environ.setdefault("BACKDESK_INSTANCE_DIR", _TMP)
 
-from config import TestingConfig  # noqa: E402
 import workers  # noqa: E402
+from config import TestingConfig  # noqa: E402
 from queue_app import create_app  # noqa: E402
 from queue_app.extensions import db as _db  # noqa: E402
 from tests import factories  # noqa: E402

@@ -4,8 +4,8 @@ import itertools
 import sqlalchemy as sa
 
 from queue_app.models import SlaPolicy, Team, User
-from queue_app.services.people import users as user_service
 from queue_app.services.items import lifecycle
+from queue_app.services.people import users as user_service
 
 PASSWORD = "correct-horse-42"
 _seq = itertools.count(1)

@@ -5,9 +5,9 @@ can still import each other in a circle held together by imports inside function
 contract looks at modules, every import counted (those inside functions too), except a
 package's __init__ importing its own modules (a blueprint registering its views).
 """
+from importlinter.application import output
 from importlinter.domain import fields
 from importlinter.domain.contract import Contract, ContractCheck
-from importlinter.application import output
 
 
 class NoModuleCycles(Contract):

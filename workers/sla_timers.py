@@ -9,11 +9,12 @@ there first takes a step and everyone else does nothing.
 import logging
 from datetime import timedelta
 
+from queue_app.db.outbox import enqueue_after_commit
 from queue_app.extensions import db
 from queue_app.models import WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services.sla import policies as sla_policies, ladder as sla_ladder
-from queue_app.db.outbox import enqueue_after_commit
+from queue_app.services.sla import ladder as sla_ladder
+from queue_app.services.sla import policies as sla_policies
 from workers.context import job_context
 
 log = logging.getLogger(__name__)

@@ -110,9 +110,10 @@ class IntakeHandler:
 
     def _store(self, raw, mail_from, rcpt_tos):
         """Store the raw message and its processing job in one transaction; returns the row id."""
-        from queue_app.extensions import db
-        from queue_app.services.intake import filing as intake_filing, mailboxes as intake_mailboxes
         from queue_app.db.outbox import enqueue_after_commit
+        from queue_app.extensions import db
+        from queue_app.services.intake import filing as intake_filing
+        from queue_app.services.intake import mailboxes as intake_mailboxes
 
         with self.app.app_context():
             session = db.session

@@ -14,10 +14,10 @@ from queue_app.admin.forms import ActionForm, CleanForm
 from queue_app.admin.people import invalid_form, page, save
 from queue_app.admin.views import open_to_supervisors
 from queue_app.extensions import db
-from queue_app.web.actions import flash_form_errors, me
 from queue_app.models import Team
 from queue_app.services.items import canned_responses
 from queue_app.services.items.canned_responses import MAX_BODY, MAX_TITLE, PLACEHOLDERS
+from queue_app.web.actions import flash_form_errors, me
 
 ALL_TEAMS = 0  # the team select's value for "every team" (stored as NULL)
 

@@ -2,17 +2,32 @@
 from zoneinfo import available_timezones
 
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField,
-                     SubmitField, TextAreaField)
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from queue_app.web.templating import label
 from queue_app.models.routing_rule import SOURCES as RULE_SOURCES
 from queue_app.models.user import ROLES
 from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
 from queue_app.services.errors import Invalid
 from queue_app.services.people.users import normalise_email
+from queue_app.web.templating import label
 
 TLS_CHOICES = [("ssl", "SSL/TLS (port 993)"), ("starttls", "STARTTLS (port 143)"), ("none", "None (testing only)")]
 

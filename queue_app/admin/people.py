@@ -11,11 +11,12 @@ from queue_app.admin import bp
 from queue_app.admin.forms import TeamForm, UserForm, timezone_choices
 from queue_app.admin.views import attach_errors
 from queue_app.extensions import db
-from queue_app.web.actions import me
 from queue_app.models import Calendar, Team, User
-from queue_app.services.people import teams as people_teams, users as people_users
 from queue_app.services.assignment import auto
 from queue_app.services.errors import DomainError, Invalid
+from queue_app.services.people import teams as people_teams
+from queue_app.services.people import users as people_users
+from queue_app.web.actions import me
 
 NO_NAMES = {}
 

@@ -6,9 +6,10 @@ from queue_app.admin import bp
 from queue_app.admin.forms import ActionForm, RoutingRuleForm
 from queue_app.admin.people import get_or_404, invalid_form, page, save
 from queue_app.extensions import db
-from queue_app.web.actions import flash_form_errors
 from queue_app.models import RoutingRule, Team
 from queue_app.services.intake import routing_rules
+from queue_app.web.actions import flash_form_errors
+
 
 @bp.route("/routing")
 def rule_list():

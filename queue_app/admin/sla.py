@@ -11,12 +11,12 @@ from queue_app.admin import bp
 from queue_app.admin.forms import ActionForm, CalendarForm, PolicyForm, timezone_choices
 from queue_app.admin.people import get_or_404, invalid_form, page, save
 from queue_app.extensions import db
-from queue_app.web.actions import flash_form_errors
 from queue_app.models import Calendar, SlaPolicy
 from queue_app.models.calendar import WEEKDAYS
 from queue_app.models.sla_policy import DEFAULT_PAUSE_STATUSES
-from queue_app.services.sla import editing
 from queue_app.services.errors import Invalid
+from queue_app.services.sla import editing
+from queue_app.web.actions import flash_form_errors
 
 
 @bp.route("/sla")

@@ -7,19 +7,29 @@ from datetime import datetime, timezone
 from email.parser import BytesHeaderParser
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy.orm import defer, selectinload
 
 from queue_app.admin import bp
 from queue_app.admin.forms import ActionForm, MailboxEditForm, MailboxForm, ReleaseForm
 from queue_app.extensions import db, login_manager
-from queue_app.web.actions import flash_form_errors, me
 from queue_app.models import InboundEmail, Mailbox, Team
 from queue_app.services import access
-from queue_app.services.intake import mailboxes as intake_mailboxes
-from queue_app.services.intake import quarantine as intake_quarantine, filing
 from queue_app.services.errors import DomainError
+from queue_app.services.intake import filing
+from queue_app.services.intake import mailboxes as intake_mailboxes
+from queue_app.services.intake import quarantine as intake_quarantine
+from queue_app.web.actions import flash_form_errors, me
 
 PAGE_SIZE = 50
 # Headers live at the top of a message; reading only this much keeps a 25 MB email cheap to list.

@@ -14,11 +14,11 @@ from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
 from queue_app.services.checks import runner
-from queue_app.services.sla import policies
-from queue_app.services.items import state as items_state
 from queue_app.services.errors import Invalid
-from queue_app.services.people.users import normalise_email
+from queue_app.services.items import state as items_state
 from queue_app.services.items.work_types import fields_of
+from queue_app.services.people.users import normalise_email
+from queue_app.services.sla import policies
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

@@ -11,10 +11,10 @@ from queue_app.models import Event, SlaPolicy, Team, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services import access
 from queue_app.services.approvals import decisions
-from queue_app.services.items import attachments as items_attachments
-from queue_app.services.items import lifecycle, state
 from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid
+from queue_app.services.items import attachments as items_attachments
+from queue_app.services.items import lifecycle, state
 
 # Everything item_json touches, loaded in a few queries instead of a few per item.
 ITEM_LOAD = (

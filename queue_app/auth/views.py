@@ -6,9 +6,9 @@ from flask_login import current_user, login_required, login_user, logout_user
 from queue_app.auth import bp
 from queue_app.auth.forms import LoginForm, PasswordForm, TimezoneForm
 from queue_app.extensions import db
-from queue_app.web.navigation import safe_next
-from queue_app.services.people import users
 from queue_app.services.errors import Invalid
+from queue_app.services.people import users
+from queue_app.web.navigation import safe_next
 
 LOGIN_FAILED = "Unknown email or wrong password."
 

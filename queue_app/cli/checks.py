@@ -7,9 +7,10 @@ from flask.cli import AppGroup
 
 from queue_app.extensions import db
 from queue_app.models import ExchangeRate, Team
-from queue_app.services.checks import settings as checks_settings, runner, exchange_rates
-from queue_app.services.items import lifecycle
+from queue_app.services.checks import exchange_rates, runner
+from queue_app.services.checks import settings as checks_settings
 from queue_app.services.errors import DomainError
+from queue_app.services.items import lifecycle
 
 checks_cli = AppGroup("checks", help="Automated checks: run them, exchange rates, team settings.")
 

@@ -10,11 +10,20 @@ import sqlalchemy as sa
 from flask import current_app
 
 from queue_app.extensions import db
-from queue_app.models import Calendar, CannedResponse, Mailbox, RoutingRule, SlaPolicy, Team, User, WorkItem
+from queue_app.models import (
+    Calendar,
+    CannedResponse,
+    Mailbox,
+    RoutingRule,
+    SlaPolicy,
+    Team,
+    User,
+    WorkItem,
+)
 from queue_app.models.base import utcnow
 from queue_app.models.calendar import round_the_clock_hours
-from queue_app.services.people import users as user_service
 from queue_app.services.items import lifecycle, state
+from queue_app.services.people import users as user_service
 
 TEAMS = {
     "Returns": ["return"],

@@ -9,8 +9,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from queue_app.extensions import db
-from queue_app.services.intake import mailboxes as mailbox_service
 from queue_app.services.errors import DomainError
+from queue_app.services.intake import mailboxes as mailbox_service
 
 intake = AppGroup("intake", help="Receive email: import files, run the SMTP server, poll IMAP.")
 mailboxes = AppGroup("mailboxes", help="The addresses Backdesk receives work for.")

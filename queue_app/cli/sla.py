@@ -7,8 +7,8 @@ import yaml
 from flask.cli import AppGroup
 
 from queue_app.extensions import db
-from queue_app.services.sla import config as sla_config
 from queue_app.services.errors import Invalid
+from queue_app.services.sla import config as sla_config
 
 sla = AppGroup("sla", help="Load or export SLA calendars and policies.")
 

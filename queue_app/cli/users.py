@@ -6,8 +6,8 @@ from flask.cli import AppGroup
 from queue_app.extensions import db
 from queue_app.models import User
 from queue_app.models.user import ROLES
-from queue_app.services.people import users as user_service
 from queue_app.services.errors import DomainError
+from queue_app.services.people import users as user_service
 
 users = AppGroup("users", help="Manage people who log in.")
 

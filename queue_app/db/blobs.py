@@ -5,8 +5,8 @@ from functools import lru_cache
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from queue_app.models import Blob
 from queue_app.db import batched_rows
+from queue_app.models import Blob
 
 
 @lru_cache(maxsize=4)

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
+from queue_app.db import batched_rows
 from queue_app.models import OutboxJob
 from queue_app.settings import OutboxSettings
-from queue_app.db import batched_rows
 
 log = logging.getLogger(__name__)
 _PENDING = "backdesk_outbox_pending"

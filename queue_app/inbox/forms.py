@@ -2,12 +2,18 @@
 item version and the last history event the person saw (see services.items.changes)."""
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, StringField, SubmitField, TextAreaField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+)
 from wtforms.widgets import HiddenInput
 
-from queue_app.web.templating import label
 from queue_app.models.work_item import PRIORITIES, TYPES
 from queue_app.services.items.lifecycle import MAX_BODY
+from queue_app.web.templating import label
 
 
 class NoteForm(FlaskForm):

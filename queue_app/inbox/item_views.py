@@ -11,23 +11,38 @@ import unicodedata
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask import (
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 from sqlalchemy.orm import selectinload
 
-from queue_app.web.navigation import safe_next
 from queue_app.extensions import db
 from queue_app.inbox import bp
-from queue_app.inbox.forms import ClassifyForm, FieldsForm, NoteForm, ReplyForm, RerunForm, StatusForm
-from queue_app.web.forms import DecisionForm
-from queue_app.web.actions import attempt, flash_form_errors, me
+from queue_app.inbox.forms import (
+    ClassifyForm,
+    FieldsForm,
+    NoteForm,
+    ReplyForm,
+    RerunForm,
+    StatusForm,
+)
 from queue_app.models import Attachment, Event, Message, Team
 from queue_app.services import access
 from queue_app.services.approvals import decisions
-from queue_app.services.items import canned_responses, changes as items_changes, work_types
-from queue_app.services.items import state, lifecycle
 from queue_app.services.checks import runner
 from queue_app.services.errors import NotFound, PermissionDenied
+from queue_app.services.items import canned_responses, lifecycle, state, work_types
+from queue_app.services.items import changes as items_changes
+from queue_app.web.actions import attempt, flash_form_errors, me
+from queue_app.web.forms import DecisionForm
+from queue_app.web.navigation import safe_next
 
 # Events that are steps of the SLA ladder, shown on the item page's SLA panel.
 LADDER_EVENTS = ("sla_warning", "sla_breached", "escalated")

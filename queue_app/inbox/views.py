@@ -6,17 +6,17 @@ from flask_login import current_user, login_required
 from sqlalchemy.orm import selectinload
 
 from queue_app.extensions import db
-from queue_app.web.actions import attempt, flash_form_errors, me
 from queue_app.inbox import bp
-from queue_app.web import paging
-from queue_app.web.templating import viewer_zone
 from queue_app.inbox.forms import TakeForm, TakeNextForm
 from queue_app.models import WorkItem
 from queue_app.services.approvals import decisions
 from queue_app.services.assignment import worklists
-from queue_app.services.items import search as items_search
-from queue_app.services.items import state, lifecycle
 from queue_app.services.errors import Invalid
+from queue_app.services.items import lifecycle, state
+from queue_app.services.items import search as items_search
+from queue_app.web import paging
+from queue_app.web.actions import attempt, flash_form_errors, me
+from queue_app.web.templating import viewer_zone
 
 TEAM_PAGE_SIZE = 25  # the team queue under My queue: "take next" takes from its top anyway
 def _queues(args, flt, stamp=None):

@@ -6,8 +6,8 @@ from queue_app.extensions import db
 from queue_app.intake import bp
 from queue_app.intake.forms import TYPE_LABELS, IntakeForm, input_name
 from queue_app.services import access
-from queue_app.services.items import lifecycle
 from queue_app.services.errors import Invalid, NotFound
+from queue_app.services.items import lifecycle
 from queue_app.services.items.work_types import FIELDS
 
 LAST_SUBMITTED = "intake_last_submitted"

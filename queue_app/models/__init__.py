@@ -6,8 +6,8 @@ another for a relationship, so they form no import cycle (lint-imports counts th
 """
 from queue_app.models.approval import Approval, team_checkers
 from queue_app.models.blob import Blob
-from queue_app.models.canned_response import CannedResponse
 from queue_app.models.calendar import Calendar
+from queue_app.models.canned_response import CannedResponse
 from queue_app.models.check_result import CheckResult
 from queue_app.models.check_settings import TeamCheckSettings
 from queue_app.models.event import Event

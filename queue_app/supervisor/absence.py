@@ -13,16 +13,17 @@ from flask_wtf import FlaskForm
 from wtforms import DateTimeLocalField, RadioField, SubmitField
 from wtforms.validators import InputRequired, Optional
 
-from queue_app.web.navigation import safe_next
 from queue_app.extensions import db
-from queue_app.web.actions import flash_form_errors, me
 from queue_app.models import Team, User
 from queue_app.models.base import utcnow
 from queue_app.services import access
-from queue_app.services.assignment import auto as assignment_auto, board, capacity
-from queue_app.services.people import users
+from queue_app.services.assignment import auto as assignment_auto
+from queue_app.services.assignment import board, capacity
 from queue_app.services.errors import DomainError
+from queue_app.services.people import users
 from queue_app.supervisor import bp
+from queue_app.web.actions import flash_form_errors, me
+from queue_app.web.navigation import safe_next
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 ITEM_CHOICES = [("keep", "Keep them assigned"), ("queue", "Return them to the team's unassigned queue"),

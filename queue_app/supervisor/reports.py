@@ -16,16 +16,16 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import Optional
 
-from queue_app.web.templating import label
 from queue_app.extensions import db
-from queue_app.web.actions import me
 from queue_app.models import User
 from queue_app.models.base import utcnow
 from queue_app.models.team import team_members
 from queue_app.models.work_item import STATUSES, TYPES
-from queue_app.services.reporting import reports as reporting_reports
 from queue_app.services.errors import Invalid
+from queue_app.services.reporting import reports as reporting_reports
 from queue_app.supervisor import bp, charts
+from queue_app.web.actions import me
+from queue_app.web.templating import label
 
 BREACHES_ON_PAGE = 100
 REPORTS = ("compliance", "backlog", "daily", "handling", "breaches")

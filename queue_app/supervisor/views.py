@@ -6,22 +6,24 @@ Every route checks the role and the team (services.access); every form carries a
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from queue_app.web.navigation import safe_next
 from queue_app.extensions import db
-from queue_app.web import paging
-from queue_app.web.forms import DecisionForm
-from queue_app.web.actions import attempt, flash_form_errors, me
 from queue_app.models import Team, User
 from queue_app.models.base import utcnow
 from queue_app.services import access
 from queue_app.services.approvals import decisions
-from queue_app.services.assignment import board as assignment_board, auto, manual, capacity as assignment_capacity
-from queue_app.services.people import users
-from queue_app.services.items import lifecycle
+from queue_app.services.assignment import auto, manual
+from queue_app.services.assignment import board as assignment_board
+from queue_app.services.assignment import capacity as assignment_capacity
 from queue_app.services.errors import Conflict, Invalid
+from queue_app.services.items import lifecycle
+from queue_app.services.people import users
 from queue_app.supervisor import bp
 from queue_app.supervisor.forms import AssignForm, BulkAssignForm, CheckerForm
 from queue_app.supervisor.reports import csv_response
+from queue_app.web import paging
+from queue_app.web.actions import attempt, flash_form_errors, me
+from queue_app.web.forms import DecisionForm
+from queue_app.web.navigation import safe_next
 
 APPROVALS_PAGE = 50
 REFUSALS_SHOWN = 20  # refusal messages flashed one by one; the rest are counted

@@ -8,9 +8,17 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from queue_app.models import Calendar, OutboxJob, RoutingRule, SlaPolicy, Team, User, WorkItem
+from queue_app.models import (
+    Calendar,
+    OutboxJob,
+    RoutingRule,
+    SlaPolicy,
+    Team,
+    User,
+    WorkItem,
+)
 from queue_app.models.base import utcnow
-from queue_app.services.items import state, lifecycle
+from queue_app.services.items import lifecycle, state
 from tests.conftest import Auth, csrf_token_from
 
 RECALCULATE = "workers.sla_timers.recalculate_open_items"

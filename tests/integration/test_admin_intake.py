@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Event, InboundEmail, Mailbox, Message, Team, WorkItem
-from queue_app.services.intake import mailboxes as intake_mailboxes
 from queue_app.services.intake import filing
+from queue_app.services.intake import mailboxes as intake_mailboxes
 from tests.conftest import Auth, csrf_token_from
 
 DESK = "returns@desk.example.com"

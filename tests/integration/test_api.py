@@ -5,12 +5,11 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-
 from queue_app.models import ApiToken, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services.checks import runner as checks_runner
-from queue_app.services.people.users import issue_api_token
 from queue_app.services.items.work_types import FIELDS
+from queue_app.services.people.users import issue_api_token
 from tests.factories import VALID_FIELDS
 
 API = "/api/v1"

@@ -6,9 +6,9 @@ import sqlalchemy as sa
 
 from queue_app.models import Event, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services.sla import ladder as sla_ladder
 from queue_app.services.items import lifecycle
 from queue_app.services.people.users import issue_api_token
+from queue_app.services.sla import ladder as sla_ladder
 from tests.factories import make_policy
 from tests.integration.test_api import API, assert_error, auth, parse_iso
 

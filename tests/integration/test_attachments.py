@@ -5,10 +5,9 @@ from urllib.parse import quote
 
 import pytest
 
-from queue_app.models import Attachment, Message
-from queue_app.services.intake import mailboxes
-from queue_app.services.intake import filing
 from queue_app.db.blobs import store_blob
+from queue_app.models import Attachment, Message
+from queue_app.services.intake import filing, mailboxes
 from tests.conftest import Auth
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"

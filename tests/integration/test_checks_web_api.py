@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from queue_app.web import paging as web_paging
 from queue_app.models import Event, OutboxJob, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services.checks import runner as checks_runner
 from queue_app.services.items import lifecycle
 from queue_app.services.people.users import issue_api_token
+from queue_app.web import paging as web_paging
 from tests.check_files import EXE_LIKE, attach, encrypted_pdf, pdf
 from tests.conftest import csrf_token_from
 

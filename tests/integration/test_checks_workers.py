@@ -16,10 +16,15 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 
 from queue_app.models import CheckResult, Event, OutboxJob, User, WorkItem
-from queue_app.services.items import attachments
-from queue_app.services.items import lifecycle
 from queue_app.services.checks import runner
-from queue_app.services.checks.rules import CHECKS, CHECKS_BY_TYPE, CheckDefinition, CheckOutcome, TransientCheckError
+from queue_app.services.checks.rules import (
+    CHECKS,
+    CHECKS_BY_TYPE,
+    CheckDefinition,
+    CheckOutcome,
+    TransientCheckError,
+)
+from queue_app.services.items import attachments, lifecycle
 from tests.check_files import TINY_JPEG, attach, encrypted_pdf, pdf
 from tests.integration.test_workers import ROOT, run_burst
 from workers.queues import JOB_TIMEOUTS, RETRY_INTERVALS

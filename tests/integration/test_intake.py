@@ -15,10 +15,19 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from queue_app.models import Attachment, Blob, Event, InboundEmail, Message, OutboxJob, RoutingRule, WorkItem
+from queue_app.models import (
+    Attachment,
+    Blob,
+    Event,
+    InboundEmail,
+    Message,
+    OutboxJob,
+    RoutingRule,
+    WorkItem,
+)
 from queue_app.models.base import utcnow
-from queue_app.services.intake import mailboxes
-from queue_app.services.intake import filing, quarantine as intake_quarantine
+from queue_app.services.intake import filing, mailboxes
+from queue_app.services.intake import quarantine as intake_quarantine
 from queue_app.services.items import lifecycle, state
 from workers.mail_out import send_message
 

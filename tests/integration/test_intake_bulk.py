@@ -12,10 +12,19 @@ from email.message import EmailMessage
 import pytest
 import sqlalchemy as sa
 
-from queue_app.models import Attachment, Blob, Event, InboundEmail, Message, OutboxJob, WorkItem
 from queue_app.db import outbox as db_outbox
+from queue_app.models import (
+    Attachment,
+    Blob,
+    Event,
+    InboundEmail,
+    Message,
+    OutboxJob,
+    WorkItem,
+)
+from queue_app.services.intake import bulk as intake_bulk
+from queue_app.services.intake import filing as intake_filing
 from queue_app.services.intake import mailboxes
-from queue_app.services.intake import filing as intake_filing, bulk as intake_bulk
 from queue_app.services.items import lifecycle
 from tests.integration.test_intake import PNG, corpus
 

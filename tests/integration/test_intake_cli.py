@@ -13,7 +13,15 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.extensions import db as _db
-from queue_app.models import Event, InboundEmail, Mailbox, Message, OutboxJob, RoutingRule, WorkItem
+from queue_app.models import (
+    Event,
+    InboundEmail,
+    Mailbox,
+    Message,
+    OutboxJob,
+    RoutingRule,
+    WorkItem,
+)
 from queue_app.services.intake import mailboxes as intake_mailboxes
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"

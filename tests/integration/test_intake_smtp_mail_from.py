@@ -9,7 +9,13 @@ import pytest
 
 from queue_app.models import InboundEmail, WorkItem
 from queue_app.services.items import lifecycle
-from tests.integration.test_smtp_intake import committed, mailbox, make_email, send, smtp_server  # noqa: F401
+from tests.integration.test_smtp_intake import (  # noqa: F401
+    committed,
+    mailbox,
+    make_email,
+    send,
+    smtp_server,
+)
 
 OURS = "backdesk@backdesk.example.com"
 

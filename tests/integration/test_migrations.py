@@ -14,9 +14,9 @@ from alembic.migration import MigrationContext
 
 from config import TestingConfig
 from queue_app import create_app
+from queue_app.db import search_index
 from queue_app.extensions import db
 from queue_app.services.items import search as items_search
-from queue_app.db import search_index
 from tests.conftest import database_is
 
 MIGRATIONS = str(Path(__file__).resolve().parents[2] / "migrations")

@@ -3,18 +3,18 @@ fragment, through services.assignment.worklists and the inbox pages, on the data
 import re
 import threading
 import time
-from functools import partial
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from queue_app.web import paging as web_paging
 from queue_app.models import Event, User, WorkItem
 from queue_app.services.assignment import worklists
 from queue_app.services.errors import Invalid
+from queue_app.web import paging as web_paging
 from tests.conftest import csrf_token_from
 from tests.integration.test_assignment_concurrency import run_threads
 

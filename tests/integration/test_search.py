@@ -6,13 +6,12 @@ from email.message import EmailMessage
 import pytest
 import sqlalchemy as sa
 
-from queue_app.models import Message
-from queue_app.services.intake import mailboxes
-from queue_app.services.intake import filing
-from queue_app.services.items import search as items_search
 from queue_app.db import search_index
-from queue_app.services.items import lifecycle
+from queue_app.models import Message
 from queue_app.services.errors import Invalid
+from queue_app.services.intake import filing, mailboxes
+from queue_app.services.items import lifecycle
+from queue_app.services.items import search as items_search
 from tests.conftest import database_is
 
 

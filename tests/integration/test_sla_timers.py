@@ -26,8 +26,8 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from queue_app.models import Event, OutboxJob, SlaEscalation, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services.sla import policies
 from queue_app.services.items import lifecycle
+from queue_app.services.sla import policies
 from tests.factories import make_policy
 from workers import relay
 from workers.sla_timers import fire_sla_timer, sweep

@@ -8,7 +8,7 @@ from flask import render_template
 from queue_app.models import Approval, Event, Message, OutboxJob, User, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services.checks import runner
-from queue_app.services.items import state, lifecycle
+from queue_app.services.items import lifecycle, state
 from tests.conftest import Auth, csrf_token_from
 from tests.factories import PASSWORD
 

@@ -4,14 +4,14 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from queue_app.web.templating import business_span
 from queue_app.models import Event, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services.sla import ladder as sla_ladder
 from queue_app.services.items import lifecycle
-from tests.integration.test_web import text
+from queue_app.services.sla import ladder as sla_ladder
+from queue_app.web.templating import business_span
 from tests.conftest import Auth, csrf_token_from
 from tests.factories import make_policy
+from tests.integration.test_web import text
 
 
 def section(html, pattern):

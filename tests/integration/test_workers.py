@@ -19,8 +19,8 @@ from rq import Queue, SimpleWorker
 
 from queue_app.models import CheckResult, Event, Message, OutboxJob, WorkItem
 from queue_app.services.items import lifecycle
-from workers import relay
 from tests.integration.conftest import TEST_REDIS_DB, use_redis
+from workers import relay
 from workers.mail_out import send_message
 
 ROOT = Path(__file__).resolve().parents[2]

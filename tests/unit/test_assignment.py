@@ -7,13 +7,17 @@ import sqlalchemy as sa
 
 from queue_app.models import Event, Notification, OutboxJob, WorkItem
 from queue_app.services.assignment import (
-    manual as assignment_manual,
-    board as assignment_board,
     auto as assignment_auto,
 )
-from queue_app.services.people import users
-from queue_app.services.items import state
+from queue_app.services.assignment import (
+    board as assignment_board,
+)
+from queue_app.services.assignment import (
+    manual as assignment_manual,
+)
 from queue_app.services.errors import Conflict, Invalid, NotFound, PermissionDenied
+from queue_app.services.items import state
+from queue_app.services.people import users
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 

@@ -5,8 +5,8 @@ import pytest
 
 from queue_app.models import Calendar, CannedResponse
 from queue_app.models.calendar import round_the_clock_hours
-from queue_app.services.items import canned_responses
 from queue_app.services.errors import Invalid, NotFound, PermissionDenied
+from queue_app.services.items import canned_responses
 
 
 @pytest.fixture

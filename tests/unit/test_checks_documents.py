@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Event, WorkItem
-from queue_app.services.checks import settings, runner
+from queue_app.services.checks import runner, settings
 from queue_app.services.checks.rules import iban
 from tests.check_files import (
     EXE_LIKE,

@@ -7,11 +7,16 @@ import sqlalchemy as sa
 
 from queue_app.models import CheckResult, Event, OutboxJob, WorkItem
 from queue_app.models.work_item import TYPES
-from queue_app.services.items import attachments
-from queue_app.services.items import lifecycle
 from queue_app.services.checks import runner
-from queue_app.services.checks.rules import CHECKS, CHECKS_BY_TYPE, CheckDefinition, CheckOutcome, TransientCheckError
+from queue_app.services.checks.rules import (
+    CHECKS,
+    CHECKS_BY_TYPE,
+    CheckDefinition,
+    CheckOutcome,
+    TransientCheckError,
+)
 from queue_app.services.errors import Invalid, PermissionDenied
+from queue_app.services.items import attachments, lifecycle
 from tests.check_files import EXE_LIKE, pdf
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)

@@ -8,11 +8,13 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Event, WorkItem
-from queue_app.services.approvals import stake, decisions
-from queue_app.services.checks import settings as checks_settings, runner, exchange_rates as checks_exchange_rates
-from queue_app.services.sla import policies
-from queue_app.services.items import lifecycle, state
+from queue_app.services.approvals import decisions, stake
+from queue_app.services.checks import exchange_rates as checks_exchange_rates
+from queue_app.services.checks import runner
+from queue_app.services.checks import settings as checks_settings
 from queue_app.services.errors import Invalid
+from queue_app.services.items import lifecycle, state
+from queue_app.services.sla import policies
 from tests import factories
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)

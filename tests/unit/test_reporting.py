@@ -4,8 +4,8 @@ from datetime import date, datetime, timezone
 import pytest
 
 from queue_app.models import WorkItem
-from queue_app.services.reporting import reports
 from queue_app.services.errors import Invalid, NotFound, PermissionDenied
+from queue_app.services.reporting import reports
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
 

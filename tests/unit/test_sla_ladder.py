@@ -4,8 +4,9 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from queue_app.models import Event, Notification, OutboxJob, SlaEscalation
-from queue_app.services.sla import policies, ladder as sla_ladder
 from queue_app.services.items import lifecycle
+from queue_app.services.sla import ladder as sla_ladder
+from queue_app.services.sla import policies
 from tests.factories import make_policy
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)

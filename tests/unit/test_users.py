@@ -2,8 +2,8 @@
 import pytest
 import sqlalchemy as sa
 
-from queue_app.services.people import users
 from queue_app.services.errors import Conflict, Invalid, NotFound
+from queue_app.services.people import users
 
 
 def test_passwords_are_hashed_and_checked(session, make_user):

@@ -5,8 +5,9 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Event, Message, OutboxJob, RoutingRule
-from queue_app.services.items import lifecycle, state as items_state
 from queue_app.services.errors import Conflict, Invalid, NotFound, PermissionDenied
+from queue_app.services.items import lifecycle
+from queue_app.services.items import state as items_state
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 

@@ -33,12 +33,17 @@ from queue_app.models.base import utcnow
 from queue_app.models.team import AUTO_ASSIGN_POLICIES, team_members
 from queue_app.models.work_item import OPEN_STATUSES
 from queue_app.services import access
-from queue_app.services.assignment.capacity import lock_users, open_loads, out_of_office_clause
+from queue_app.services.assignment.capacity import (
+    lock_users,
+    open_loads,
+    out_of_office_clause,
+)
 from queue_app.services.assignment.notices import AUTO_ACTOR, notify_assigned
 from queue_app.services.errors import Invalid, NotFound
 from queue_app.services.items import state
 from queue_app.services.items.events import record_event
 from queue_app.services.people import users as people_users
+
 RECENT_EVENTS = 20_000  # how far back round-robin looks for each executive's latest assignment
 ARRIVAL_SCAN = 50  # sla_aware: how many queued items one arrival may look at
 DISTRIBUTE_LIMIT = 2_000  # items one "distribute now" looks at

@@ -25,8 +25,8 @@ from queue_app.models import Calendar, SlaPolicy, Team, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES, TYPES
 from queue_app.services import access
-from queue_app.services.items import lifecycle, state
 from queue_app.services.errors import Invalid
+from queue_app.services.items import lifecycle, state
 
 SAVED_VIEWS = {
     "due_today": "Due today",

@@ -24,12 +24,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
+from queue_app.db.outbox import enqueue_after_commit
 from queue_app.models import CheckResult, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services import access
+from queue_app.services.checks.rules import (
+    CHECKS,
+    CHECKS_BY_TYPE,
+    CheckContext,
+    CheckOutcome,
+    TransientCheckError,
+)
 from queue_app.services.items.events import record_event
-from queue_app.services.checks.rules import CHECKS, CHECKS_BY_TYPE, CheckContext, CheckOutcome, TransientCheckError
-from queue_app.db.outbox import enqueue_after_commit
 
 log = logging.getLogger(__name__)
 RUN_JOB = "workers.checks.run_checks"

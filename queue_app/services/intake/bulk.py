@@ -18,7 +18,13 @@ import sqlalchemy as sa
 from queue_app.db import batched_rows, config_cache
 from queue_app.models import InboundEmail
 from queue_app.models.base import utcnow
-from queue_app.services.intake.filing import find_known, peek_message_id, process, quarantine, receive
+from queue_app.services.intake.filing import (
+    find_known,
+    peek_message_id,
+    process,
+    quarantine,
+    receive,
+)
 from queue_app.services.intake.lookups import BatchLookups, DatabaseLookups, chunks
 from queue_app.services.intake.mail.parser import MailParseError, parse_email
 from queue_app.services.intake.writers import Batched, Row

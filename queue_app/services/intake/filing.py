@@ -40,7 +40,11 @@ from queue_app.models import InboundEmail, Message, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services.errors import DomainError
 from queue_app.services.intake import mailboxes
-from queue_app.services.intake.mail.headers import MAX_HEADER_LINE, extract_ref_tag, normalise_message_id
+from queue_app.services.intake.mail.headers import (
+    MAX_HEADER_LINE,
+    extract_ref_tag,
+    normalise_message_id,
+)
 from queue_app.services.intake.mail.parser import MailParseError, parse_email
 from queue_app.services.intake.writers import OneAtATime
 from queue_app.services.items import lifecycle, state

@@ -2,9 +2,9 @@
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
+from queue_app.db import config_cache
 from queue_app.models import Mailbox, Team
 from queue_app.models.work_item import PRIORITIES, TYPES
-from queue_app.db import config_cache
 from queue_app.services.errors import Conflict, Invalid
 from queue_app.services.people.users import normalise_email
 

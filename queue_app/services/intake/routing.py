@@ -10,8 +10,8 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
-from queue_app.models import RoutingRule, Team
 from queue_app.db.config_cache import cached
+from queue_app.models import RoutingRule, Team
 from queue_app.services.errors import Invalid
 
 

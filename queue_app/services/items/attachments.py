@@ -7,14 +7,18 @@ the commit. Executables are refused outright, as intake refuses them.
 import re
 import unicodedata
 
+from queue_app.db.blobs import store_blob
 from queue_app.models import Attachment, Message
 from queue_app.models.base import utcnow
 from queue_app.services import access
 from queue_app.services.checks import runner
-from queue_app.services.items.events import record_event
-from queue_app.db.blobs import store_blob
 from queue_app.services.errors import Invalid
-from queue_app.services.intake.mail.attachments import EXECUTABLE_TYPES, MAX_FILENAME, sniff_content_type
+from queue_app.services.intake.mail.attachments import (
+    EXECUTABLE_TYPES,
+    MAX_FILENAME,
+    sniff_content_type,
+)
+from queue_app.services.items.events import record_event
 
 MAX_FILE_BYTES = 25 * 1024 * 1024
 

@@ -15,10 +15,16 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from queue_app.db.outbox import enqueue_after_commit
 from queue_app.models import Message, RoutingRule, Team, User, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES, SOURCES, TYPES, format_ref
-from queue_app.db.outbox import enqueue_after_commit
+from queue_app.models.work_item import (
+    OPEN_STATUSES,
+    PRIORITIES,
+    SOURCES,
+    TYPES,
+    format_ref,
+)
 from queue_app.services import access
 from queue_app.services.approvals import decisions, stake
 from queue_app.services.assignment import auto as auto_assignment

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from queue_app.models import Message, WorkItem
 from queue_app.db.search_index import PG_ITEM_DOCUMENT, PG_MESSAGE_DOCUMENT
+from queue_app.models import Message, WorkItem
 from queue_app.services import access
 from queue_app.services.errors import Invalid
 from queue_app.services.items.work_types import REF_PATTERN

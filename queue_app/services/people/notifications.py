@@ -4,8 +4,8 @@ Invariants: the row is written in the caller's transaction and the mail job is r
 with dispatch.enqueue_after_commit, so a rolled-back change notifies nobody, and a
 notification whose job Redis lost is still on record to be sent by the relay.
 """
-from queue_app.models import Notification
 from queue_app.db.outbox import enqueue_after_commit
+from queue_app.models import Notification
 
 SEND_JOB = "workers.mail_out.send_notification"
 

@@ -10,10 +10,10 @@ from decimal import Decimal, InvalidOperation
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
+from queue_app.db.outbox import enqueue_after_commit
 from queue_app.models import Calendar, Team
 from queue_app.models.team import AUTO_ASSIGN_POLICIES
 from queue_app.models.work_item import TYPES
-from queue_app.db.outbox import enqueue_after_commit
 from queue_app.services.errors import Invalid
 from queue_app.services.people.users import normalise_email
 

@@ -23,13 +23,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 import sqlalchemy as sa
 
+from queue_app.db.outbox import enqueue_after_commit
 from queue_app.models import Calendar, SlaPolicy, Team
 from queue_app.models.calendar import WEEKDAYS, round_the_clock_hours
 from queue_app.models.sla_policy import DEFAULT_PAUSE_STATUSES
 from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
-from queue_app.services.sla import clock
-from queue_app.db.outbox import enqueue_after_commit
 from queue_app.services.errors import Invalid
+from queue_app.services.sla import clock
 
 DEFAULT_WARN_PERCENT = 75
 NAME_MAX = 120

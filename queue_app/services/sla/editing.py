@@ -13,11 +13,11 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
+from queue_app.db.outbox import enqueue_after_commit
 from queue_app.models import Calendar, SlaPolicy, Team
 from queue_app.models.calendar import WEEKDAYS
-from queue_app.services.sla import config as sla_config
-from queue_app.db.outbox import enqueue_after_commit
 from queue_app.services.errors import Invalid
+from queue_app.services.sla import config as sla_config
 
 _SEPARATORS = re.compile(r"[\s,;]+")
 RECALCULATE_JOB = "workers.sla_timers.recalculate_open_items"

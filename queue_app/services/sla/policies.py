@@ -20,13 +20,13 @@ from contextvars import ContextVar
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
+from queue_app.db.config_cache import cached
+from queue_app.db.outbox import enqueue_after_commit
 from queue_app.models import SlaPolicy, WorkItem
 from queue_app.models.sla_policy import DEFAULT_PAUSE_STATUSES
 from queue_app.models.work_item import OPEN_STATUSES
-from queue_app.services.sla import clock as sla_clock
 from queue_app.services.items.events import record_event
-from queue_app.db.config_cache import cached
-from queue_app.db.outbox import enqueue_after_commit
+from queue_app.services.sla import clock as sla_clock
 
 DEFAULT_FIRST_RESPONSE_MINUTES = 240
 DEFAULT_RESOLUTION_MINUTES = 2880

@@ -3,7 +3,13 @@
 One module per kind of work (fields, documents, returns, discrepancies, escalations);
 importing them registers their checks in base.REGISTRY.
 """
-from queue_app.services.checks.rules import discrepancies, documents, escalations, fields, returns  # noqa: F401
+from queue_app.services.checks.rules import (  # noqa: F401
+    discrepancies,
+    documents,
+    escalations,
+    fields,
+    returns,
+)
 from queue_app.services.checks.rules.base import (
     REGISTRY,
     CheckContext,

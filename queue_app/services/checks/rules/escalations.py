@@ -3,9 +3,9 @@ SLA the escalation itself becomes urgent (the one check with an effect, applied 
 import sqlalchemy as sa
 
 from queue_app.models import WorkItem
-from queue_app.services.sla import policies
-from queue_app.services.items.events import record_event
 from queue_app.services.checks.rules.base import CheckOutcome, check
+from queue_app.services.items.events import record_event
+from queue_app.services.sla import policies
 
 
 def related_item_of(ctx):
