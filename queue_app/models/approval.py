@@ -10,7 +10,7 @@ from queue_app.models.base import db, one_of, utcnow
 if TYPE_CHECKING:
     from queue_app.models import User, WorkItem
 
-APPROVAL_STATUSES = ("pending", "approved", "rejected")
+APPROVAL_STATUSES = ("pending", "approved", "rejected", "void")  # void: what it approved changed before the decision
 
 # Designated checkers: members of a team (not supervisors) who may also decide its approvals.
 team_checkers = sa.Table(

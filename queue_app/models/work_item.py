@@ -52,6 +52,9 @@ class WorkItem(db.Model):
     account: Mapped[Optional[str]] = mapped_column(sa.String(64), index=True)
     expected_amount: Mapped[Optional[Decimal]] = mapped_column(sa.Numeric(14, 2))
     actual_amount: Mapped[Optional[Decimal]] = mapped_column(sa.Numeric(14, 2))
+    # [[amount, currency, team id], ...]: the money the item carried before its current values,
+    # since it was created or last approved (services.approvals.stake keeps it).
+    stake_history: Mapped[Optional[list]] = mapped_column(sa.JSON)
     related_ref: Mapped[Optional[str]] = mapped_column(sa.String(16))
     severity: Mapped[Optional[str]] = mapped_column(sa.String(16))
 

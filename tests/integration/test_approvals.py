@@ -111,8 +111,9 @@ def test_a_designated_checker_approves_and_every_step_is_an_event(client, sessio
     approval = session.scalar(sa.select(Approval))
     assert (approval.status, approval.decided_by_id, approval.requested_by_id) == (
         "approved", world.checker.id, world.maker.id)
-    assert kinds(session, item)[-4:] == ["approval_requested", "status_changed", "approval_decided",
-                                         "status_changed"]
+    # The clock waits with the item (the policy's default): paused on asking, resumed on deciding.
+    assert kinds(session, item)[-6:] == ["approval_requested", "sla_paused", "status_changed", "approval_decided",
+                                         "sla_resumed", "status_changed"]
     requested = session.scalar(sa.select(Event).where(Event.kind == "approval_requested"))
     assert requested.actor_label == "maker@example.com"
     assert {k: requested.data[k] for k in ("amount", "currency", "base_amount", "threshold")} == {

@@ -217,7 +217,12 @@ def test_a_difference_above_the_threshold_requires_approval_to_resolve(session, 
     assert large.status == "awaiting_approval"
     approval = decisions.pending_approval(session, large)
     assert approval.data == {"amount": "120.00", "currency": "USD", "base_amount": "108.00", "base_currency": "EUR",
-                             "threshold": "100.00", "from_status": "new"}
+                             "threshold": "100.00", "from_status": "new",
+                             # bound to what was approved, and what the checker sees
+                             "snapshot": {"type": "discrepancy_fix", "team_id": str(payments_team.id),
+                                          "amount": None, "expected_amount": "1000.00",
+                                          "actual_amount": "1120.00", "currency": "USD"},
+                             "carried": [["120.00", "USD", payments_team.id]]}
     state.assign(session, small, maker, actor=maker)
     lifecycle.change_status(session, small, "resolved", actor=maker, now=NOW)
     assert small.status == "resolved"

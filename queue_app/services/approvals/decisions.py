@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 from queue_app.models import Approval, WorkItem, team_checkers
 from queue_app.models.base import utcnow
 from queue_app.services import access
-from queue_app.services.approvals.stake import stake
+from queue_app.services.approvals import stake
 from queue_app.services.errors import Invalid, PermissionDenied
 from queue_app.services.items import state
 from queue_app.services.items.events import record_event
@@ -32,15 +32,18 @@ def request_approval(session, item, *, actor, action, now=None, comment=None):
     now = now or utcnow()
     if pending_approval(session, item) is not None:
         raise Invalid(f"{item.ref} already has a pending approval", {"status": "awaiting_approval"})
-    at_stake = stake(session, item, now.date())
-    data = {**(at_stake.as_data() if at_stake else {}), "from_status": item.status}
+    at_stake = stake.stake(session, item, now.date())
+    # Bound to what is approved (a change voids it), and what the checker needs to see.
+    data = {**(at_stake.as_data() if at_stake else {}), "from_status": item.status,
+            "snapshot": stake.snapshot(item),
+            "carried": [[f"{amount:.2f}", currency, team_id] for amount, currency, team_id in stake.carried(item)]}
     approval = Approval(work_item_id=item.id, action=action, requested_by_id=actor.id, requested_at=now,
                         comment=comment, data=data)
     session.add(approval)
     session.flush()
     record_event(session, item, "approval_requested", actor,
                  {"approval_id": approval.id, "action": action, "comment": comment,
-                  **{k: v for k, v in data.items() if k != "from_status"}}, now=now)
+                  **{k: v for k, v in data.items() if k not in ("from_status", "snapshot", "carried")}}, now=now)
     state.enter_approval(session, item, approval, actor=actor, now=now)
     return item
 
@@ -78,6 +81,11 @@ def decide(session, item, *, actor, approve, comment=None, now=None):
         raise PermissionDenied(f"only a supervisor or a designated checker of {item.team.name} can decide this")
     if not approve and comment is None:
         raise Invalid("say why the request is rejected", {"comment": "is required to reject"})
+    changed = stake.changed_since(item, (approval.data or {}).get("snapshot") or {})
+    if approve and changed:
+        # Approving what is no longer there would approve something nobody looked at.
+        state.void_approval(session, item, approval, actor=actor, now=now, changed=changed)
+        return item
     approval.status = "approved" if approve else "rejected"
     approval.decided_by_id = actor.id
     approval.decided_at = now
@@ -85,11 +93,21 @@ def decide(session, item, *, actor, approve, comment=None, now=None):
     record_event(session, item, "approval_decided", actor,
                  {"approval_id": approval.id, "decision": approval.status, "comment": comment,
                   "requested_by": approval.requested_by.email if approval.requested_by else None}, now=now)
+    if approve:
+        stake.approved(item)
     state.leave_approval(session, item, approval, actor=actor, now=now, comment=comment)
     return item
 
 
 # --- designated checkers ----------------------------------------------------------------------
+
+def _asked_pending(session, team, user):
+    """Does `user` wait for a decision on an item of `team`? (The decision cannot be handed to them.)"""
+    return session.scalar(sa.select(sa.func.count()).select_from(Approval)
+                          .join(WorkItem, Approval.work_item_id == WorkItem.id)
+                          .where(Approval.status == "pending", Approval.requested_by_id == user.id,
+                                 WorkItem.team_id == team.id)) > 0
+
 
 def checker_ids(session, team_id):
     return set(session.scalars(sa.select(team_checkers.c.user_id).where(team_checkers.c.team_id == team_id)))
@@ -100,6 +118,9 @@ def set_checker(session, team, user, *, actor, enabled):
     access.require_manage_team(actor, team.id)
     if enabled and team.id not in user.team_ids:
         raise Invalid(f"{user.email} is not a member of {team.name}", {"user": "not a member of the team"})
+    if enabled and _asked_pending(session, team, user):
+        raise Invalid(f"{user.email} is waiting for approvals in {team.name}; they cannot become a checker "
+                      "until those are decided", {"user": "has pending approval requests in the team"})
     present = user.id in checker_ids(session, team.id)
     if enabled and not present:
         session.execute(team_checkers.insert().values(team_id=team.id, user_id=user.id))

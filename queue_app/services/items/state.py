@@ -21,7 +21,7 @@ Like every service: flush, never commit.
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 
-from queue_app.models import User, WorkItem
+from queue_app.models import Approval, User, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.work_item import STATUSES
 from queue_app.services import access
@@ -192,12 +192,40 @@ def enter_approval(session, item, approval, *, actor, now):
 
 
 def leave_approval(session, item, approval, *, actor, now, comment=None):
-    """Resolved when `approval` was approved, open again when rejected."""
+    """Resolved when `approval` was approved, open again when rejected or void."""
     if item.status != "awaiting_approval" or approval.work_item_id != item.id \
-            or approval.status not in ("approved", "rejected"):
+            or approval.status not in ("approved", "rejected", "void"):
         raise Invalid(f"{item.ref} is not waiting for this decision", {"approval": approval.status})
+    if approval.status == "approved":
+        changed = stake.changed_since(item, (approval.data or {}).get("snapshot") or {})
+        if changed:
+            raise Invalid(f"{item.ref} changed after it was approved ({', '.join(changed)}); it needs a new approval",
+                          {"approval": "void"})
     _write_status(session, item, "resolved" if approval.status == "approved" else "open", actor=actor, now=now,
                   comment=comment)
+
+
+def void_approval(session, item, approval, *, actor, now, changed):
+    """What `approval` was asked for changed before its decision: void, with an event naming what
+    changed, and the item open again (its maker asks anew)."""
+    approval.status = "void"
+    approval.decided_at = now
+    approval.data = {**(approval.data or {}), "void_because": list(changed)}
+    record_event(session, item, "approval_voided", actor,
+                 {"approval_id": approval.id, "changed": list(changed)}, now=now)
+    leave_approval(session, item, approval, actor=actor, now=now,
+                   comment=f"the approval is void: {', '.join(changed)} changed")
+
+
+def _void_pending_approval(session, item, actor, now):
+    """A change to what a pending approval covers voids it (services.approvals.stake.SNAPSHOT_FIELDS)."""
+    approval = session.scalar(sa.select(Approval).where(Approval.work_item_id == item.id,
+                                                        Approval.status == "pending"))
+    if approval is None:
+        return
+    changed = stake.changed_since(item, (approval.data or {}).get("snapshot") or {})
+    if changed:
+        void_approval(session, item, approval, actor=actor, now=now, changed=changed)
 
 
 def _write_status(session, item, new_status, *, actor, now, comment=None):
@@ -249,5 +277,7 @@ def reclassify(session, item, *, actor, now=None, type=None, priority=None, team
     touch(item, now)
     record_event(session, item, "reclassified", actor, {**changes, **(data or {})}, now=now)
     policies.recalculate(session, item, now, actor, reason=", ".join(sorted(changes)))
+    if item.status == "awaiting_approval":
+        _void_pending_approval(session, item, actor, now)
     session.flush()
     return changes

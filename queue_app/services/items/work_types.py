@@ -26,6 +26,7 @@ class FieldSpec:
     choices: tuple = ()
     pattern: str = ""
     max_length: int = 255
+    positive: bool = False  # a decimal that must be more than 0 (a refund)
     help: str = field(default="", compare=False)
 
     @property
@@ -38,7 +39,7 @@ FIELDS = {
         FieldSpec("order_number", "string", required=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9\-/]{2,31}$",
                   max_length=32, help="3-32 letters, digits, '-' or '/'"),
         FieldSpec("purchase_date", "date"),
-        FieldSpec("amount", "decimal"),
+        FieldSpec("amount", "decimal", positive=True, help="the refund: more than 0"),
         FieldSpec("currency", "currency"),
         FieldSpec("reason", "text", max_length=4000),
     ),
@@ -108,6 +109,8 @@ def _parse(spec, value):
             raise ValueError("must have at most 2 decimal places")
         if abs(amount) > MAX_AMOUNT:
             raise ValueError("is too large")
+        if spec.positive and amount <= 0:
+            raise ValueError("must be more than 0")
         return amount
     if spec.kind == "currency":
         if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{3}", value.strip()):

@@ -4,7 +4,7 @@ The dict is what a YAML or JSON file parses to (see `flask sla load|export`):
 
     calendars: [{name, timezone, hours, holidays?: {country, subdivision?}, closed_dates?}]
     policies:  [{name, match?: {type?, priority?, team?}, calendar?, first_response_minutes,
-                 resolution_minutes, warn_at_percent?, pause_statuses?, escalation?}]
+                 resolution_minutes, warn_at_percent?, pause_statuses?, approval_wait?, escalation?}]
 
 Rules, chosen so that a file can be the source of truth and be applied repeatedly:
 - Records are matched by name and upserted; records missing from the file are left alone.
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from queue_app.db.outbox import enqueue_after_commit
 from queue_app.models import Calendar, SlaPolicy, Team
 from queue_app.models.calendar import WEEKDAYS, round_the_clock_hours
-from queue_app.models.sla_policy import DEFAULT_PAUSE_STATUSES
+from queue_app.models.sla_policy import APPROVAL_WAITS, DEFAULT_PAUSE_STATUSES
 from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
 from queue_app.services.errors import Invalid
 from queue_app.services.sla import clock
@@ -42,7 +42,7 @@ CALENDAR_KEYS = {"name", "timezone", "hours", "holidays", "closed_dates"}
 CALENDAR_REQUIRED = ("name", "timezone", "hours")
 HOLIDAY_KEYS = {"country", "subdivision"}
 POLICY_KEYS = {"name", "match", "calendar", "first_response_minutes", "resolution_minutes", "warn_at_percent",
-               "pause_statuses", "escalation"}
+               "pause_statuses", "approval_wait", "escalation"}
 POLICY_REQUIRED = ("name", "first_response_minutes", "resolution_minutes")
 MATCH_KEYS = {"type", "priority", "team"}
 
@@ -112,6 +112,7 @@ def export_config(session):
         out["resolution_minutes"] = pol.resolution_minutes
         out["warn_at_percent"] = pol.warn_at_percent
         out["pause_statuses"] = list(pol.pause_statuses or [])
+        out["approval_wait"] = pol.approval_wait
         out["escalation"] = list(pol.escalation or [])
         policies.append(out)
     return {"calendars": calendars, "policies": policies}
@@ -157,6 +158,7 @@ def _policy_state(pol):
         "resolution_minutes": pol.resolution_minutes,
         "warn_at_percent": pol.warn_at_percent,
         "pause_statuses": list(pol.pause_statuses or []),
+        "approval_wait": pol.approval_wait,
         "escalation": list(pol.escalation or []),
         "active": bool(pol.active),
     }
@@ -347,6 +349,11 @@ def _validate_policy(raw, path, known_calendars, known_teams, errors):
         if status not in STATUSES:
             errors[f"{path}.pause_statuses[{j}]"] = f"unknown status {status!r}; statuses are {', '.join(STATUSES)}"
     out["pause_statuses"] = list(pause)
+
+    wait = raw.get("approval_wait", "paused")
+    if wait not in APPROVAL_WAITS:
+        errors[f"{path}.approval_wait"] = f"expected one of {', '.join(APPROVAL_WAITS)}, got {wait!r}"
+    out["approval_wait"] = wait
 
     escalation = raw.get("escalation", [])
     if not isinstance(escalation, list):

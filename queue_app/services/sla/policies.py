@@ -83,8 +83,13 @@ def find_policy(session, item):
 
 
 def pause_statuses(item):
+    """The statuses that stop the item's clock: the policy's, and waiting for a checker unless
+    the policy lets the clock run then (approval_wait)."""
     policy = item.sla_policy
-    return set(policy.pause_statuses if policy else DEFAULT_PAUSE_STATUSES)
+    paused = set(policy.pause_statuses if policy else DEFAULT_PAUSE_STATUSES)
+    if policy is None or policy.approval_wait != "running":
+        paused.add("awaiting_approval")
+    return paused
 
 
 def _calendar(item):
