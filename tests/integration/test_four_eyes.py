@@ -163,3 +163,19 @@ def test_the_clock_waits_with_the_item_unless_the_policy_lets_it_run(client, ses
     running = reload(session, running)
     assert running.status == "awaiting_approval" and running.sla_state in ("on_track", "at_risk")
     assert running.sla_next_due is not None
+
+
+def test_the_checker_sees_what_is_approved_and_the_amounts_it_carried(app, client, session, world):
+    item = refund(session, world, amount="5000.00")
+    patch_fields(client, world, item, {"amount": "10.00"})
+    resolve_by_api(client, world, item)
+    web = app.test_client()
+    Auth(web).login("checker@example.com")
+
+    page = web.get(f"/items/{item.ref}").get_data(as_text=True)
+
+    snapshot = page[page.index('id="approval-snapshot"'):]
+    assert "10.00" in snapshot[:snapshot.index("</dl>")]
+    carried = page[page.index('id="approval-carried"'):]
+    carried = carried[:carried.index("</ul>")]
+    assert "5000.00 EUR" in carried and "10.00 EUR" in carried
