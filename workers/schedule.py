@@ -35,6 +35,14 @@ def _intake_sweep():
         log.info("intake sweep: processed %d stored emails nobody had processed", done)
 
 
+def _approval_sweep():
+    from workers.approvals import sweep
+
+    done = sweep()
+    if done:
+        log.info("approval sweep: reminded the checkers of %d approvals the timers had not", done)
+
+
 def _imap_poll():
     from workers.intake_poll import enqueue_polls
 
@@ -46,6 +54,7 @@ PERIODIC = [
     ("outbox-relay", "OUTBOX_RELAY_SECONDS", _relay),
     ("sla-sweep", "SLA_SWEEP_SECONDS", _sla_sweep),
     ("intake-sweep", "SLA_SWEEP_SECONDS", _intake_sweep),
+    ("approval-sweep", "SLA_SWEEP_SECONDS", _approval_sweep),
     ("imap-poll", "INTAKE_POLL_SECONDS", _imap_poll),
 ]
 

@@ -1,4 +1,4 @@
-"""stake history on work items, the SLA clock while waiting for a checker, void approvals
+"""stake history on work items, the SLA clock while waiting for a checker, void approvals, approval due times
 
 Revision ID: f3a4b5c6d7e8
 Revises: e1f2a3b4c5d6
@@ -24,14 +24,26 @@ def upgrade():
     with op.batch_alter_table('sla_policies', schema=None) as batch_op:
         batch_op.add_column(sa.Column('approval_wait', sa.String(length=8), server_default='paused', nullable=False))
         batch_op.create_check_constraint('approval_wait', "approval_wait IN ('paused', 'running')")
-    # An approval whose item changed before the decision is void.
+    # An approval whose item changed before the decision is void; a pending one has a due time.
     with op.batch_alter_table('approvals', schema=None) as batch_op:
         batch_op.drop_constraint(op.f('ck_approvals_status'), type_='check')
         batch_op.create_check_constraint('status', "status IN ('pending', 'approved', 'rejected', 'void')")
+        batch_op.add_column(sa.Column('due_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('warned_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('overdue_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.create_index(batch_op.f('ix_approvals_due_at'), ['due_at'], unique=False)
+    with op.batch_alter_table('teams', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('approval_due_minutes', sa.Integer(), nullable=True))
 
 
 def downgrade():
+    with op.batch_alter_table('teams', schema=None) as batch_op:
+        batch_op.drop_column('approval_due_minutes')
     with op.batch_alter_table('approvals', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_approvals_due_at'))
+        batch_op.drop_column('overdue_at')
+        batch_op.drop_column('warned_at')
+        batch_op.drop_column('due_at')
         batch_op.drop_constraint(op.f('ck_approvals_status'), type_='check')
         batch_op.create_check_constraint('status', "status IN ('pending', 'approved', 'rejected')")
     with op.batch_alter_table('sla_policies', schema=None) as batch_op:

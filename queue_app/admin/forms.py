@@ -147,6 +147,9 @@ class TeamForm(CleanForm):
     approval_threshold = StringField("Approval threshold", validators=[Optional(), Length(max=20)],
                                      render_kw={"inputmode": "decimal"},
                                      description="Resolutions above this amount need a second person. Empty: none.")
+    approval_due_minutes = IntegerField("Approval due within (business minutes)", validators=[Optional()],
+                                        description="Checkers are warned near it and told when it is overdue. "
+                                                    "Empty: no due time.")
     calendar = SelectField("Business calendar", coerce=int, default=0,
                            description="Used when the item's SLA policy names no calendar.")
     submit = SubmitField("Save team")

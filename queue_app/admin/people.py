@@ -144,7 +144,7 @@ def save_team(form, team=None):
         saved["team"] = people_teams.save_team(
             db.session, team, name=form.name.data, email=form.email.data, work_types=form.work_types.data,
             auto_assign=form.auto_assign.data, approval_threshold=form.approval_threshold.data,
-            calendar_id=form.calendar.data or None)
+            calendar_id=form.calendar.data or None, approval_due_minutes=form.approval_due_minutes.data)
 
     return saved["team"] if save(form, action) else None
 

@@ -34,6 +34,11 @@ class Approval(db.Model):
     decided_at: Mapped[Optional[datetime]]
     comment: Mapped[Optional[str]] = mapped_column(sa.Text)
     data: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    # When a checker should have decided (the team's approval_due_minutes in business time), and
+    # when the checkers were told it is nearly due and overdue (each once).
+    due_at: Mapped[Optional[datetime]] = mapped_column(index=True)
+    warned_at: Mapped[Optional[datetime]]
+    overdue_at: Mapped[Optional[datetime]]
 
     work_item: Mapped["WorkItem"] = relationship()
     requested_by: Mapped["User"] = relationship(foreign_keys=[requested_by_id])

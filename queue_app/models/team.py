@@ -32,6 +32,8 @@ class Team(db.Model):
     auto_assign: Mapped[str] = mapped_column(sa.String(20), default="manual", server_default="manual")
     # Resolutions above this amount need a second person's approval (maker-checker).
     approval_threshold: Mapped[Optional[float]] = mapped_column(sa.Numeric(14, 2))
+    # Business minutes a checker has to decide a pending approval (None: no due time).
+    approval_due_minutes: Mapped[Optional[int]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     calendar: Mapped[Optional["Calendar"]] = relationship()

@@ -179,3 +179,54 @@ def test_the_checker_sees_what_is_approved_and_the_amounts_it_carried(app, clien
     carried = page[page.index('id="approval-carried"'):]
     carried = carried[:carried.index("</ul>")]
     assert "5000.00 EUR" in carried and "10.00 EUR" in carried
+
+
+def test_a_pending_approval_warns_then_tells_its_checkers_it_is_overdue_once_each(client, session, world):
+    from datetime import timedelta
+
+    from queue_app.models import Notification, OutboxJob
+    from queue_app.services.approvals import reminders
+
+    world.refunds.approval_due_minutes = 60  # no calendar: round the clock
+    session.commit()
+    item = refund(session, world, amount="750.00")
+    resolve_by_api(client, world, item)
+    approval = decisions.pending_approval(session, reload(session, item))
+    asked = approval.requested_at
+    assert approval.due_at == asked + timedelta(minutes=60)
+    timers = session.scalars(sa.select(OutboxJob).where(OutboxJob.job_path == reminders.REMIND_JOB)).all()
+    assert sorted(t.run_at for t in timers) == [asked + timedelta(minutes=45), asked + timedelta(minutes=60)]
+
+    assert reminders.remind(session, approval.id, asked + timedelta(minutes=44)) == []
+    assert reminders.remind(session, approval.id, asked + timedelta(minutes=45)) == ["warning"]
+    assert reminders.remind(session, approval.id, asked + timedelta(minutes=50)) == []  # a timer delivered twice
+    assert reminders.remind(session, approval.id, asked + timedelta(minutes=61)) == ["overdue"]
+    assert reminders.remind(session, approval.id, asked + timedelta(minutes=90)) == []
+    session.commit()
+
+    told = session.scalars(sa.select(Notification.to_address).where(Notification.work_item_id == item.id,
+                                                                    Notification.subject.like("%approval%"))).all()
+    # The supervisors and the designated checker, twice each; never the maker.
+    assert sorted(told) == sorted(["sup@example.com", "sup2@example.com", "checker@example.com"] * 2)
+    assert [e.kind for e in events(session, item, "approval_due_soon") + events(session, item, "approval_overdue")] \
+        == ["approval_due_soon", "approval_overdue"]
+
+
+def test_a_decided_approval_sends_no_reminder_and_the_sweep_finds_what_timers_missed(app, client, session, world):
+    from datetime import timedelta
+
+    from queue_app.services.approvals import reminders
+    from workers import approvals as approval_jobs
+
+    world.refunds.approval_due_minutes = 30
+    session.commit()
+    decided, waiting = refund(session, world, amount="750.00"), refund(session, world, amount="800.00")
+    resolve_by_api(client, world, decided)
+    resolve_by_api(client, world, waiting)
+    decide_by_api(client, world, decided, "checker@example.com")
+    later = decisions.pending_approval(session, reload(session, waiting)).requested_at + timedelta(hours=1)
+
+    assert reminders.overdue_ids(session, later) == [decisions.pending_approval(session, waiting).id]
+    assert approval_jobs.sweep(later) == 1
+    assert approval_jobs.sweep(later) == 0  # nothing twice
+    assert [e.kind for e in events(session, reload(session, decided), "approval_overdue")] == []

@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 from queue_app.models import Approval, WorkItem, team_checkers
 from queue_app.models.base import utcnow
 from queue_app.services import access
-from queue_app.services.approvals import stake
+from queue_app.services.approvals import reminders, stake
 from queue_app.services.errors import Invalid, PermissionDenied
 from queue_app.services.items import state
 from queue_app.services.items.events import record_event
@@ -45,6 +45,7 @@ def request_approval(session, item, *, actor, action, now=None, comment=None):
                  {"approval_id": approval.id, "action": action, "comment": comment,
                   **{k: v for k, v in data.items() if k not in ("from_status", "snapshot", "carried")}}, now=now)
     state.enter_approval(session, item, approval, actor=actor, now=now)
+    reminders.schedule(session, item, approval, now)
     return item
 
 

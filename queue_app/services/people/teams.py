@@ -19,6 +19,7 @@ from queue_app.services.people.users import normalise_email
 
 MAX_NAME = 120
 MAX_THRESHOLD = Decimal("999999999999.99")
+MAX_APPROVAL_DUE_MINUTES = 60 * 24 * 30  # a month of round-the-clock minutes
 RECALCULATE_JOB = "workers.sla_timers.recalculate_open_items"
 
 
@@ -42,7 +43,7 @@ def parse_threshold(value):
 
 
 def save_team(session, team=None, *, name, email=None, work_types=(), auto_assign="manual",
-              approval_threshold=None, calendar_id=None):
+              approval_threshold=None, calendar_id=None, approval_due_minutes=None):
     """Create (team None) or update a team; returns it."""
     errors = {}
     name = (name or "").strip()
@@ -68,6 +69,9 @@ def save_team(session, team=None, *, name, email=None, work_types=(), auto_assig
         errors.update(exc.fields)
     if calendar_id is not None and session.get(Calendar, calendar_id) is None:
         errors["calendar"] = "no such calendar"
+    if approval_due_minutes is not None and not (isinstance(approval_due_minutes, int)
+                                                 and 0 < approval_due_minutes <= MAX_APPROVAL_DUE_MINUTES):
+        errors["approval_due_minutes"] = f"a whole number of minutes from 1 to {MAX_APPROVAL_DUE_MINUTES:,}"
     if errors:
         raise Invalid("the team was not saved", errors)
     if team is None:
@@ -80,6 +84,7 @@ def save_team(session, team=None, *, name, email=None, work_types=(), auto_assig
     team.auto_assign = auto_assign
     team.approval_threshold = threshold
     team.calendar_id = calendar_id
+    team.approval_due_minutes = approval_due_minutes
     session.flush()
     if calendar_changed:
         enqueue_after_commit(session, RECALCULATE_JOB)
