@@ -55,12 +55,12 @@ def preload_job_modules():
 @click.command("scheduler")
 @with_appcontext
 def scheduler():
-    """Run the periodic tasks (outbox relay, sweeps) until interrupted."""
+    """Run the periodic tasks (outbox relay, sweeps) until interrupted; run two or more: one leads."""
     from workers.schedule import run_forever
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-    click.echo("scheduler running")
+    click.echo(f"scheduler running (pid {os.getpid()}); the leader runs the periodic tasks, the others stand by")
     try:
         run_forever(current_app._get_current_object(), stop=lambda: bool(stopping))
     except KeyboardInterrupt:

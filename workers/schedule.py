@@ -1,12 +1,13 @@
-"""Periodic work as data, run by `flask scheduler` in a plain loop.
+"""Periodic work as data, run by `flask scheduler` in a plain loop, by the leader only.
 
-Each entry runs in the scheduler process itself (it only moves rows to RQ) or is
-enqueued with a deterministic job id, so two schedulers cannot double it up.
+Any number of schedulers may run (workers.leadership); the one holding the lease runs the
+tasks, the others stand by and take over within 15 s when it dies.
 """
 import logging
 import time
 
 from queue_app.extensions import db
+from workers.leadership import SchedulerLease
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +60,43 @@ PERIODIC = [
 ]
 
 
-def run_forever(app, stop=lambda: False, tick=0.5):
+def run_forever(app, stop=lambda: False, tick=0.5, lease=None):
+    """Run the tasks that are due while we hold the lease; release it on the way out.
+
+    The lease is checked (and renewed or retried when due) before every task, so a leader that
+    loses it stops before its next task; one cut off from Redis stops at its next renewal,
+    before its key expires for the others, and while nobody reaches Redis nobody leads. Two
+    schedulers overlap only when one task (or a stalled process) outlasts the TTL: a standby
+    takes over while the old leader finishes it. That does no harm, as every task is idempotent:
+    - outbox relay: each row is enqueued with the unique job id `outbox-<id>`, so RQ refuses a
+      second copy (DuplicateJobError);
+    - SLA sweep: each ladder step is claimed under the unique constraint uq_sla_escalations_step,
+      so a step is taken once whoever gets there first;
+    - intake sweep: it processes only emails still `received` a minute after arrival, and
+      processing moves them on;
+    - IMAP polls: enqueued with the deterministic job id `imap-poll-<mailbox id>`.
+    """
     last_run = {}
     with app.app_context():
-        while not stop():
-            now = time.monotonic()
-            for name, interval_key, func in PERIODIC:
-                every = app.config[interval_key]
-                if now - last_run.get(name, -every) >= every:
-                    last_run[name] = now
-                    try:
-                        func()
-                    except Exception:
-                        db.session.rollback()
-                        log.exception("periodic task %s failed; it runs again in %ss", name, every)
-                    finally:
-                        db.session.remove()
-            time.sleep(tick)
+        lease = lease or SchedulerLease.for_app(app)
+        try:
+            while not stop():
+                if not lease.keep():
+                    last_run.clear()  # a new leader runs every task at once
+                for name, interval_key, func in PERIODIC:
+                    if not lease.keep():
+                        break
+                    every = app.config[interval_key]
+                    now = time.monotonic()
+                    if now - last_run.get(name, -every) >= every:
+                        last_run[name] = now
+                        try:
+                            func()
+                        except Exception:
+                            db.session.rollback()
+                            log.exception("periodic task %s failed; it runs again in %ss", name, every)
+                        finally:
+                            db.session.remove()
+                time.sleep(tick)
+        finally:
+            lease.release()
