@@ -1,7 +1,7 @@
 """Periodic work as data, run by `flask scheduler` in a plain loop.
 
-Each entry runs in the scheduler process itself (it only moves rows to RQ) or is
-enqueued with a deterministic job id, so two schedulers cannot double it up.
+Each entry runs in the scheduler process itself (it only moves rows to RQ, or hands over again
+what RQ lost) or is enqueued with a deterministic job id, so two schedulers cannot double it up.
 """
 import logging
 import time
@@ -17,6 +17,22 @@ def _relay():
     sent = relay_pending(db.session)
     if sent:
         log.info("outbox relay: enqueued %d pending jobs", sent)
+
+
+def _reconcile():
+    from redis.exceptions import RedisError
+
+    from workers.reconciler import HANDED_OVER, reconcile
+
+    try:
+        counts = reconcile(db.session)
+    except RedisError as exc:
+        db.session.rollback()
+        log.warning("outbox reconciler: Redis unavailable (%s); trying again next interval", exc)
+        return
+    if counts.get(HANDED_OVER):
+        log.warning("outbox reconciler: handed over again %d jobs Redis had lost (%s)", counts[HANDED_OVER],
+                    ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
 
 
 def _sla_sweep():
@@ -44,6 +60,7 @@ def _imap_poll():
 # (name, config key holding its interval in seconds, function)
 PERIODIC = [
     ("outbox-relay", "OUTBOX_RELAY_SECONDS", _relay),
+    ("outbox-reconcile", "OUTBOX_RECONCILE_SECONDS", _reconcile),
     ("sla-sweep", "SLA_SWEEP_SECONDS", _sla_sweep),
     ("intake-sweep", "SLA_SWEEP_SECONDS", _intake_sweep),
     ("imap-poll", "INTAKE_POLL_SECONDS", _imap_poll),
