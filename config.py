@@ -105,6 +105,11 @@ class Config:
 
     # Background work.
     OUTBOX_RELAY_SECONDS = 2
+    # The reconciler hands over again, every OUTBOX_RECONCILE_SECONDS, the jobs RQ has lost: handed
+    # over more than OUTBOX_LEASE_SECONDS ago, not completed, and not waiting or running in Redis
+    # (a worker silent for OUTBOX_LEASE_SECONDS is taken for dead).
+    OUTBOX_RECONCILE_SECONDS = 30
+    OUTBOX_LEASE_SECONDS = 60
     SLA_SWEEP_SECONDS = 30
     # Hand jobs to RQ right after each commit (the relay catches up on anything missed).
     OUTBOX_DELIVER_ON_COMMIT = True
@@ -120,7 +125,8 @@ class Config:
         "INTAKE_PROCESS_INLINE": env_bool,
         "IMAP_HOST": env_str, "IMAP_PORT": env_int, "IMAP_USER": env_str, "IMAP_PASSWORD": env_str,
         "IMAP_TLS": env_str, "IMAP_FOLDER": env_str,
-        "OUTBOX_RELAY_SECONDS": env_int, "SLA_SWEEP_SECONDS": env_int, "OUTBOX_DELIVER_ON_COMMIT": env_bool,
+        "OUTBOX_RELAY_SECONDS": env_int, "OUTBOX_RECONCILE_SECONDS": env_int,
+        "OUTBOX_LEASE_SECONDS": env_int, "SLA_SWEEP_SECONDS": env_int, "OUTBOX_DELIVER_ON_COMMIT": env_bool,
         "BASE_URL": env_str,
     }
 

@@ -1,13 +1,15 @@
 """The commands that run worker code: `flask worker`, `scheduler`, `run-all`, `intake smtp|imap`,
-`sla sweep|recalculate` and `outbox relay|status`.
+`sla sweep|recalculate` and `outbox relay|reconcile|status`.
 
 `register_cli(app)` adds them to the app's CLI (into its `intake` and `sla` groups), so the
 application package never imports the workers; wsgi.py does it through workers.init_app.
 """
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import click
@@ -16,6 +18,42 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.orm import configure_mappers
 
 from workers.queues import JOB_QUEUES, QUEUES, get_queue, redis_connection
+
+log = logging.getLogger(__name__)
+
+
+def heartbeat_seconds(lease_seconds):
+    """How often a busy worker tells Redis it is alive: several times per lease, so only a worker
+    that is really gone stays silent for a whole lease (the reconciler's test for a dead worker)."""
+    return max(1, min(30, lease_seconds // 6))
+
+
+def heartbeat_simple_worker_class():
+    """RQ's SimpleWorker, which sends no heartbeat while a job runs (the forking Worker's parent does,
+    every job_monitoring_interval), made to keep beating during the job from a thread of its own."""
+    from redis.exceptions import RedisError
+    from rq import SimpleWorker
+
+    class HeartbeatSimpleWorker(SimpleWorker):
+        def execute_job(self, job, queue):
+            done = threading.Event()
+
+            def beat():
+                while not done.wait(self.job_monitoring_interval):
+                    try:
+                        self.heartbeat(self.job_monitoring_interval + 60)
+                    except RedisError as exc:  # the job goes on; the reconciler may think us gone
+                        log.warning("worker %s: heartbeat failed: %s", self.name, exc)
+
+            beater = threading.Thread(target=beat, name=f"heartbeat-{job.id}", daemon=True)
+            beater.start()
+            try:
+                return super().execute_job(job, queue)
+            finally:
+                done.set()
+                beater.join()
+
+    return HeartbeatSimpleWorker
 
 
 @click.command("worker")
@@ -26,7 +64,7 @@ from workers.queues import JOB_QUEUES, QUEUES, get_queue, redis_connection
 @with_appcontext
 def worker(queues, burst, no_fork):
     """Run an RQ worker (with RQ's scheduler) on QUEUES, default: all, in priority order."""
-    from rq import SimpleWorker, Worker
+    from rq import Worker
 
     from queue_app.extensions import db
 
@@ -38,8 +76,9 @@ def worker(queues, burst, no_fork):
         if name not in QUEUES:
             raise click.BadParameter(f"unknown queue {name!r}; known: {', '.join(QUEUES)}")
     conn = redis_connection()
-    worker_class = SimpleWorker if no_fork else Worker
-    w = worker_class([get_queue(n, connection=conn) for n in names], connection=conn)
+    worker_class = heartbeat_simple_worker_class() if no_fork else Worker
+    w = worker_class([get_queue(n, connection=conn) for n in names], connection=conn,
+                     job_monitoring_interval=heartbeat_seconds(current_app.config["OUTBOX_LEASE_SECONDS"]))
     w.work(with_scheduler=True, burst=burst, logging_level=current_app.config.get("LOG_LEVEL", "INFO"))
 
 
@@ -55,7 +94,7 @@ def preload_job_modules():
 @click.command("scheduler")
 @with_appcontext
 def scheduler():
-    """Run the periodic tasks (outbox relay, sweeps) until interrupted; run two or more: one leads."""
+    """Run the periodic tasks (outbox relay and reconciler, sweeps) until interrupted; run two or more: one leads."""
     from workers.schedule import run_forever
 
     stopping = []
@@ -170,7 +209,7 @@ def sla_recalculate():
     click.echo(f"{recalculate_open_items()} open items changed")
 
 
-outbox = AppGroup("outbox", help="Jobs waiting to be handed to RQ.")
+outbox = AppGroup("outbox", help="The outbox: jobs handed to RQ, and handed over again when RQ lost them.")
 
 
 @outbox.command("relay")
@@ -180,6 +219,15 @@ def outbox_relay():
 
     sent = relay_pending()
     click.echo(f"enqueued {sent} jobs; {pending_count()} still pending")
+
+
+@outbox.command("reconcile")
+def outbox_reconcile():
+    """Hand over again the jobs Redis lost (the scheduler does it every OUTBOX_RECONCILE_SECONDS)."""
+    from workers.reconciler import reconcile
+
+    counts = reconcile()
+    click.echo(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing in flight")
 
 
 @outbox.command("status")

@@ -30,27 +30,51 @@ def _process_app():
     return _app
 
 
-def _mark_outbox_row_started():
-    """A job from the outbox has reached a worker: the relay need not enqueue it again."""
+def _current_outbox_id():
+    """The OutboxJob id of the RQ job running now (`outbox-<id>`), or None (not an outbox job, or not in RQ)."""
     from rq import get_current_job
 
+    job = get_current_job()
+    if job is None or not job.id.startswith("outbox-"):
+        return None
+    try:
+        return int(job.id.split("-", 1)[1])
+    except ValueError:
+        return None
+
+
+def _mark_outbox_row_started(outbox_id):
+    """A job from the outbox has reached a worker: the relay need not enqueue it again."""
     from queue_app.extensions import db
     from queue_app.models import OutboxJob
     from queue_app.models.base import utcnow
 
-    job = get_current_job()
-    if job is None or not job.id.startswith("outbox-"):
-        return
-    try:
-        outbox_id = int(job.id.split("-", 1)[1])
-    except ValueError:
+    if outbox_id is None:
         return
     db.session.execute(sa.update(OutboxJob).where(OutboxJob.id == outbox_id, OutboxJob.enqueued_at.is_(None))
                        .values(enqueued_at=utcnow()))
 
 
+def _mark_outbox_row_completed(outbox_id):
+    """The job has done its work: recorded in the job's own transaction, just before it commits, so
+    the mark and the effect are committed together or not at all (the reconciler re-hands the rest)."""
+    from queue_app.extensions import db
+    from queue_app.models import OutboxJob
+    from queue_app.models.base import utcnow
+
+    if outbox_id is None:
+        return
+    now = utcnow()
+    db.session.execute(sa.update(OutboxJob).where(OutboxJob.id == outbox_id, OutboxJob.completed_at.is_(None))
+                       .values(completed_at=now, enqueued_at=sa.func.coalesce(OutboxJob.enqueued_at, now)))
+
+
 def job_context(func):
-    """Commit on success, roll back on failure (RQ then retries if the job asked for it)."""
+    """Commit on success, roll back on failure (RQ then retries if the job asked for it).
+
+    An outbox job (RQ id `outbox-<id>`) is marked completed in the transaction that commits its
+    effect; a job that raises, or whose process dies, leaves its row not completed.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -58,8 +82,10 @@ def job_context(func):
 
         def run():
             try:
-                _mark_outbox_row_started()
+                outbox_id = _current_outbox_id()
+                _mark_outbox_row_started(outbox_id)
                 result = func(*args, **kwargs)
+                _mark_outbox_row_completed(outbox_id)
                 db.session.commit()
                 return result
             except Exception:

@@ -3,7 +3,6 @@ import logging
 from datetime import timedelta
 
 from queue_app.extensions import db
-from queue_app.models import InboundEmail
 from queue_app.models.base import utcnow
 from queue_app.services.intake import filing
 from workers.context import job_context
@@ -13,10 +12,9 @@ log = logging.getLogger(__name__)
 
 @job_context
 def process_inbound(inbound_id):
-    inbound = db.session.get(InboundEmail, inbound_id)
-    if inbound is None:
-        return "gone"
-    return filing.process(db.session, inbound).status
+    # process_stored files the email once even if the sweep or another delivery of this job has it too.
+    outcome = filing.process_stored(db.session, inbound_id)
+    return "gone" if outcome is None else outcome.status
 
 
 def sweep(older_than_seconds=60, limit=200):
@@ -24,7 +22,7 @@ def sweep(older_than_seconds=60, limit=200):
     done = 0
     for inbound_id in filing.pending_ids(db.session, utcnow() - timedelta(seconds=older_than_seconds), limit):
         try:
-            filing.process(db.session, db.session.get(InboundEmail, inbound_id))
+            filing.process_stored(db.session, inbound_id)
             db.session.commit()
             done += 1
         except Exception:

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from queue_app.extensions import db
-from queue_app.models import InboundEmail, Mailbox
+from queue_app.models import Mailbox
 from queue_app.services.intake import filing
 from workers.context import job_context
 
@@ -181,7 +181,7 @@ def mark_done(conn, uid, folder, capabilities):
 def _process(session, inbound_id):
     """Process a committed message; a crash leaves it `received` for the intake sweep."""
     try:
-        outcome = filing.process(session, session.get(InboundEmail, inbound_id))
+        outcome = filing.process_stored(session, inbound_id)  # once, though the intake sweep may have it too
         session.commit()
         return outcome.status
     except Exception:

@@ -1,4 +1,8 @@
-"""Hand outbox rows to RQ. Called right after a commit and periodically by the scheduler."""
+"""Hand outbox rows to RQ. Called right after a commit and periodically by the scheduler.
+
+Handing a job over is not completing it: the job marks its row completed itself
+(workers.context.job_context), and workers/reconciler.py hands over again whatever Redis lost.
+"""
 import logging
 
 import sqlalchemy as sa
@@ -13,7 +17,9 @@ from workers.queues import get_queue, queue_for, retry_for
 log = logging.getLogger(__name__)
 
 
-def _enqueue(outbox_id, job_path, args, run_at=None):
+def hand_over(outbox_id, job_path, args, run_at=None):
+    """Enqueue one outbox job as RQ job `outbox-<id>` (for its run_at, if that is still ahead);
+    a job RQ already holds under that id is left as it is."""
     name = queue_for(job_path)
     queue = get_queue(name)
     options = dict(job_id=f"outbox-{outbox_id}", unique=True, failure_ttl=7 * 24 * 3600, retry=retry_for(name))
@@ -30,7 +36,7 @@ def deliver(jobs):
     """Enqueue just-committed jobs [(id, job_path, args, run_at)], then mark them in a short transaction."""
     delivered = []
     for outbox_id, job_path, args, run_at in jobs:
-        _enqueue(outbox_id, job_path, args, run_at)
+        hand_over(outbox_id, job_path, args, run_at)
         delivered.append(outbox_id)
     if delivered:
         with db.engine.begin() as conn:
@@ -46,7 +52,7 @@ def relay_pending(session=None, limit=500):
     sent = 0
     for row in rows:
         try:
-            _enqueue(row.id, row.job_path, row.args, row.run_at)
+            hand_over(row.id, row.job_path, row.args, row.run_at)
         except RedisError as exc:
             row.attempts += 1
             row.last_error = f"{exc.__class__.__name__}: {exc}"

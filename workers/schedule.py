@@ -2,6 +2,8 @@
 
 Any number of schedulers may run (workers.leadership); the one holding the lease runs the
 tasks, the others stand by and take over within 15 s when it dies.
+Each entry runs in the scheduler process itself (it only moves rows to RQ, or hands over again
+what RQ lost) or is enqueued with a deterministic job id, so two schedulers cannot double it up.
 """
 import logging
 import time
@@ -18,6 +20,22 @@ def _relay():
     sent = relay_pending(db.session)
     if sent:
         log.info("outbox relay: enqueued %d pending jobs", sent)
+
+
+def _reconcile():
+    from redis.exceptions import RedisError
+
+    from workers.reconciler import HANDED_OVER, reconcile
+
+    try:
+        counts = reconcile(db.session)
+    except RedisError as exc:
+        db.session.rollback()
+        log.warning("outbox reconciler: Redis unavailable (%s); trying again next interval", exc)
+        return
+    if counts.get(HANDED_OVER):
+        log.warning("outbox reconciler: handed over again %d jobs Redis had lost (%s)", counts[HANDED_OVER],
+                    ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
 
 
 def _sla_sweep():
@@ -53,6 +71,7 @@ def _imap_poll():
 # (name, config key holding its interval in seconds, function)
 PERIODIC = [
     ("outbox-relay", "OUTBOX_RELAY_SECONDS", _relay),
+    ("outbox-reconcile", "OUTBOX_RECONCILE_SECONDS", _reconcile),
     ("sla-sweep", "SLA_SWEEP_SECONDS", _sla_sweep),
     ("intake-sweep", "SLA_SWEEP_SECONDS", _intake_sweep),
     ("approval-sweep", "SLA_SWEEP_SECONDS", _approval_sweep),

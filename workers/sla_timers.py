@@ -55,7 +55,11 @@ def sweep(limit=500, now=None):
 
 @job_context
 def recalculate_open_items(batch=500):
-    """Re-derive due times of every open item after policies or calendars changed."""
+    """Re-derive due times of every open item after policies or calendars changed.
+
+    Idempotent: an item whose due times come out the same is left as it is, so a run handed over
+    again after a crash between two batches' commits only repeats the work.
+    """
     after, changed = 0, 0
     while True:
         ids = sla_policies.open_item_ids(db.session, after_id=after, limit=batch)

@@ -136,11 +136,10 @@ class IntakeHandler:
     @staticmethod
     def _process(session, inbound_id):
         """Process now; a failure leaves the row `received` for the job or the sweep."""
-        from queue_app.models import InboundEmail
         from queue_app.services.intake import filing as intake_filing
 
         try:
-            outcome = intake_filing.process(session, session.get(InboundEmail, inbound_id))
+            outcome = intake_filing.process_stored(session, inbound_id)  # once, though its job may run now too
             session.commit()
             log.info("SMTP intake: message %s %s", inbound_id, outcome.status)
         except Exception:

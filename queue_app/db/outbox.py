@@ -8,6 +8,10 @@ Invariants:
 - If the process dies after the commit or Redis is down, the rows stay pending and the
   relay (workers/relay.py, run periodically) enqueues them later. The unique job id
   keeps a job from being queued twice, and every job is idempotent anyway.
+- A row is complete only when its job has run: the job sets completed_at in the transaction
+  that commits its effect (workers.context.job_context). One handed over and not completed
+  that Redis no longer holds (flushed, failed over, its worker killed) is handed over again
+  under the same id by the reconciler (workers/reconciler.py, run periodically).
 
 Jobs are named by dotted path, and the hand-over to RQ is plugged in by the workers package
 (`hand_over_with`, called by workers.init_app), so the application never imports the workers.

@@ -134,6 +134,27 @@ def quarantine(inbound, reason, now, detail=None):
     return finish(inbound, "quarantined", now, reason=reason, detail=detail or QUARANTINE_REASONS.get(reason))
 
 
+def process_stored(session, inbound_id, **options):
+    """Process a stored email by id, once even when two processes try it at the same time (the job
+    and the sweep, inline SMTP processing and its job, a job handed over again). Returns the Outcome,
+    or None if the row is gone.
+
+    The first write is a conditional UPDATE of the row while it is still `received`: it holds the
+    row (PostgreSQL) or the database (SQLite) until the caller's commit, and a second process's
+    UPDATE, once it gets through, finds the email processed and changes nothing.
+    """
+    taken = session.execute(sa.update(InboundEmail)
+                            .where(InboundEmail.id == inbound_id, InboundEmail.status == "received")
+                            .values(attempts=InboundEmail.attempts)
+                            .execution_options(synchronize_session=False)).rowcount == 1
+    inbound = session.get(InboundEmail, inbound_id, populate_existing=True)
+    if inbound is None:
+        return None
+    if not taken:
+        return Outcome(inbound.status, inbound, inbound.work_item, inbound.reason)
+    return process(session, inbound, **options)
+
+
 def process(session, inbound, *, fallback_mailbox=None, now=None, known_new=False, parsed=None, writer=None):
     """Turn a stored email into an item, a follow-up, a duplicate or a quarantined message.
 
