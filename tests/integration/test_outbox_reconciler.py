@@ -47,7 +47,7 @@ from tests.factories import make_policy
 from tests.integration import outbox_jobs
 from tests.integration.conftest import use_redis
 from tests.integration.test_smtp_intake import make_email
-from tests.integration.test_sla_timers import Procs, wait_for
+from tests.integration.conftest import Procs, wait_for
 from tests.integration.test_workers import run_burst
 from workers import reconciler
 from workers.mail_out import DeliveryFailed, SendInProgress, send_message
