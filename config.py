@@ -106,6 +106,8 @@ class Config:
     # Background work.
     OUTBOX_RELAY_SECONDS = 2
     SLA_SWEEP_SECONDS = 30
+    # The audit chain's periodic seal (entries are also sealed right after each commit that wrote them).
+    AUDIT_SEAL_SECONDS = 60
     # Hand jobs to RQ right after each commit (the relay catches up on anything missed).
     OUTBOX_DELIVER_ON_COMMIT = True
     BASE_URL = "http://127.0.0.1:5000"
@@ -121,6 +123,7 @@ class Config:
         "IMAP_HOST": env_str, "IMAP_PORT": env_int, "IMAP_USER": env_str, "IMAP_PASSWORD": env_str,
         "IMAP_TLS": env_str, "IMAP_FOLDER": env_str,
         "OUTBOX_RELAY_SECONDS": env_int, "SLA_SWEEP_SECONDS": env_int, "OUTBOX_DELIVER_ON_COMMIT": env_bool,
+        "AUDIT_SEAL_SECONDS": env_int,
         "BASE_URL": env_str,
     }
 
