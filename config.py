@@ -106,7 +106,7 @@ class Config:
     # Background work.
     OUTBOX_RELAY_SECONDS = 2
     SLA_SWEEP_SECONDS = 30
-    # The audit chain's periodic seal (entries are also sealed right after each commit that wrote them).
+    # The audit chain's periodic seal (entries are also sealed with each commit that wrote them).
     AUDIT_SEAL_SECONDS = 60
     # Hand jobs to RQ right after each commit (the relay catches up on anything missed).
     OUTBOX_DELIVER_ON_COMMIT = True

@@ -15,9 +15,10 @@ and JSON columns as the text the database stores (the first entry's previous has
 zeros), kept in `audit_seals`; the single row of `audit_chain_head` keeps the last position
 and hash and how far each table is sealed. The lock (db.sealing) makes "in id order" safe:
 the sealer only runs when no transaction that writes entries is in flight, so an entry can
-never commit below an id already sealed. The sealer runs after every commit that wrote
-entries, every AUDIT_SEAL_SECONDS in the scheduler, on `flask audit seal` and from the admin
-page. Sealing is idempotent and never changes an entry. (Hashing at insert time instead
+never commit below an id already sealed. The sealer runs with every commit that wrote
+entries (SQLite: just before it, inside that transaction, which holds the write lock anyway;
+PostgreSQL: just after it, in a transaction of its own), every AUDIT_SEAL_SECONDS in the
+scheduler, on `flask audit seal` and from the admin page. Sealing is idempotent and never changes an entry. (Hashing at insert time instead
 would make every writer wait for the one before it to commit, and put a hash in the bulk
 import's hot path.)
 

@@ -2,7 +2,7 @@
 
 Inside db.batched_rows (the bulk import) an event is a row queued for the batch's INSERT;
 otherwise it is an Event added to the session. Either way it is written without a hash: the
-audit chain's sealer links it after the commit (services.audit.chain, db.sealing).
+audit chain's sealer links it at the commit (services.audit.chain, db.sealing).
 """
 from queue_app.db import sealing
 from queue_app.db.batched_rows import add_row
