@@ -39,7 +39,7 @@ def create_app(config=None):
         _configure_engine(db.engine)
 
     templating.init_app(app)
-    sealing.seal_with(app, chain.seal)  # the audit chain links the entries of each commit after it
+    sealing.seal_with(app, chain.seal)  # the audit chain links the entries of each commit as it commits
     _register_blueprints(app)
     register_error_handlers(app)
 

@@ -52,6 +52,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from queue_app.db import sealing
+from queue_app.db.batched_rows import insert_tuples
 from queue_app.models import AuditChainHead, AuditSeal, ConfigChange, Event
 from queue_app.models.base import utcnow
 
@@ -137,23 +138,24 @@ def seal(session, *, limit=SEAL_BATCH, now=None):
     if not sealing.try_exclusive(session):
         return Sealed(0, True)
     head = _head_for_update(session)
-    pending = []
-    for name, (table, _, sealed_to) in TABLES.items():
-        rows = session.execute(sa.select(*entry_columns(name)).where(table.c.id > getattr(head, sealed_to))
-                               .order_by(table.c.id).limit(limit)).all()
-        pending.append([(row.at, name, row) for row in rows])
-    seq, previous = head.last_seq, head.last_hash
     last = {name: getattr(head, sealed_to) for name, (_, _, sealed_to) in TABLES.items()}
-    seals = []
-    # Interleaved by time; heapq.merge keeps each table's id order whatever the times say.
-    for _, name, row in heapq.merge(*pending, key=lambda entry: entry[0]):
-        seq += 1
-        previous = entry_hash(previous, name, seq, row)
-        seals.append({"seq": seq, "entry_table": name, "entry_id": row.id, "hash": previous})
-        last[name] = row.id
-    if not seals:
+    pending = []
+    for name, (table, _, _) in TABLES.items():
+        rows = session.execute(sa.select(*entry_columns(name)).where(table.c.id > last[name])
+                               .order_by(table.c.id).limit(limit)).all()
+        if rows:
+            pending.append([(name, row) for row in rows])
+            last[name] = rows[-1].id
+    if not pending:
         return Sealed(0, False, head.last_seq, head.last_hash)
-    session.execute(sa.insert(_SEALS), seals)
+    # Interleaved by time; heapq.merge keeps each table's id order whatever the times say.
+    ordered = pending[0] if len(pending) == 1 else heapq.merge(*pending, key=lambda entry: entry[1].at)
+    seq, previous, seals, sha256 = head.last_seq, head.last_hash, [], hashlib.sha256
+    for name, row in ordered:
+        seq += 1
+        previous = sha256((previous + canonical(name, seq, row)).encode()).hexdigest()  # entry_hash, inlined
+        seals.append((seq, name, row.id, previous))
+    insert_tuples(session, _SEALS, ("seq", "entry_table", "entry_id", "hash"), seals)
     session.execute(sa.update(_HEAD).where(_HEAD.c.id == 1).values(
         last_seq=seq, last_hash=previous, sealed_at=now or utcnow(),
         **{sealed_to: last[name] for name, (_, _, sealed_to) in TABLES.items()}))
