@@ -175,11 +175,13 @@ def test_a_checker_designation_is_recorded(app, session, world):
 
 def test_an_approval_threshold_change_is_recorded(admin, session, world):
     url = f"/admin/teams/{world.returns.id}"
-    data = {"name": "Returns", "work_types": ["return"], "auto_assign": "manual", "calendar": "0"}
+    data = {"name": "Returns", "email": "returns@desk.example.com", "work_types": ["return"],
+            "auto_assign": "manual", "calendar": "0"}
     assert post(admin, url, {**data, "approval_threshold": "500"}).status_code == 302
     assert post(admin, url, {**data, "approval_threshold": "750.5"}).status_code == 302
     first, second = entries(session, "team")[-2:]
-    assert (first.before, first.after) == ({"approval_threshold": None}, {"approval_threshold": "500.00"})
+    assert (first.before, first.after) == ({"email": None, "approval_threshold": None},
+                                           {"email": "returns@desk.example.com", "approval_threshold": "500.00"})
     assert (second.before, second.after) == ({"approval_threshold": "500.00"}, {"approval_threshold": "750.50"})
     assert second.object_label == "Returns" and second.actor_label == "ada@example.com"
 

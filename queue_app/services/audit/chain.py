@@ -18,9 +18,9 @@ the sealer only runs when no transaction that writes entries is in flight, so an
 never commit below an id already sealed. The sealer runs with every commit that wrote
 entries (SQLite: just before it, inside that transaction, which holds the write lock anyway;
 PostgreSQL: just after it, in a transaction of its own), every AUDIT_SEAL_SECONDS in the
-scheduler, on `flask audit seal` and from the admin page. Sealing is idempotent and never changes an entry. (Hashing at insert time instead
-would make every writer wait for the one before it to commit, and put a hash in the bulk
-import's hot path.)
+scheduler, on `flask audit seal` and from the admin page. Sealing is idempotent and never
+changes an entry. (Hashing at insert time instead would make every writer wait for the one
+before it to commit, and put the hashing in the middle of the bulk import's batches.)
 
 `verify` walks the chain from the start and recomputes every hash. It reports, naming the table
 and id: an entry edited since it was sealed (its hash no longer matches), an entry deleted
@@ -38,8 +38,8 @@ regularly to somewhere the database's users cannot write, and compare: a rewritt
 then no longer ends in a head that was exported. What it does not prove: that an entry was
 written at all (code or a person that changes a table without writing an entry leaves no
 trace), that its time or contents were true when written, nor anything about entries not yet
-sealed (they can be changed or removed unnoticed until the sealer links them, normally
-within a second of their commit).
+sealed (they can be changed or removed unnoticed until the sealer links them: on SQLite at
+their commit, on PostgreSQL normally right after it).
 """
 import hashlib
 import heapq

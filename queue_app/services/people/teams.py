@@ -90,7 +90,7 @@ def save_team(session, team=None, *, name, email=None, work_types=(), auto_assig
     team.approval_threshold = threshold
     team.calendar_id = calendar_id
     session.flush()
-    audit.changed(session, actor, "team", team, before, settings_of(session, team))
+    audit.changed(session, actor, "team", team, before, settings_of(session, team), label=team.name)
     if calendar_changed:
         enqueue_after_commit(session, RECALCULATE_JOB)
     return team
