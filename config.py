@@ -111,6 +111,8 @@ class Config:
     OUTBOX_RECONCILE_SECONDS = 30
     OUTBOX_LEASE_SECONDS = 60
     SLA_SWEEP_SECONDS = 30
+    # The audit chain's periodic seal (entries are also sealed with each commit that wrote them).
+    AUDIT_SEAL_SECONDS = 60
     # Hand jobs to RQ right after each commit (the relay catches up on anything missed).
     OUTBOX_DELIVER_ON_COMMIT = True
     BASE_URL = "http://127.0.0.1:5000"
@@ -127,6 +129,7 @@ class Config:
         "IMAP_TLS": env_str, "IMAP_FOLDER": env_str,
         "OUTBOX_RELAY_SECONDS": env_int, "OUTBOX_RECONCILE_SECONDS": env_int,
         "OUTBOX_LEASE_SECONDS": env_int, "SLA_SWEEP_SECONDS": env_int, "OUTBOX_DELIVER_ON_COMMIT": env_bool,
+        "AUDIT_SEAL_SECONDS": env_int,
         "BASE_URL": env_str,
     }
 

@@ -14,10 +14,12 @@ def create_app(config=None):
     """
     from config import config_from_environment
     from queue_app import models  # noqa: F401  (every table registered)
+    from queue_app.db import sealing
     from queue_app.db import search_index  # noqa: F401  (create_all builds the search index too)
     from queue_app.errors import register_error_handlers
     from queue_app.extensions import csrf, db, login_manager, migrate
     from queue_app.logging import configure_logging
+    from queue_app.services.audit import chain
     from queue_app.web import templating
 
     app = Flask(__name__, template_folder=str(BASE_DIR / "templates"), instance_path=str(BASE_DIR / "instance"))
@@ -37,6 +39,7 @@ def create_app(config=None):
         _configure_engine(db.engine)
 
     templating.init_app(app)
+    sealing.seal_with(app, chain.seal)  # the audit chain links the entries of each commit as it commits
     _register_blueprints(app)
     register_error_handlers(app)
 

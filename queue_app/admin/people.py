@@ -83,12 +83,10 @@ def user_new():
             if not (form.email.data or "").strip():
                 raise Invalid("an email address is needed", {"email": "is required"})
             names = [name for ident, name in form.teams.choices if ident in form.teams.data]
-            person = people_users.create_user(db.session, email=form.email.data, password=form.password.data or "",
-                                       role=form.role.data, name=form.name.data.strip(), teams=names,
-                                       skills=form.skills.data, capacity=form.capacity.data,
-                                       timezone=form.timezone.data)
-            person.is_active_user = form.active.data
-            created["user"] = person
+            created["user"] = people_users.create_user(
+                db.session, email=form.email.data, password=form.password.data or "", role=form.role.data,
+                name=form.name.data.strip(), teams=names, skills=form.skills.data, capacity=form.capacity.data,
+                timezone=form.timezone.data, active=form.active.data, actor=me())
 
         if save(form, create, {"team": "teams"}):
             flash(f"{created['user'].name} ({created['user'].email}) can now sign in." if form.active.data
@@ -109,7 +107,7 @@ def user_edit(user_id):
                               team_ids=form.teams.data, skills=form.skills.data, capacity=form.capacity.data,
                               timezone=form.timezone.data, active=form.active.data)
             if form.password.data:
-                people_users.reset_password(db.session, person, form.password.data)
+                people_users.reset_password(db.session, person, form.password.data, actor=me())
 
         if save(form, update):
             if person.id == current_user.id and form.password.data:
@@ -144,7 +142,8 @@ def save_team(form, team=None):
         saved["team"] = people_teams.save_team(
             db.session, team, name=form.name.data, email=form.email.data, work_types=form.work_types.data,
             auto_assign=form.auto_assign.data, approval_threshold=form.approval_threshold.data,
-            calendar_id=form.calendar.data or None, approval_due_minutes=form.approval_due_minutes.data)
+            calendar_id=form.calendar.data or None, approval_due_minutes=form.approval_due_minutes.data,
+            actor=me())
 
     return saved["team"] if save(form, action) else None
 

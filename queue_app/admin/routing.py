@@ -8,7 +8,7 @@ from queue_app.admin.people import get_or_404, invalid_form, page, save
 from queue_app.extensions import db
 from queue_app.models import RoutingRule, Team
 from queue_app.services.intake import routing_rules
-from queue_app.web.actions import flash_form_errors
+from queue_app.web.actions import flash_form_errors, me
 
 
 @bp.route("/routing")
@@ -40,7 +40,7 @@ def save_rule(form, rule):
             source=form.source.data or None, recipient=form.recipient.data, sender=form.sender.data,
             subject_contains=form.subject_contains.data, keywords=routing_rules.split_keywords(form.keywords.data),
             match_type=form.match_type.data or None, set_type=form.set_type.data or None,
-            set_team_id=form.set_team.data or None, set_priority=form.set_priority.data or None)
+            set_team_id=form.set_team.data or None, set_priority=form.set_priority.data or None, actor=me())
 
     return save(form, action)
 
@@ -78,7 +78,7 @@ def rule_delete(rule_id):
         flash_form_errors(form)
         return redirect(url_for("admin.rule_edit", rule_id=rule.id))
     name = rule.name
-    routing_rules.delete_rule(db.session, rule)
+    routing_rules.delete_rule(db.session, rule, actor=me())
     db.session.commit()
     flash(f"Rule {name} deleted.", "success")
     return redirect(url_for("admin.rule_list"))

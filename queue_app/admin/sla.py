@@ -16,7 +16,7 @@ from queue_app.models.calendar import WEEKDAYS
 from queue_app.models.sla_policy import DEFAULT_PAUSE_STATUSES
 from queue_app.services.errors import Invalid
 from queue_app.services.sla import editing
-from queue_app.web.actions import flash_form_errors
+from queue_app.web.actions import flash_form_errors, me
 
 
 @bp.route("/sla")
@@ -48,7 +48,7 @@ def save_calendar(form, calendar):
             db.session, calendar, name=form.name.data, timezone=form.timezone.data,
             hours={day: form[f"hours_{day}"].data for day in WEEKDAYS},
             holiday_country=form.holiday_country.data, holiday_subdivision=form.holiday_subdivision.data,
-            closed_dates=form.closed_dates.data)
+            closed_dates=form.closed_dates.data, actor=me())
 
     return save(form, action)
 
@@ -106,7 +106,8 @@ def save_policy(form, policy):
             match_priority=form.match_priority.data or None, match_team=form.match_team.data or None,
             calendar=form.calendar.data or None, first_response_minutes=form.first_response_minutes.data,
             resolution_minutes=form.resolution_minutes.data, warn_at_percent=form.warn_at_percent.data,
-            pause_statuses=form.pause_statuses.data, escalation=editing.parse_escalation(form.escalation.data))
+            pause_statuses=form.pause_statuses.data, escalation=editing.parse_escalation(form.escalation.data),
+            actor=me())
 
     return save(form, action)
 
@@ -145,7 +146,7 @@ def policy_active(policy_id):
         return redirect(url_for("admin.sla_overview"))
     wanted = request.form.get("active") == "1"
     try:
-        editing.set_policy_active(db.session, policy, wanted)
+        editing.set_policy_active(db.session, policy, wanted, actor=me())
         db.session.commit()
     except Invalid as exc:
         db.session.rollback()

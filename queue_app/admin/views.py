@@ -303,8 +303,9 @@ def mailbox_list():
     if form.validate_on_submit():
         try:
             box = intake_mailboxes.create_mailbox(db.session, address=form.address.data, type=form.type.data,
-                                           team_name=form.team.data, priority=form.priority.data,
-                                           imap_password=form.imap_password.data or None, **imap_values(form))
+                                                  team_name=form.team.data, priority=form.priority.data,
+                                                  imap_password=form.imap_password.data or None, actor=me(),
+                                                  **imap_values(form))
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
@@ -338,7 +339,7 @@ def mailbox_edit(mailbox_id):
         elif form.imap_password.data:
             changes["imap_password"] = form.imap_password.data
         try:
-            intake_mailboxes.update_mailbox(db.session, box, **changes)
+            intake_mailboxes.update_mailbox(db.session, box, actor=me(), **changes)
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()

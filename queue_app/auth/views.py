@@ -18,7 +18,8 @@ def login():
     form = LoginForm()
     next_url = request.args.get("next")
     if form.validate_on_submit():
-        user = users.authenticate(db.session, form.email.data, form.password.data)
+        user = users.sign_in(db.session, form.email.data, form.password.data, remote_addr=request.remote_addr)
+        db.session.commit()  # the attempt's audit entry, whichever way it went
         if user is not None:
             login_user(user)
             return redirect(safe_next(next_url))
@@ -31,7 +32,7 @@ def login():
 @login_required
 def logout():
     """Signing out rotates the session nonce, which ends this person's sessions on every device."""
-    users.end_all_sessions(current_user)
+    users.sign_out(db.session, current_user._get_current_object())
     db.session.commit()
     logout_user()
     flash("You are signed out on every device.", "success")

@@ -5,6 +5,7 @@ import click
 import sqlalchemy as sa
 from flask.cli import AppGroup
 
+from queue_app.cli.actor import cli_actor
 from queue_app.extensions import db
 from queue_app.models import ExchangeRate, Team
 from queue_app.services.checks import exchange_rates, runner
@@ -44,7 +45,7 @@ def set_rate(from_currency, to_currency, rate, valid_from):
     """1 FROM_CURRENCY = RATE TO_CURRENCY from a day on (the inverse pair is derived when missing)."""
     try:
         row = exchange_rates.set_rate(db.session, from_currency, to_currency, rate,
-                                      valid_from.date() if valid_from else None)
+                                      valid_from.date() if valid_from else None, actor=cli_actor())
         db.session.commit()
     except DomainError as exc:
         _fail(exc)
@@ -89,7 +90,7 @@ def settings(team_name, document_formats, **options):
         overrides = {k: v for k, v in current.items() if checks_settings.DOCUMENT_NUMBER_FORMATS.get(k) != v}
         changes["document_number_formats"] = {**overrides, **formats}
     try:
-        effective = checks_settings.update_settings(db.session, team, **changes) if changes else \
+        effective = checks_settings.update_settings(db.session, team, actor=cli_actor(), **changes) if changes else \
             checks_settings.settings_for(db.session, team.id)
         db.session.commit()
     except DomainError as exc:

@@ -122,7 +122,7 @@ def seed_demo(items, if_empty, seed):
     for email, name, role, team_names in PEOPLE:
         password = secrets.token_urlsafe(9)
         people[email] = user_service.create_user(db.session, email=email, password=password, role=role, name=name,
-                                                 teams=team_names)
+                                                 teams=team_names, actor="seed-demo")
         logins.append((email, password, role))
 
     for work_type, first, resolution in [("return", 240, 1440), ("document_verification", 120, 960),

@@ -8,6 +8,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from queue_app.cli.actor import cli_actor
 from queue_app.extensions import db
 from queue_app.services.errors import DomainError
 from queue_app.services.intake import mailboxes as mailbox_service
@@ -108,7 +109,7 @@ def add_mailbox(address, work_type, team, priority, imap_host, imap_port, imap_t
         box = mailbox_service.create_mailbox(
             db.session, address=address, type=work_type, team_name=team, priority=priority, imap_host=imap_host,
             imap_port=imap_port, imap_tls=imap_tls, imap_user=imap_user, imap_password=imap_password,
-            imap_folder=imap_folder, imap_processed_folder=imap_processed_folder)
+            imap_folder=imap_folder, imap_processed_folder=imap_processed_folder, actor=cli_actor())
         db.session.commit()
     except DomainError as exc:
         db.session.rollback()

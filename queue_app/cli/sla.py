@@ -6,6 +6,7 @@ import click
 import yaml
 from flask.cli import AppGroup
 
+from queue_app.cli.actor import cli_actor
 from queue_app.extensions import db
 from queue_app.services.errors import Invalid
 from queue_app.services.sla import config as sla_config
@@ -21,7 +22,7 @@ def load(file):
     """Create or update the calendars and policies in FILE (.yml, .yaml or .json) by name."""
     data = _parse(file)
     try:
-        summary = sla_config.load_config(db.session, data)
+        summary = sla_config.load_config(db.session, data, actor=cli_actor())
         db.session.commit()
     except Invalid as exc:
         db.session.rollback()

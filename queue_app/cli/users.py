@@ -3,6 +3,7 @@ import click
 import sqlalchemy as sa
 from flask.cli import AppGroup
 
+from queue_app.cli.actor import cli_actor
 from queue_app.extensions import db
 from queue_app.models import User
 from queue_app.models.user import ROLES
@@ -21,7 +22,8 @@ users = AppGroup("users", help="Manage people who log in.")
 def create(email, role, teams, password, name):
     """Create a user."""
     try:
-        user = user_service.create_user(db.session, email=email, password=password, role=role, name=name, teams=teams)
+        user = user_service.create_user(db.session, email=email, password=password, role=role, name=name, teams=teams,
+                                        actor=cli_actor())
         db.session.commit()
     except DomainError as exc:
         db.session.rollback()
@@ -37,7 +39,7 @@ def token(email, name):
     user = user_service.get_user_by_email(db.session, email)
     if user is None:
         raise click.ClickException(f"no user {email}")
-    value = user_service.issue_api_token(db.session, user, name)
+    value = user_service.issue_api_token(db.session, user, name, actor=cli_actor())
     db.session.commit()
     click.echo(value)
 

@@ -198,6 +198,15 @@ def insert_returning_ids(session, table, rows):
                            rows).scalars().all()
 
 
+def insert_tuples(session, table, columns, rows):
+    """INSERT `rows`, tuples of `columns`' values, with one executemany and no per-row parameter
+    processing by SQLAlchemy: for values that need no conversion (numbers, text) and many rows."""
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) "
+                               f"VALUES ({', '.join([mark] * len(columns))})", rows)
+
+
 def _tables_of(statement):
     if statement.is_dml:
         table = getattr(statement, "table", None)

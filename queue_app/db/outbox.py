@@ -70,7 +70,9 @@ def _deliver(jobs):
 
 @sa.event.listens_for(Session, "after_commit")
 def _after_commit(session):
-    _deliver(session.info.pop(_PENDING, []))
+    jobs = session.info.pop(_PENDING, None)
+    if jobs:  # not a commit without jobs (the audit chain's seal after each commit is one)
+        _deliver(jobs)
 
 
 @sa.event.listens_for(Session, "after_rollback")

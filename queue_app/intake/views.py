@@ -1,4 +1,5 @@
-"""File a new request: one form, one service call, then a confirmation with the reference."""
+"""File a new request: one form, one service call (the item and the customer's acknowledgement
+email), then a confirmation with the reference."""
 from flask import flash, redirect, render_template, session, url_for
 from flask_login import current_user, login_required
 
@@ -7,6 +8,7 @@ from queue_app.intake import bp
 from queue_app.intake.forms import TYPE_LABELS, IntakeForm, input_name
 from queue_app.services import access
 from queue_app.services.errors import Invalid, NotFound
+from queue_app.services.intake import front_office
 from queue_app.services.items import lifecycle
 from queue_app.services.items.work_types import FIELDS
 
@@ -36,8 +38,8 @@ def submit():
     if form.validate_on_submit():
         work_type = form.type.data
         try:
-            item = lifecycle.create_item(
-                db.session, actor=current_user._get_current_object(), source="form", type=work_type,
+            item = front_office.file_request(
+                db.session, actor=current_user._get_current_object(), type=work_type,
                 subject=form.subject.data, description=form.description.data or "",
                 fields=form.field_values(work_type), priority=form.priority.data or None,
                 requester_email=form.requester_email.data.strip(),

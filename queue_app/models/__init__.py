@@ -5,6 +5,7 @@ checkers, importing them from this package under TYPE_CHECKING: no model module 
 another for a relationship, so they form no import cycle (lint-imports counts those imports).
 """
 from queue_app.models.approval import Approval, team_checkers
+from queue_app.models.audit import AuditChainHead, AuditSeal, ConfigChange
 from queue_app.models.blob import Blob
 from queue_app.models.calendar import Calendar
 from queue_app.models.canned_response import CannedResponse
@@ -28,10 +29,13 @@ __all__ = [
     "ApiToken",
     "Approval",
     "Attachment",
+    "AuditChainHead",
+    "AuditSeal",
     "Blob",
     "Calendar",
     "CannedResponse",
     "CheckResult",
+    "ConfigChange",
     "Event",
     "ExchangeRate",
     "InboundEmail",

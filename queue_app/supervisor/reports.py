@@ -1,16 +1,13 @@
 """Reports pages and CSV exports under /supervisor/reports (supervisors: their teams; admins: all).
 
 Views stay thin: parse the filter form, call services.reporting.reports, render tables and SVG charts
-or stream CSV. CSV is what Excel opens correctly: UTF-8 with a byte-order mark, one header
-row, CRLF line ends, times as "YYYY-MM-DD HH:MM:SS" in UTC (said in the header), and cells
-that would start a formula (= + - @) prefixed with an apostrophe.
+or stream CSV (queue_app.web.downloads: what Excel opens correctly, UTF-8 with a byte-order
+mark, times in UTC as said in the header, cells that would start a formula made harmless).
 """
-import csv
-import io
-from datetime import date, datetime, timedelta, timezone
+from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import Response, abort, render_template, request, stream_with_context
+from flask import abort, render_template, request
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
@@ -25,6 +22,7 @@ from queue_app.services.errors import Invalid
 from queue_app.services.reporting import reports as reporting_reports
 from queue_app.supervisor import bp, charts
 from queue_app.web.actions import me
+from queue_app.web.downloads import csv_response
 from queue_app.web.templating import label
 
 BREACHES_ON_PAGE = 100
@@ -32,7 +30,6 @@ REPORTS = ("compliance", "backlog", "daily", "handling", "breaches")
 # One report per page view: each is a pass over the period's items, so the page costs one.
 REPORT_TABS = (("compliance", "SLA compliance"), ("backlog", "Backlog by age"), ("daily", "Created vs resolved"),
                ("handling", "Handling time"), ("breaches", "Breaches"))
-CSV_FLUSH_BYTES = 64 * 1024
 
 
 class ReportForm(FlaskForm):
@@ -133,45 +130,6 @@ def reports():
 
 
 # --- CSV ------------------------------------------------------------------------------------------
-
-def csv_cell(value):
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value  # Excel would run it as a formula
-    return value
-
-
-def csv_response(filename, header, rows):
-    """Stream rows as an Excel-friendly CSV download, a chunk at a time."""
-    def generate():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)  # CRLF line ends, quotes where needed
-        buffer.write("\ufeff")
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow([csv_cell(v) for v in row])
-            if buffer.tell() > CSV_FLUSH_BYTES:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
-    response = Response(stream_with_context(generate()), mimetype="text/csv")
-    response.headers["Content-Type"] = "text/csv; charset=utf-8"
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
-
 
 def _group_rows(report, names):
     for row in report["rows"] + [report["total"]]:

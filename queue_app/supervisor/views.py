@@ -19,10 +19,10 @@ from queue_app.services.items import lifecycle
 from queue_app.services.people import users
 from queue_app.supervisor import bp
 from queue_app.supervisor.forms import AssignForm, BulkAssignForm, CheckerForm
-from queue_app.supervisor.reports import csv_response
 from queue_app.web import paging
 from queue_app.web.actions import attempt, flash_form_errors, me
 from queue_app.web.forms import DecisionForm
+from queue_app.web.downloads import csv_response
 from queue_app.web.navigation import safe_next
 
 APPROVALS_PAGE = 50

@@ -17,6 +17,7 @@ from queue_app.models import Approval, WorkItem, team_checkers
 from queue_app.models.base import utcnow
 from queue_app.services import access
 from queue_app.services.approvals import reminders, stake
+from queue_app.services.audit import record as audit
 from queue_app.services.errors import Invalid, PermissionDenied
 from queue_app.services.items import state
 from queue_app.services.items.events import record_event
@@ -129,6 +130,8 @@ def set_checker(session, team, user, *, actor, enabled):
         session.execute(team_checkers.delete().where(team_checkers.c.team_id == team.id,
                                                      team_checkers.c.user_id == user.id))
     session.flush()
+    audit.changed(session, actor, "checker", user, {"team": team.name, "checker": present},
+                  {"team": team.name, "checker": enabled}, label=f"{user.email} as checker of {team.name}")
     return enabled
 
 

@@ -2,7 +2,8 @@
 
 A rate is valid from its date until the next rate of the same pair. The direct pair is
 preferred; the inverse of the opposite pair is used when only that one is known. Amounts
-are Decimal all the way and rounded to cents (half-up) only at the end.
+are Decimal all the way and rounded to cents (half-up) only at the end. Each rate recorded or
+corrected is in the audit trail (services.audit).
 """
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -10,6 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import sqlalchemy as sa
 
 from queue_app.models import ExchangeRate
+from queue_app.services.audit import record as audit
 from queue_app.services.errors import Invalid
 
 CENT = Decimal("0.01")
@@ -53,7 +55,7 @@ def convert(session, amount, from_currency, to_currency, on=None):
     return (amount * rate(session, from_currency, to_currency, on)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def set_rate(session, from_currency, to_currency, value, valid_from=None):
+def set_rate(session, from_currency, to_currency, value, valid_from=None, *, actor=None):
     """Record (or correct) the rate of a pair from a day on."""
     valid_from = valid_from or date.today()
     codes = []
@@ -73,9 +75,14 @@ def set_rate(session, from_currency, to_currency, value, valid_from=None):
     row = session.scalar(sa.select(ExchangeRate).where(ExchangeRate.from_currency == codes[0],
                                                        ExchangeRate.to_currency == codes[1],
                                                        ExchangeRate.valid_from == valid_from))
+    before = audit.snapshot(row, ("rate",)) if row is not None else None
     if row is None:
         row = ExchangeRate(from_currency=codes[0], to_currency=codes[1], valid_from=valid_from)
         session.add(row)
     row.rate = value
     session.flush()
+    audit.changed(session, actor, "exchange_rate", row, before,
+                  audit.snapshot(row, ("rate",)) if before is not None else audit.snapshot(
+                      row, ("from_currency", "to_currency", "valid_from", "rate")),
+                  label=f"{codes[0]} to {codes[1]} from {valid_from.isoformat()}")
     return row

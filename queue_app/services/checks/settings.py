@@ -2,7 +2,8 @@
 
 Defaults live here in code; a team's TeamCheckSettings row overrides only the values it
 sets (NULL = default). Every reader goes through settings_for(), so the checks, the
-approval rule and the pages agree on one value.
+approval rule and the pages agree on one value. Every change is recorded in the audit trail
+(services.audit), a value back to the default as None.
 """
 import re
 from dataclasses import dataclass, field, replace
@@ -11,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 import sqlalchemy as sa
 
 from queue_app.models import TeamCheckSettings
+from queue_app.services.audit import record as audit
 from queue_app.services.errors import Invalid
 
 # Order numbers as the shop systems issue them, e.g. ORD-100234 or WEB-2026-0042.
@@ -106,13 +108,15 @@ def _clean(name, value):
     return value
 
 
-def update_settings(session, team, **changes):
+def update_settings(session, team, *, actor=None, **changes):
     """Set (or with None clear) settings of a team; returns the effective settings."""
     row = session.scalar(sa.select(TeamCheckSettings).where(TeamCheckSettings.team_id == team.id))
     if row is None:
         row = TeamCheckSettings(team_id=team.id)
         session.add(row)
+    before = audit.snapshot(row, FIELDS)  # a new row: every value None, the defaults
     for name, value in changes.items():
         setattr(row, name, _clean(name, value))
     session.flush()
+    audit.changed(session, actor, "check_settings", team.id, before, audit.snapshot(row, FIELDS), label=team.name)
     return merged(row)

@@ -19,7 +19,8 @@ Invariants:
   new item in that item's team; if it answers nothing it is quarantined (`no_mailbox`).
 - Acknowledgements go to new items' requesters only when the mail is not automatic (nor
   an automatic reply), bulk, a bounce, from a mailer-daemon/postmaster or ourselves, and
-  under the per-sender hourly cap.
+  under the per-sender hourly cap. The same rule and email acknowledge a request filed through
+  the front-office form (`acknowledge_request`, for services.intake.front_office).
 
 The rules are written once; how their results are written (one message at a time, or a bulk
 import's batch) is the writer's business (services.intake.writers), and so are the reads of
@@ -27,7 +28,7 @@ what we already have (services.intake.lookups).
 """
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import sqlalchemy as sa
@@ -323,13 +324,44 @@ def _create_item(session, writer, inbound, parsed, mailbox, now, closed=None):
                  {"inbound_email_id": inbound.id, "mailbox": mailbox.address}, now=now)
     if closed is not None:
         record_event(session, item, "related", "intake", {"closed_item": closed.ref}, now=now)
+    acknowledge(session, writer, item, parsed, now)
+    writer.flush()
+    return finish(inbound, "created", now, item=item)
+
+
+def acknowledge(session, writer, item, parsed, now):
+    """Send the new item's requester the acknowledgement, or record why not (`_no_ack_reason`)."""
     reason = _no_ack_reason(writer, parsed, now)
     if reason is None:
         _acknowledge(session, writer, item, parsed, now)
     else:
         record_event(session, item, "ack_suppressed", "intake", {"reason": reason}, now=now)
-    writer.flush()
-    return finish(inbound, "created", now, item=item)
+
+
+@dataclass(frozen=True)
+class FiledRequest:
+    """What the acknowledgement reads of an email, for a request that came another way (the
+    front-office form): the requester, the subject, and no message to answer or to call automatic."""
+
+    from_address: str
+    from_name: Optional[str]
+    subject: str
+    message_id: Optional[str] = None
+    references: list = field(default_factory=list)
+    auto_submitted: bool = False
+    auto_reply: bool = False
+    bulk: bool = False
+
+
+def acknowledge_request(session, item, *, now=None, writer=None):
+    """The acknowledgement email intake sends, for a new item filed another way (the front-office
+    form): same rules (noise, per-sender cap), same template; nothing without a requester address."""
+    if not item.requester_email:
+        return
+    now = now or utcnow()
+    request = FiledRequest(from_address=item.requester_email.strip().lower(), from_name=item.requester_name,
+                           subject=item.subject)
+    acknowledge(session, writer or OneAtATime(session), item, request, now)
 
 
 def _no_ack_reason(writer, parsed, now):

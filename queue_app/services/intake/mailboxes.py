@@ -1,15 +1,24 @@
-"""Mailboxes: the addresses we receive work for."""
+"""Mailboxes: the addresses we receive work for. Each one added or changed is recorded in the
+audit trail (services.audit), its IMAP password masked."""
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from queue_app.db import config_cache
 from queue_app.models import Mailbox, Team
 from queue_app.models.work_item import PRIORITIES, TYPES
+from queue_app.services.audit import record as audit
 from queue_app.services.errors import Conflict, Invalid
 from queue_app.services.people.users import normalise_email
 
 
-def create_mailbox(session, *, address, type, team_name, priority="normal", **imap):
+def mailbox_settings(mailbox):
+    """What the audit trail records of a mailbox: its IMAP password only as set or not, never the value."""
+    return audit.snapshot(mailbox, ("address", "type", "priority", "active", *IMAP_SETTINGS),
+                          team=mailbox.team.name if mailbox.team is not None else None,
+                          imap_password=audit.Secret(mailbox.imap_password))
+
+
+def create_mailbox(session, *, address, type, team_name, priority="normal", actor=None, **imap):
     address = normalise_email(address)
     errors = {}
     if type not in TYPES:
@@ -29,6 +38,7 @@ def create_mailbox(session, *, address, type, team_name, priority="normal", **im
                       **{k: v for k, v in imap.items() if v is not None})
     session.add(mailbox)
     session.flush()
+    audit.changed(session, actor, "mailbox", mailbox, None, mailbox_settings(mailbox))
     return mailbox
 
 
@@ -66,7 +76,7 @@ IMAP_SETTINGS = ("imap_host", "imap_port", "imap_tls", "imap_user", "imap_passwo
                  "imap_processed_folder")
 
 
-def update_mailbox(session, mailbox, **changes):
+def update_mailbox(session, mailbox, *, actor=None, **changes):
     """Change a mailbox's defaults, IMAP settings or active flag (its address stays).
 
     Keys: type, team_name, priority, active and the IMAP settings. A changed IMAP account or
@@ -90,6 +100,7 @@ def update_mailbox(session, mailbox, **changes):
             errors["team"] = f"no team named {changes['team_name']!r}"
     if errors:
         raise Invalid("invalid mailbox", errors)
+    before = mailbox_settings(mailbox)
     account_before = (mailbox.imap_host, mailbox.imap_user, mailbox.imap_folder)
     for key, value in changes.items():
         if key == "team_name":
@@ -103,4 +114,5 @@ def update_mailbox(session, mailbox, **changes):
     if (mailbox.imap_host, mailbox.imap_user, mailbox.imap_folder) != account_before:
         mailbox.imap_uidvalidity = None
     session.flush()
+    audit.changed(session, actor, "mailbox", mailbox, before, mailbox_settings(mailbox))
     return mailbox

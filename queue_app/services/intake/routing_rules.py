@@ -2,7 +2,8 @@
 
 Invariants: everything is checked before anything changes (Invalid names the field); a rule
 sets at least one thing; addresses are stored lower-case, as routing compares them; rules run
-by position, lowest first, and the first match wins (services.intake.routing).
+by position, lowest first, and the first match wins (services.intake.routing); every change is
+recorded in the audit trail (services.audit).
 """
 import re
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import selectinload
 from queue_app.models import RoutingRule, Team
 from queue_app.models.routing_rule import SOURCES
 from queue_app.models.work_item import PRIORITIES, TYPES
+from queue_app.services.audit import record as audit
 from queue_app.services.errors import Invalid
 from queue_app.services.people.users import normalise_email
 
@@ -38,9 +40,19 @@ def _text(value, key, limit, errors):
     return value or None
 
 
+RULE_FIELDS = ("name", "position", "active", "source", "recipient", "sender", "subject_contains", "keywords",
+               "match_type", "set_type", "set_priority")
+
+
+def rule_settings(session, rule):
+    """What the audit trail records of a rule."""
+    team = session.get(Team, rule.set_team_id) if rule.set_team_id is not None else None
+    return audit.snapshot(rule, RULE_FIELDS, set_team=team.name if team is not None else None)
+
+
 def save_rule(session, rule=None, *, name, position=100, active=True, source=None, recipient=None, sender=None,
               subject_contains=None, keywords=(), match_type=None, set_type=None, set_team_id=None,
-              set_priority=None):
+              set_priority=None, actor=None):
     """Create (rule None) or update a routing rule; returns it."""
     errors = {}
     name = _text(name, "name", 120, errors)
@@ -81,6 +93,7 @@ def save_rule(session, rule=None, *, name, position=100, active=True, source=Non
         errors.setdefault("set_type", "a rule must set a type, a team or a priority")
     if errors:
         raise Invalid("the routing rule was not saved", errors)
+    before = rule_settings(session, rule) if rule is not None else None
     if rule is None:
         rule = RoutingRule()
         session.add(rule)
@@ -89,9 +102,12 @@ def save_rule(session, rule=None, *, name, position=100, active=True, source=Non
     rule.subject_contains, rule.keywords, rule.match_type = subject_contains, keywords, match_type or None
     rule.set_type, rule.set_team_id, rule.set_priority = set_type or None, set_team_id, set_priority or None
     session.flush()
+    audit.changed(session, actor, "routing_rule", rule, before, rule_settings(session, rule))
     return rule
 
 
-def delete_rule(session, rule):
+def delete_rule(session, rule, *, actor=None):
+    before = rule_settings(session, rule)
     session.delete(rule)
     session.flush()
+    audit.changed(session, actor, "routing_rule", rule, before, None)

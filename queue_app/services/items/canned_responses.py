@@ -14,6 +14,8 @@ data, ``{{7*7}}``, ``{requester_name.__class__}``) is left exactly as written.
 the team has no calendar): the requester reads it, and the team's working calendar is the
 one the deadline was counted in, so it is the same date the team works towards, whatever
 zone the executive sits in.
+
+Every response created, changed or deleted is recorded in the audit trail (services.audit).
 """
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,9 +23,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
-from queue_app.models import CannedResponse
+from queue_app.models import CannedResponse, Team
 from queue_app.models.base import utcnow
 from queue_app.services import access
+from queue_app.services.audit import record as audit
 from queue_app.services.errors import Invalid, NotFound, PermissionDenied
 
 MAX_TITLE = 120
@@ -175,6 +178,12 @@ def _check_team(actor, team_id):
         raise PermissionDenied("only a supervisor of this team can keep its responses")
 
 
+def audited(session, response):
+    """What the audit trail records of a response: its team by name."""
+    team = session.get(Team, response.team_id) if response.team_id is not None else None
+    return audit.snapshot(response, ("title", "body", "active"), team=team.name if team is not None else "(all teams)")
+
+
 def save(session, response=None, *, actor, title, body, team_id, active=True, now=None):
     """Create (response None) or update a response; returns it. Checks the actor may keep it for that team."""
     require_management_role(actor)
@@ -183,6 +192,7 @@ def save(session, response=None, *, actor, title, body, team_id, active=True, no
     title, body = validate(title, body)
     _check_team(actor, team_id)
     now = now or utcnow()
+    before = audited(session, response) if response is not None else None
     if response is None:
         response = CannedResponse(created_by_id=actor.id, created_at=now)
         session.add(response)
@@ -192,11 +202,14 @@ def save(session, response=None, *, actor, title, body, team_id, active=True, no
     response.active = bool(active)
     response.updated_at = now
     session.flush()
+    audit.changed(session, actor, "canned_response", response, before, audited(session, response), now=now)
     return response
 
 
 def delete(session, response, *, actor):
     if not may_manage(actor, response):
         raise NotFound("no such canned response")
+    before = audited(session, response)
     session.delete(response)
     session.flush()
+    audit.changed(session, actor, "canned_response", response, before, None)

@@ -1,8 +1,10 @@
 """The only writer of Event rows: every change to a work item is recorded here with actor and time.
 
 Inside db.batched_rows (the bulk import) an event is a row queued for the batch's INSERT;
-otherwise it is an Event added to the session.
+otherwise it is an Event added to the session. Either way it is written without a hash: the
+audit chain's sealer links it at the commit (services.audit.chain, db.sealing).
 """
+from queue_app.db import sealing
 from queue_app.db.batched_rows import add_row
 from queue_app.models import Event
 from queue_app.models.base import utcnow
@@ -17,6 +19,7 @@ def actor_label(actor):
 
 
 def record_event(session, item, kind, actor=None, data=None, now=None):
+    sealing.writing(session)
     values = dict(
         work_item_id=item.id,
         kind=kind,

@@ -3,7 +3,7 @@ threshold and business calendar. Memberships are edited on the person (services.
 
 Invariants: everything is checked before anything changes (Invalid names the field); a new
 calendar changes due times of the team's open items, so their recalculation is queued after
-commit, as for `flask sla load`.
+commit, as for `flask sla load`; every change is recorded in the audit trail (services.audit).
 """
 from decimal import Decimal, InvalidOperation
 
@@ -14,6 +14,7 @@ from queue_app.db.outbox import enqueue_after_commit
 from queue_app.models import Calendar, Team
 from queue_app.models.team import AUTO_ASSIGN_POLICIES
 from queue_app.models.work_item import TYPES
+from queue_app.services.audit import record as audit
 from queue_app.services.errors import Invalid
 from queue_app.services.people.users import normalise_email
 
@@ -42,8 +43,16 @@ def parse_threshold(value):
     return amount.quantize(Decimal("0.01"))
 
 
+def settings_of(session, team):
+    """What the audit trail records of a team."""
+    calendar = session.get(Calendar, team.calendar_id) if team.calendar_id is not None else None
+    return audit.snapshot(team, ("name", "email", "work_types", "auto_assign", "approval_threshold",
+                                 "approval_due_minutes"),
+                          calendar=calendar.name if calendar is not None else None)
+
+
 def save_team(session, team=None, *, name, email=None, work_types=(), auto_assign="manual",
-              approval_threshold=None, calendar_id=None, approval_due_minutes=None):
+              approval_threshold=None, calendar_id=None, approval_due_minutes=None, actor=None):
     """Create (team None) or update a team; returns it."""
     errors = {}
     name = (name or "").strip()
@@ -74,6 +83,7 @@ def save_team(session, team=None, *, name, email=None, work_types=(), auto_assig
         errors["approval_due_minutes"] = f"a whole number of minutes from 1 to {MAX_APPROVAL_DUE_MINUTES:,}"
     if errors:
         raise Invalid("the team was not saved", errors)
+    before = settings_of(session, team) if team is not None else None
     if team is None:
         team = Team()
         session.add(team)
@@ -86,6 +96,7 @@ def save_team(session, team=None, *, name, email=None, work_types=(), auto_assig
     team.calendar_id = calendar_id
     team.approval_due_minutes = approval_due_minutes
     session.flush()
+    audit.changed(session, actor, "team", team, before, settings_of(session, team), label=team.name)
     if calendar_changed:
         enqueue_after_commit(session, RECALCULATE_JOB)
     return team

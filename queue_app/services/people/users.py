@@ -1,4 +1,9 @@
-"""People: accounts, passwords, sessions and API tokens; their teams, skills, capacity and absences."""
+"""People: accounts, passwords, sessions and API tokens; their teams, skills, capacity and absences.
+
+Every change to an account (role, teams, skills, capacity, whether it may sign in, its password),
+every API token issued and every sign-in, failed sign-in and sign-out is recorded in the audit
+trail (services.audit.record), secrets masked.
+"""
 import secrets
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -10,6 +15,7 @@ from queue_app.models import ApiToken, Team, User
 from queue_app.models.base import utcnow
 from queue_app.models.user import ROLES
 from queue_app.models.work_item import TYPES
+from queue_app.services.audit import record as audit
 from queue_app.services.errors import Conflict, Invalid, NotFound
 
 MIN_PASSWORD_LENGTH = 8
@@ -40,8 +46,14 @@ def get_user_by_email(session, email):
     return session.scalar(sa.select(User).where(User.email == email.strip().lower()))
 
 
+def account(user):
+    """What the audit trail records of an account (services.audit.record.snapshot)."""
+    return audit.snapshot(user, ("email", "name", "role", "skills", "capacity", "timezone"),
+                          teams=[t.name for t in user.teams], active=bool(user.is_active_user))
+
+
 def create_user(session, *, email, password, role="executive", name=None, teams=(), skills=None,
-                capacity=20, timezone="UTC"):
+                capacity=20, timezone="UTC", active=True, actor=None):
     email = normalise_email(email)
     if role not in ROLES:
         raise Invalid(f"unknown role {role!r}", {"role": f"must be one of {', '.join(ROLES)}"})
@@ -60,20 +72,48 @@ def create_user(session, *, email, password, role="executive", name=None, teams=
                 timezone=timezone, capacity=capacity, skills=list(skills if skills is not None else TYPES))
     user.set_password(password)
     user.teams = team_objs
+    user.is_active_user = bool(active)
     session.add(user)
     session.flush()
+    audit.changed(session, actor, "user", user, None, {**account(user), "password": audit.Secret(user.password_hash)})
     return user
 
 
 def authenticate(session, email, password):
     """The user for these credentials, or None. Always hashes, so timing does not reveal accounts."""
+    return _check_credentials(session, email, password)[0]
+
+
+def _check_credentials(session, email, password):
+    """(the user signing in or None, why not or None, the account of that email or None)."""
     user = get_user_by_email(session, email or "")
     if user is None:
         User(password_hash="").set_password(password or "x")
+        return None, "no such account", None
+    if not user.check_password(password or ""):
+        return None, "wrong password", user
+    if not user.is_active:
+        return None, "account inactive", user
+    return user, None, user
+
+
+def sign_in(session, email, password, *, remote_addr=None, now=None):
+    """`authenticate`, with the attempt recorded in the audit trail: the email tried, never the password."""
+    user, reason, account_user = _check_credentials(session, email, password)
+    details = {"remote_addr": remote_addr}
+    if user is None:
+        audit.security_event(session, "anonymous", "sign_in_failed", account_user, email=(email or "").strip().lower(),
+                             details={**details, "email": (email or "").strip()[:audit.MAX_LABEL], "reason": reason},
+                             now=now)
         return None
-    if not user.is_active or not user.check_password(password or ""):
-        return None
+    audit.security_event(session, user, "sign_in", user, email=user.email, details=details, now=now)
     return user
+
+
+def sign_out(session, user, *, now=None):
+    """End every session of the user (signing out), recorded in the audit trail."""
+    end_all_sessions(user)
+    audit.security_event(session, user, "sign_out", user, email=user.email, now=now)
 
 
 def user_for_session_id(session, session_id):
@@ -96,16 +136,23 @@ def change_password(session, user, current_password, new_password):
     if not user.check_password(current_password or ""):
         raise Invalid("the current password is not correct", {"current_password": "not correct"})
     check_password_rules(new_password)
+    before = audit.Secret(user.password_hash)
     user.set_password(new_password)
     end_all_sessions(user)  # the caller logs the current session in again with the new nonce
     session.flush()
+    audit.changed(session, user, "user", user, {"password": before}, {"password": audit.Secret(user.password_hash)},
+                  action="password_changed")
 
 
-def issue_api_token(session, user, name="cli"):
-    """Create a token and return it in clear; only its hash is kept."""
+def issue_api_token(session, user, name="cli", *, actor=None):
+    """Create a token and return it in clear; only its hash is kept (and not even that in the audit trail)."""
     token = "bd_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(user_id=user.id, name=name, token_hash=ApiToken.hash(token)))
+    row = ApiToken(user_id=user.id, name=name, token_hash=ApiToken.hash(token))
+    session.add(row)
     session.flush()
+    audit.changed(session, actor, "api_token", row, None,
+                  {"user": user.email, "name": name, "token": audit.Secret(row.token_hash)},
+                  label=f"{name} of {user.email}")
     return token
 
 
@@ -171,6 +218,7 @@ def update_user(session, user, *, actor, name, role, team_ids, skills, capacity,
             errors["active"] = "you cannot deactivate yourself"
     if errors:
         raise Invalid(f"cannot save {user.email}", errors)
+    before = account(user)
     was_active = user.is_active_user
     user.name = name
     user.role = role
@@ -182,15 +230,19 @@ def update_user(session, user, *, actor, name, role, team_ids, skills, capacity,
     if was_active and not user.is_active_user:
         end_all_sessions(user)
     session.flush()
+    audit.changed(session, actor, "user", user, before, account(user))
     return user
 
 
-def reset_password(session, user, new_password):
+def reset_password(session, user, new_password, *, actor=None):
     """An admin sets a new password; every session of the user ends."""
     check_password_rules(new_password)
+    before = audit.Secret(user.password_hash)
     user.set_password(new_password)
     end_all_sessions(user)
     session.flush()
+    audit.changed(session, actor, "user", user, {"password": before}, {"password": audit.Secret(user.password_hash)},
+                  action="password_changed")
 
 
 def can_manage_person(actor, user):

@@ -16,6 +16,8 @@ Rules, chosen so that a file can be the source of truth and be applied repeatedl
 - Values are compared after normalising, so loading the same data twice writes nothing.
 - A policy named in the file is active; export lists active policies only, so that
   export -> load is a no-op.
+- Each record created or changed is recorded in the audit trail (services.audit.record) with
+  its values before and after (calendars and teams by name).
 """
 from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,6 +30,7 @@ from queue_app.models import Calendar, SlaPolicy, Team
 from queue_app.models.calendar import WEEKDAYS, round_the_clock_hours
 from queue_app.models.sla_policy import APPROVAL_WAITS, DEFAULT_PAUSE_STATUSES
 from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
+from queue_app.services.audit import record as audit
 from queue_app.services.errors import Invalid
 from queue_app.services.sla import clock
 
@@ -47,7 +50,10 @@ POLICY_REQUIRED = ("name", "first_response_minutes", "resolution_minutes")
 MATCH_KEYS = {"type", "priority", "team"}
 
 
-def load_config(session, data):
+AUDIT_KINDS = {"calendars": "calendar", "policies": "sla_policy"}
+
+
+def load_config(session, data, *, actor=None):
     """Validate `data` whole, then upsert its calendars and policies by name; returns counts.
 
     Raises Invalid (fields: path -> message) without writing anything when any part is bad.
@@ -60,9 +66,10 @@ def load_config(session, data):
 
     summary = {"calendars_created": 0, "calendars_updated": 0, "policies_created": 0, "policies_updated": 0,
                "unchanged": 0}
+    changes = []  # (kind, record, its state before or None), for the audit trail
     by_name = {c.name: c for c in session.scalars(sa.select(Calendar))}
     for values in calendars:
-        _upsert(session, Calendar, by_name, values, _calendar_state, "calendars", summary)
+        _upsert(session, Calendar, by_name, values, _calendar_state, "calendars", summary, changes)
     session.flush()
 
     teams = {t.name: t.id for t in session.scalars(sa.select(Team))}
@@ -73,8 +80,15 @@ def load_config(session, data):
         values["calendar_id"] = by_name[calendar].id if calendar else None
         team = values.pop("match_team")
         values["match_team_id"] = teams[team] if team else None
-        _upsert(session, SlaPolicy, existing, values, _policy_state, "policies", summary)
+        _upsert(session, SlaPolicy, existing, values, _policy_state, "policies", summary, changes)
     session.flush()
+    calendar_names = {c.id: c.name for c in by_name.values()}
+    team_names = {team_id: name for name, team_id in teams.items()}
+    for kind, record, before in changes:
+        state = _calendar_state if kind == "calendars" else _policy_state
+        audit.changed(session, actor, AUDIT_KINDS[kind], record,
+                      before and _readable(before, calendar_names, team_names),
+                      _readable(state(record), calendar_names, team_names))
     if any(count for key, count in summary.items() if key != "unchanged"):
         # Open items may now match another policy or calendar: re-derive their due times.
         enqueue_after_commit(session, "workers.sla_timers.recalculate_open_items")
@@ -120,19 +134,31 @@ def export_config(session):
 
 # -- writing ---------------------------------------------------------------------------
 
-def _upsert(session, model, existing, values, state, kind, summary):
+def _upsert(session, model, existing, values, state, kind, summary, changes):
     record = existing.get(values["name"])
     if record is None:
         record = model(**values)
         session.add(record)
         existing[record.name] = record
         summary[f"{kind}_created"] += 1
+        changes.append((kind, record, None))
     elif state(record) != values:
+        changes.append((kind, record, state(record)))
         for key, value in values.items():
             setattr(record, key, value)
         summary[f"{kind}_updated"] += 1
     else:
         summary["unchanged"] += 1
+
+
+def _readable(state, calendar_names, team_names):
+    """A record's state for the audit trail: its calendar and team by name rather than id."""
+    values = dict(state)
+    if "calendar_id" in values:
+        values["calendar"] = calendar_names.get(values.pop("calendar_id"))
+    if "match_team_id" in values:
+        values["match_team"] = team_names.get(values.pop("match_team_id"))
+    return values
 
 
 def _calendar_state(cal):

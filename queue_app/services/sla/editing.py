@@ -6,6 +6,8 @@ the recalculation of open items is queued after commit whenever something change
 is the one thing a file cannot say (it matches records by name), so it happens first and the
 rest goes through load_config under the new name; the caller rolls back on Invalid.
 Error paths of load_config ("calendars[0].hours.mon[1]") come back keyed by form field.
+Every change reaches the audit trail with the actor: load_config records what it writes, and a
+rename or a policy switched off or on is recorded here.
 """
 import json
 import re
@@ -16,6 +18,7 @@ from sqlalchemy.orm import selectinload
 from queue_app.db.outbox import enqueue_after_commit
 from queue_app.models import Calendar, SlaPolicy, Team
 from queue_app.models.calendar import WEEKDAYS
+from queue_app.services.audit import record as audit
 from queue_app.services.errors import Invalid
 from queue_app.services.sla import config as sla_config
 
@@ -61,18 +64,20 @@ _CALENDAR_FIELDS = [
 ]
 
 
-def _rename(session, model, record, name):
+def _rename(session, model, record, name, actor):
     if record is None or record.name == name or not name:
         return
     if session.scalar(sa.select(model.id).where(model.name == name)) is not None:
         kind = "calendar" if model is Calendar else "policy"
         raise Invalid("the name is taken", {"name": f"another {kind} has this name"})
+    before = {"name": record.name}
     record.name = name
     session.flush()
+    audit.changed(session, actor, "calendar" if model is Calendar else "sla_policy", record, before, {"name": name})
 
 
 def save_calendar(session, calendar=None, *, name, timezone, hours, holiday_country=None, holiday_subdivision=None,
-                  closed_dates=()):
+                  closed_dates=(), actor=None):
     """Create or update a calendar. `hours` maps mon..sun to interval texts (list or "a, b" text)."""
     name = (name or "").strip()
     week = {}
@@ -89,9 +94,9 @@ def save_calendar(session, calendar=None, *, name, timezone, hours, holiday_coun
     dates = split_list(closed_dates) if isinstance(closed_dates, str) else list(closed_dates)
     if dates:
         entry["closed_dates"] = dates
-    _rename(session, Calendar, calendar, name)
+    _rename(session, Calendar, calendar, name, actor)
     try:
-        sla_config.load_config(session, {"calendars": [entry]})
+        sla_config.load_config(session, {"calendars": [entry]}, actor=actor)
     except Invalid as exc:
         raise _field_errors(exc, "calendars[0]", _CALENDAR_FIELDS) from None
     return session.scalar(sa.select(Calendar).where(Calendar.name == name))
@@ -116,7 +121,7 @@ def parse_escalation(text):
 
 def save_policy(session, policy=None, *, name, match_type=None, match_priority=None, match_team=None, calendar=None,
                 first_response_minutes, resolution_minutes, warn_at_percent=sla_config.DEFAULT_WARN_PERCENT,
-                pause_statuses=None, escalation=None):
+                pause_statuses=None, escalation=None, actor=None):
     """Create or update a policy (and make it active). Team and calendar are given by name."""
     name = (name or "").strip()
     too_long = {key: f"at most {MAX_TARGET_MINUTES:,} minutes (ten years)" for key, value in
@@ -133,20 +138,21 @@ def save_policy(session, policy=None, *, name, match_type=None, match_priority=N
         entry["match"] = match
     if calendar:
         entry["calendar"] = calendar
-    _rename(session, SlaPolicy, policy, name)
+    _rename(session, SlaPolicy, policy, name, actor)
     try:
-        sla_config.load_config(session, {"policies": [entry]})
+        sla_config.load_config(session, {"policies": [entry]}, actor=actor)
     except Invalid as exc:
         raise _field_errors(exc, "policies[0]", _POLICY_FIELDS) from None
     return session.scalar(sa.select(SlaPolicy).where(SlaPolicy.name == name))
 
 
-def set_policy_active(session, policy, active):
+def set_policy_active(session, policy, active, *, actor=None):
     """Switch a policy off (or on again); open items are recalculated after commit."""
     if bool(policy.active) == bool(active):
         return policy
     policy.active = bool(active)
     session.flush()
+    audit.changed(session, actor, "sla_policy", policy, {"active": not policy.active}, {"active": policy.active})
     enqueue_after_commit(session, RECALCULATE_JOB)
     return policy
 
