@@ -365,7 +365,9 @@ def test_a_job_whose_worker_is_killed_runs_again_and_completes_within_two_minute
     [done] = session.scalars(sa.select(Event).where(Event.work_item_id == item_id,
                                                     Event.kind == outbox_jobs.EVENT)).all()
     assert done.data == {"run": 2}
-    assert rq_status(own_redis, row) == "finished"
+    # RQ marks the job finished just after its function returns (after the commit and the audit seal).
+    wait_for(lambda: rq_status(own_redis, row) == "finished", 15, "RQ to mark the job finished", procs,
+             [worker, scheduler])
     assert not StartedJobRegistry("default", connection=own_redis).get_job_ids()
 
 
