@@ -44,24 +44,23 @@ def remind(session, approval_id, now=None):
     if approval is None or approval.status != "pending" or approval.due_at is None:
         return []
     item = approval.work_item
-    sent = []
     warn_at = datetime.fromisoformat(approval.data["warn_at"]) if (approval.data or {}).get("warn_at") \
         else approval.due_at
     due = f"{approval.due_at:%Y-%m-%d %H:%M} UTC"
-    if now >= warn_at and approval.warned_at is None and _claim(session, approval, "warned_at", now):
-        told = notifications.notify(session, item, checkers(session, item, approval),
-                                    f"[{item.ref}] approval due soon",
-                                    f"{item.ref} ({item.subject}) waits for a checker's decision, due at {due}.", now)
-        record_event(session, item, "approval_due_soon", "approvals",
-                     {"approval_id": approval.id, "due": approval.due_at.isoformat(), "notified": told}, now=now)
-        sent.append("warning")
-    if now >= approval.due_at and approval.overdue_at is None and _claim(session, approval, "overdue_at", now):
-        told = notifications.notify(session, item, checkers(session, item, approval),
-                                    f"[{item.ref}] approval overdue",
-                                    f"{item.ref} ({item.subject}) has waited for a checker since {due}.", now)
-        record_event(session, item, "approval_overdue", "approvals",
-                     {"approval_id": approval.id, "due": approval.due_at.isoformat(), "notified": told}, now=now)
-        sent.append("overdue")
+    notices = (
+        ("warning", warn_at, "warned_at", "approval_due_soon", "approval due soon",
+         f"{item.ref} ({item.subject}) waits for a checker's decision, due at {due}."),
+        ("overdue", approval.due_at, "overdue_at", "approval_overdue", "approval overdue",
+         f"{item.ref} ({item.subject}) has waited for a checker since {due}."),
+    )
+    sent = []
+    for name, at, column, event, subject, body in notices:
+        if now >= at and getattr(approval, column) is None and _claim(session, approval, column, now):
+            told = notifications.notify(session, item, checkers(session, item, approval), f"[{item.ref}] {subject}",
+                                        body, now)
+            record_event(session, item, event, "approvals",
+                         {"approval_id": approval.id, "due": approval.due_at.isoformat(), "notified": told}, now=now)
+            sent.append(name)
     session.flush()
     return sent
 
