@@ -95,7 +95,8 @@ class Config:
     INTAKE_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
     INTAKE_ACKS_PER_SENDER_HOUR = 5  # acknowledgements to one sender per hour, at most
     INTAKE_POLL_SECONDS = 60  # IMAP polling interval
-    INTAKE_PROCESS_INLINE = False  # SMTP: process right after storing, besides the job
+    INTAKE_PROCESS_INLINE = False  # SMTP: file right after storing, before the 250 (tests, one-process setups)
+    INTAKE_FILER_BATCH = 100  # stored emails the filer files per transaction, at most
     IMAP_HOST = None
     IMAP_PORT = 993
     IMAP_USER = None
@@ -124,7 +125,7 @@ class Config:
         "SMTP_TLS": env_str, "MAIL_FROM": env_str, "MAIL_DOMAIN": env_str,
         "SMTP_INTAKE_HOST": env_str, "SMTP_INTAKE_PORT": env_int, "INTAKE_MAX_MESSAGE_BYTES": env_int,
         "INTAKE_ACKS_PER_SENDER_HOUR": env_int, "INTAKE_POLL_SECONDS": env_int,
-        "INTAKE_PROCESS_INLINE": env_bool,
+        "INTAKE_PROCESS_INLINE": env_bool, "INTAKE_FILER_BATCH": env_int,
         "IMAP_HOST": env_str, "IMAP_PORT": env_int, "IMAP_USER": env_str, "IMAP_PASSWORD": env_str,
         "IMAP_TLS": env_str, "IMAP_FOLDER": env_str,
         "OUTBOX_RELAY_SECONDS": env_int, "OUTBOX_RECONCILE_SECONDS": env_int,

@@ -25,4 +25,10 @@ def configure_logging(app):
         handler.addFilter(ContextFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(job_id)s] %(name)s: %(message)s"))
         root.addHandler(handler)
-    root.setLevel(app.config.get("LOG_LEVEL", "INFO"))
+    level = app.config.get("LOG_LEVEL", "INFO")
+    root.setLevel(level)
+    # A line per filed email is what a person reads; RQ's per-job chatter and aiosmtpd's
+    # per-connection lines (a readiness probe's "Connection lost") only at LOG_LEVEL=DEBUG.
+    quiet = "DEBUG" if str(level).upper() == "DEBUG" else "WARNING"
+    for name in ("rq", "mail.log"):
+        logging.getLogger(name).setLevel(quiet)

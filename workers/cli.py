@@ -79,7 +79,8 @@ def worker(queues, burst, no_fork):
     worker_class = heartbeat_simple_worker_class() if no_fork else Worker
     w = worker_class([get_queue(n, connection=conn) for n in names], connection=conn,
                      job_monitoring_interval=heartbeat_seconds(current_app.config["OUTBOX_LEASE_SECONDS"]))
-    w.work(with_scheduler=True, burst=burst, logging_level=current_app.config.get("LOG_LEVEL", "INFO"))
+    level = "DEBUG" if current_app.config.get("LOG_LEVEL", "INFO").upper() == "DEBUG" else "WARNING"
+    w.work(with_scheduler=True, burst=burst, logging_level=level)  # RQ's per-job lines only when debugging
 
 
 def preload_job_modules():
@@ -117,8 +118,11 @@ def run_all(host, port, web_workers):
     children = {
         "web": [python, "-m", "gunicorn", "-w", str(web_workers), "-b", f"{host}:{port}", "--access-logfile", "-",
                 "wsgi:app"],
-        "worker": flask + ["worker", "mail_out", "intake", "default"],
-        # Short jobs run in the worker process itself: a fork per job would cost more than the job.
+        "worker": flask + ["worker", "mail_out", "default"],
+        # The filer has a worker of its own, so outgoing mail never holds up filing (and the other
+        # way round). It and the short jobs run in the worker process itself: a fork per job would
+        # cost more than the job.
+        "intake-worker": flask + ["worker", "intake", "--no-fork"],
         "checks-worker": flask + ["worker", "checks", "--no-fork"],
         "sla-worker": flask + ["worker", "sla", "--no-fork"],
         "scheduler": flask + ["scheduler"],

@@ -49,9 +49,9 @@ def _sla_sweep():
 def _intake_sweep():
     from workers.intake_jobs import sweep
 
-    done = sweep()
-    if done:
-        log.info("intake sweep: processed %d stored emails nobody had processed", done)
+    waiting = sweep()
+    if waiting:
+        log.info("intake sweep: %d stored emails waited; the filer is queued", waiting)
 
 
 def _approval_sweep():
@@ -110,8 +110,8 @@ def run_forever(app, stop=lambda: False, tick=0.5, lease=None):
       second copy (DuplicateJobError);
     - SLA sweep: each ladder step is claimed under the unique constraint uq_sla_escalations_step,
       so a step is taken once whoever gets there first;
-    - intake sweep: it processes only emails still `received` a minute after arrival, and
-      processing moves them on;
+    - intake sweep: it only queues the filer, and filers take turns under the filing lock
+      (db.filing_lock), each filing what is still `received`;
     - IMAP polls: enqueued with the deterministic job id `imap-poll-<mailbox id>`.
     """
     last_run = {}

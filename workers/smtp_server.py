@@ -5,32 +5,32 @@ Invariants:
   (customers reply to it), so a relay never hands us mail we would have to bounce later; a
   malformed address gets 553.
 - SIZE is advertised from INTAKE_MAX_MESSAGE_BYTES and larger DATA is refused with 552.
-- "250 Message accepted as <id>" is sent only after the raw bytes and the processing job
-  (outbox row) are committed in one transaction. If that commit fails the answer is 451,
-  so the sending relay keeps the message and retries: nothing is acknowledged and lost.
-- Database work runs in a thread pool (loop.run_in_executor), never on the event loop,
-  each call in its own app context and therefore its own session.
-- Redis is not needed to accept mail: the job is handed to RQ after the commit if Redis
-  answers, otherwise the outbox relay does it later, and the intake sweep processes any
-  stored message nobody processed.
-- INTAKE_PROCESS_INLINE (off by default) also processes the message in the same thread right
+- "250 Message accepted as <id>" is sent only after the raw bytes are committed (`Storer`:
+  one thread stores for every session, the messages waiting committed together). If that
+  commit fails the answer is 451, so the sending relay keeps the message and retries:
+  nothing is acknowledged and lost.
+- Database work runs off the event loop (the storer thread, a thread pool for RCPT lookups),
+  each in its own app context and therefore its own session.
+- Filing is the single filer's (services.intake.filer), in arrival order, on a worker: after
+  each commit the filer job is kicked (workers.intake_jobs.kick). Redis is not needed to accept
+  mail: if the kick fails, the scheduler's intake sweep starts the filer later.
+- INTAKE_PROCESS_INLINE (off by default) also files the stored mail in the storer thread right
   after the commit, before the 250. It suits tests and single-process setups; production
-  leaves it off so a slow or failing parse never holds up an SMTP session. Processing is
-  idempotent, so the job that still runs afterwards does nothing.
+  leaves it off so a slow or failing parse never holds up an SMTP session.
 """
 import asyncio
 import logging
+import queue
 import re
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
 log = logging.getLogger(__name__)
 
-PROCESS_JOB = "workers.intake_jobs.process_inbound"
 MAX_RECIPIENTS = 100
 # A plain addr-spec: local@domain, no spaces, no brackets, one @ (quoted local parts are not mailboxes of ours).
 _ADDRESS = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
@@ -55,15 +55,20 @@ class IntakeController(Controller):
         """Stop listening, then let messages being committed finish (their senders get no 250
         and will retry; duplicate detection keeps the retry from filing them twice)."""
         super().stop(no_assert=no_assert)
-        self.intake_handler.executor.shutdown(wait=True)
+        self.intake_handler.close()
 
 
 class IntakeHandler:
-    """aiosmtpd handler: RCPT checks the mailbox, DATA stores the message and its job."""
+    """aiosmtpd handler: RCPT checks the mailbox, DATA stores the message (in `Storer`)."""
 
     def __init__(self, app, max_workers=4):
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="smtp-intake")
+        self.storer = Storer(app)
+
+    def close(self):
+        self.storer.close()
+        self.executor.shutdown(wait=True)
 
     async def _in_thread(self, func, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
@@ -88,7 +93,8 @@ class IntakeHandler:
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or b""
         try:
-            inbound_id = await self._in_thread(self._store, raw, envelope.mail_from, list(envelope.rcpt_tos))
+            inbound_id = await asyncio.wrap_future(self.storer.submit(raw, envelope.mail_from,
+                                                                      list(envelope.rcpt_tos)))
         except Exception:
             log.exception("SMTP intake: could not store a message from %s to %s; answered 451",
                           envelope.mail_from, envelope.rcpt_tos)
@@ -108,43 +114,140 @@ class IntakeHandler:
                 return True
             return intake_mailboxes.mailbox_for(db.session, [address]) is not None
 
-    def _store(self, raw, mail_from, rcpt_tos):
-        """Store the raw message and its processing job in one transaction; returns the row id."""
-        from queue_app.db.outbox import enqueue_after_commit
+
+class Storer:
+    """One thread stores what every SMTP session received: the messages waiting when it gets to
+    them are committed together (group commit), then each session gets its 250. Fewer commits
+    mean fewer waits for SQLite's write lock, which the filer holds while it files a batch.
+
+    A group that fails to commit is stored again one message per transaction, so one bad message
+    gets its 451 alone. After each commit the filer is kicked from a thread of its own, so a slow
+    or unreachable Redis never holds up storing.
+    """
+
+    MAX_GROUP = 64
+
+    def __init__(self, app):
+        self.app = app
+        self.waiting = queue.Queue()
+        self.kicks = threading.Event()
+        self.closing = False
+        self.thread = threading.Thread(target=self._run, name="smtp-intake-store", daemon=True)
+        self.kicker = threading.Thread(target=self._kick_loop, name="smtp-intake-kick", daemon=True)
+        self.thread.start()
+        self.kicker.start()
+
+    def submit(self, raw, mail_from, rcpt_tos):
+        """A Future of the stored row's id."""
+        future = Future()
+        self.waiting.put((future, raw, mail_from, rcpt_tos))
+        return future
+
+    def close(self):
+        """Store what was submitted, then stop."""
+        self.waiting.put(None)
+        self.thread.join()
+        self.closing = True
+        self.kicks.set()
+        self.kicker.join(timeout=5)
+
+    def _run(self):
+        while True:
+            first = self.waiting.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < self.MAX_GROUP:
+                try:
+                    more = self.waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self.waiting.put(None)  # stop after this group
+                    break
+                group.append(more)
+            self._store_group(group)
+
+    def _store_group(self, group):
+        """Commit the group's messages together, then answer each session."""
         from queue_app.extensions import db
-        from queue_app.services.intake import filing as intake_filing
-        from queue_app.services.intake import mailboxes as intake_mailboxes
 
         with self.app.app_context():
             session = db.session
             try:
-                mailbox = intake_mailboxes.mailbox_for(session, rcpt_tos)
-                inbound = intake_filing.receive(session, raw, source="smtp", envelope_from=mail_from or None,
-                                         envelope_to=rcpt_tos, mailbox=mailbox)
-                enqueue_after_commit(session, PROCESS_JOB, inbound.id)
-                session.commit()  # delivers the job to RQ if Redis answers; logs and carries on if not
-            except Exception:
+                stored = [self._store(session, raw, mail_from, rcpt_tos) for _, raw, mail_from, rcpt_tos in group]
+                ids = [inbound.id for inbound in stored]
+                session.commit()
+            except Exception as exc:
                 session.rollback()
-                raise
-            inbound_id = inbound.id
-            log.info("SMTP intake: stored message %s (%d bytes) from %s to %s", inbound_id, len(raw),
-                     mail_from, ", ".join(rcpt_tos))
-            if self.app.config.get("INTAKE_PROCESS_INLINE"):
-                self._process(session, inbound_id)
-            return inbound_id
+                ids, error = None, exc
+            else:
+                if self.app.config.get("INTAKE_PROCESS_INLINE"):
+                    _file_now(session)
+            finally:
+                db.session.remove()
+        if ids is None:
+            if len(group) == 1:
+                _answer(group[0][0], error=error)
+                return
+            log.warning("SMTP intake: storing %d messages together failed (%s); storing them one by one",
+                        len(group), error)
+            for one in group:
+                self._store_group([one])
+            return
+        for (future, *_), inbound_id in zip(group, ids):
+            _answer(future, inbound_id)
+        if self.app.config.get("OUTBOX_DELIVER_ON_COMMIT", True):  # off: nothing goes to RQ at commit time
+            self.kicks.set()
 
     @staticmethod
-    def _process(session, inbound_id):
-        """Process now; a failure leaves the row `received` for the job or the sweep."""
+    def _store(session, raw, mail_from, rcpt_tos):
         from queue_app.services.intake import filing as intake_filing
+        from queue_app.services.intake import mailboxes as intake_mailboxes
 
-        try:
-            outcome = intake_filing.process_stored(session, inbound_id)  # once, though its job may run now too
-            session.commit()
-            log.info("SMTP intake: message %s %s", inbound_id, outcome.status)
-        except Exception:
-            session.rollback()
-            log.exception("SMTP intake: processing message %s failed; the job or the sweep retries it", inbound_id)
+        mailbox = intake_mailboxes.mailbox_for(session, rcpt_tos)
+        inbound = intake_filing.receive(session, raw, source="smtp", envelope_from=mail_from or None,
+                                        envelope_to=rcpt_tos, mailbox=mailbox)
+        log.debug("SMTP intake: stored message %s (%d bytes) from %s to %s", inbound.id, len(raw), mail_from,
+                  ", ".join(rcpt_tos))
+        return inbound
+
+    def _kick_loop(self):
+        from workers.intake_jobs import kick
+
+        while not self.closing:
+            self.kicks.wait()
+            self.kicks.clear()
+            if self.closing:
+                return
+            with self.app.app_context():
+                kick()
+
+
+def _answer(future, inbound_id=None, error=None):
+    """Tell the SMTP session; one cut off meanwhile (server stopping, client gone) gets no answer
+    and its relay sends again (the copy is filed as a duplicate)."""
+    if future.cancelled():
+        return
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(inbound_id)
+    except InvalidStateError:
+        pass
+
+
+def _file_now(session):
+    """INTAKE_PROCESS_INLINE: file what was stored before answering; a failure leaves the mail
+    `received` for the filer job or the sweep."""
+    from queue_app.services.intake import filer
+
+    try:
+        filer.drain(session)
+    except Exception:
+        session.rollback()
+        log.exception("SMTP intake: filing stored mail failed; the filer job or the sweep retries it")
 
 
 def make_controller(app, host, port):

@@ -49,6 +49,8 @@ class Message(db.Model):
         sa.Index("ix_messages_automatic_created", "is_automatic", "created_at"),
         # The acknowledgement cap: automatic messages to one sender in the last hour.
         sa.Index("ix_messages_automatic_to_created", "is_automatic", "to_addresses", "created_at"),
+        # Intake: a parent that arrived after its reply is filed on the reply's item.
+        sa.Index("ix_messages_in_reply_to", "in_reply_to"),
         one_of("kind", MESSAGE_KINDS),
     )
 

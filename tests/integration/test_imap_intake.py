@@ -160,8 +160,8 @@ def test_polling_again_creates_nothing_and_survives_a_crash_before_marking(app, 
 
 def test_a_message_that_fails_processing_is_kept_and_still_marked(app, session, dovecot, account, make_mailbox,
                                                                    monkeypatch):
+    from queue_app.services.intake import filer
     from queue_app.services.intake import filing as intake_filing
-    from workers.intake_jobs import sweep
 
     user, password = account
     box = make_mailbox(user, password)
@@ -182,11 +182,11 @@ def test_a_message_that_fails_processing_is_kept_and_still_marked(app, session, 
 
     quarantined, stored = committed_rows(app)
     assert quarantined.status == "quarantined" and quarantined.reason and quarantined.raw == garbage
-    assert stored.status == "received"  # kept; the intake sweep processes it
+    assert stored.status == "received"  # kept; the filer files it
     assert all(seen(flags) for _, flags, _ in dovecot.messages(user, password))
 
     monkeypatch.setattr(intake_filing, "process", real_process)
-    assert sweep(older_than_seconds=0) == 1
+    assert filer.drain(session)["created"] == 1
     assert committed_rows(app)[1].status == "created"
 
 

@@ -15,7 +15,7 @@ from itertools import islice
 
 import sqlalchemy as sa
 
-from queue_app.db import batched_rows, config_cache
+from queue_app.db import batched_rows, config_cache, filing_lock
 from queue_app.models import InboundEmail
 from queue_app.models.base import utcnow
 from queue_app.services.intake.filing import (
@@ -175,7 +175,7 @@ def _receive_rows(session, raws, *, source, keys, now):
     """`receive` for the bulk import: a batch's rows are INSERTed at once, before anything else
     (the raw bytes are stored first, as always). What is returned holds each row's values as
     attributes, as an InboundEmail would (not an ORM object: the session does not track them);
-    `_write_outcomes` writes what processing decided, for the whole batch."""
+    `write_outcomes` writes what processing decided, for the whole batch."""
     rows = [dict(source=source, mailbox_id=None, envelope_from=None, envelope_to=[], message_id=message_id,
                  sha256=digest, size=len(raw), raw=raw, imap_uid=None, status="received", attempts=0,
                  received_at=now) for raw, (message_id, digest) in zip(raws, keys)]
@@ -190,7 +190,7 @@ _OUTCOME_COLUMNS = ("status", "reason", "detail", "processed_at", "work_item_id"
                     "duplicate_of_id")
 
 
-def _write_outcomes(session, inbounds):
+def write_outcomes(session, inbounds):
     """One executemany UPDATE for the outcomes of a batch's InboundEmail rows (see _receive_rows)."""
     if not inbounds:
         return
@@ -210,6 +210,7 @@ def _import_batch(session, writer, raws, fallback_mailbox, source, parsed):
     position = writer.mark()
     counts = Counter()
     try:
+        filing_lock.hold(session)  # files in turn with the live filer (services.intake.filer)
         known = _known_keys(session, [_key(*key) for key in keys])
         new = []  # (index in the batch, raw, key) of each message not stored before
         for index, (raw, (message_id, digest)) in enumerate(zip(raws, keys)):
@@ -231,7 +232,7 @@ def _import_batch(session, writer, raws, fallback_mailbox, source, parsed):
                               parsed=parsed_one, writer=writer)
             counts[outcome.status] += 1
         batched_rows.write_pending(session)  # the outcomes refer to the batch's new items
-        _write_outcomes(session, stored)
+        write_outcomes(session, stored)
         session.commit()
         return counts
     except Exception:

@@ -9,7 +9,9 @@ Invariants:
 - The same Message-ID twice is a duplicate: counted, linked to the first, its raw bytes
   not kept twice. Without a Message-ID, the SHA-256 of the raw bytes plays that part.
 - Threading: In-Reply-To/References against every Message-ID seen or sent, else a
-  `[BO-000123]` tag in the subject, else a new item. A reply to a resolved item reopens
+  `[BO-000123]` tag in the subject, else an email already filed that answers this one (its
+  reply arrived first), else a new item. Stored mail is filed in arrival order
+  (services.intake.filer), so a reply finds an earlier parent. A reply to a resolved item reopens
   it; a closed item is not reopened (a new item refers to it). An automatic reply (out of
   office, autoresponder) is filed on its thread, closed or not, and changes nothing there.
   A sender who is neither the requester nor a participant is flagged for review. No email
@@ -35,6 +37,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import defer
 
+from queue_app.db import filing_lock
 from queue_app.db.blobs import store_blob
 from queue_app.db.outbox import enqueue_after_commit
 from queue_app.models import InboundEmail, Message, WorkItem
@@ -144,6 +147,7 @@ def process_stored(session, inbound_id, **options):
     row (PostgreSQL) or the database (SQLite) until the caller's commit, and a second process's
     UPDATE, once it gets through, finds the email processed and changes nothing.
     """
+    filing_lock.hold(session)
     taken = session.execute(sa.update(InboundEmail)
                             .where(InboundEmail.id == inbound_id, InboundEmail.status == "received")
                             .values(attempts=InboundEmail.attempts)
@@ -168,6 +172,7 @@ def process(session, inbound, *, fallback_mailbox=None, now=None, known_new=Fals
     """
     now = now or utcnow()
     writer = writer or OneAtATime(session)
+    filing_lock.hold(session)  # every path that files takes it (db.filing_lock): arrival order
     if inbound.status != "received":
         return Outcome(inbound.status, inbound, inbound.work_item, inbound.reason)
     inbound.attempts += 1
@@ -265,7 +270,11 @@ def _thread(parsed, lookups):
     if item is not None:
         return item
     ref = extract_ref_tag(parsed.subject)
-    return lookups.item_by_ref(ref) if ref else None
+    item = lookups.item_by_ref(ref) if ref else None
+    if item is None and parsed.message_id:
+        # A parent that arrived after its reply: the thread is the reply's item.
+        item = lookups.answered_by(parsed.message_id)
+    return item
 
 
 def store_message(session, writer, inbound, parsed, item, now, flagged=False):

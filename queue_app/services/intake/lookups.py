@@ -35,6 +35,14 @@ class DatabaseLookups:
     def item_by_ref(self, ref):
         return self.session.scalar(sa.select(WorkItem).where(WorkItem.ref == ref))
 
+    def answered_by(self, message_id):
+        """The item of the first email filed that answers this Message-ID (In-Reply-To), or None:
+        the email being filed is a parent that arrived after its reply."""
+        message = self.session.scalar(sa.select(Message).where(Message.in_reply_to == message_id,
+                                                               Message.kind == "inbound")
+                                      .order_by(Message.id).limit(1))
+        return message.work_item if message is not None else None
+
     def made_item(self, item):
         pass  # the database answers for it once its row is written (before any read of the table)
 
@@ -72,21 +80,25 @@ class BatchLookups:
         self.session = session
         self.attach = attach  # QueuedItem -> its WorkItem attached to the session (Batched.attach)
         self.messages = {}  # Message-ID -> (message id, item id, kind)
+        self.answers = {}  # Message-ID -> (message id, item id) of the first inbound email answering it
         self.items, self.refs, self.people = {}, {}, {}
         self.asked_ids, self.asked_refs = set(), set()
-        keys, refs = set(), set()
+        keys, refs, own = set(), set(), set()
         for p in parsed:
             if isinstance(p, ParsedEmail):  # not the error to quarantine with, nor None
                 keys.update(k for k in (p.message_id, *p.in_reply_to, *p.references, *p.bounced_message_ids) if k)
                 ref = extract_ref_tag(p.subject)
                 if ref:
                     refs.add(ref)
-        self._fetch(keys, refs)
+                if p.message_id:
+                    own.add(p.message_id)
+        self._fetch(keys, refs, own)
 
-    def _fetch(self, keys, refs=()):
-        """Read what the database has for these Message-IDs and refs (once per value)."""
+    def _fetch(self, keys, refs=(), own=()):
+        """Read what the database has for these Message-IDs and refs (once per value), and the
+        emails that answer the batch's own Message-IDs (`own`, asked once, up front)."""
         keys, refs = set(keys) - self.asked_ids, set(refs) - self.asked_refs
-        if not keys and not refs:
+        if not keys and not refs and not own:
             return
         self.asked_ids.update(keys)
         self.asked_refs.update(refs)
@@ -96,6 +108,13 @@ class BatchLookups:
                     sa.select(Message.message_id, Message.id, Message.work_item_id, Message.kind)
                     .where(Message.message_id.in_(chunk))):
                 self.messages[message_id] = (row_id, item_id, kind)
+                item_ids.add(item_id)
+        for chunk in chunks(sorted(own), self.CHUNK):
+            for answered, row_id, item_id in self.session.execute(
+                    sa.select(Message.in_reply_to, Message.id, Message.work_item_id)
+                    .where(Message.in_reply_to.in_(chunk), Message.kind == "inbound")):
+                if answered not in self.answers or row_id < self.answers[answered][0]:
+                    self.answers[answered] = (row_id, item_id)
                 item_ids.add(item_id)
         item_ids = sorted(item_ids - set(self.items))
         loaded = []
@@ -136,6 +155,12 @@ class BatchLookups:
         self._fetch((), [ref])
         return self._work_item(self.refs[ref]) if ref in self.refs else None
 
+    def answered_by(self, message_id):
+        found = self.answers.get(message_id)
+        if found is None:
+            return None
+        return self._work_item(found[1])
+
     def participants(self, item):
         return set(self.people[item.id])
 
@@ -146,6 +171,8 @@ class BatchLookups:
     def wrote_message(self, values):
         if values.get("message_id"):
             self.messages[values["message_id"]] = (values["id"], values["work_item_id"], values["kind"])
+        if values.get("in_reply_to") and values["kind"] == "inbound":
+            self.answers.setdefault(values["in_reply_to"], (values["id"], values["work_item_id"]))
         if not values.get("flagged_for_review") and values["work_item_id"] in self.people:
             self.people[values["work_item_id"]].update(
                 addresses_in(values.get("from_address"), values.get("to_addresses"), values.get("cc_addresses")))
