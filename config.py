@@ -97,6 +97,7 @@ class Config:
     INTAKE_POLL_SECONDS = 60  # IMAP polling interval
     INTAKE_PROCESS_INLINE = False  # SMTP: file right after storing, before the 250 (tests, one-process setups)
     INTAKE_FILER_BATCH = 100  # stored emails the filer files per transaction, at most
+    INTAKE_FILER_HOLD_SECONDS = 0.05  # SQLite: batches sized to hold the write lock about this long
     IMAP_HOST = None
     IMAP_PORT = 993
     IMAP_USER = None

@@ -236,9 +236,7 @@ def _import_batch(session, writer, raws, fallback_mailbox, source, parsed):
         session.commit()
         return counts
     except Exception:
-        session.rollback()
-        writer.undo(position)
-        config_cache.reset(session)
+        writer.roll_back(position)
         log.warning("intake: a batch of %d messages failed; filing them one at a time", len(raws), exc_info=True)
     finally:
         writer.end_batch()
@@ -262,9 +260,7 @@ def _import_one(session, writer, raw, fallback_mailbox, source):
         session.commit()
         return status
     except Exception as exc:
-        session.rollback()
-        writer.undo(position)
-        config_cache.reset(session)
+        writer.roll_back(position)
         log.exception("intake: a message could not be filed; it is kept and quarantined")
         now = utcnow()
         inbound = receive(session, raw, source=source, now=now)

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = [c for c in InboundEmail.__table__.columns.keys() if c != "raw"]
 BATCH_BYTES = 64 * 1024 * 1024
+MIN_BATCH = 5
+FIRST_SQLITE_BATCH = 20
 
 
 def drain(session, *, batch_size=None, max_seconds=None):
@@ -48,7 +50,13 @@ def drain(session, *, batch_size=None, max_seconds=None):
     """
     if isinstance(session, sa.orm.scoped_session):
         session = session()
-    size = batch_size or current_app.config.get("INTAKE_FILER_BATCH", 100)
+    most = size = batch_size or current_app.config.get("INTAKE_FILER_BATCH", 100)
+    # On SQLite the lock is the write lock, which SMTP stores wait for: batches are sized to hold
+    # it about INTAKE_FILER_HOLD_SECONDS. PostgreSQL stores never wait for it.
+    hold_for = current_app.config.get("INTAKE_FILER_HOLD_SECONDS", 0.05) \
+        if session.get_bind().dialect.name == "sqlite" else None
+    if hold_for:
+        size = min(most, FIRST_SQLITE_BATCH)
     started = time.monotonic()
     counts = Counter()
     with config_cache.config_cache(session), batched_rows.batched_rows(session), Batched(session) as writer:
@@ -57,11 +65,13 @@ def drain(session, *, batch_size=None, max_seconds=None):
             if not ahead:
                 break
             with sla_policies.memoised_due_times():
-                done = _file_batch(session, writer, size, ahead)
+                done, held = _file_batch(session, writer, size, ahead)
             config_cache.reset(session)
             if not done:
                 break
             counts.update(done)
+            if hold_for and held > 0:
+                size = max(MIN_BATCH, min(most, int(sum(done.values()) * hold_for / held)))
     return counts
 
 
@@ -103,17 +113,19 @@ def _within_bytes(rows):
 
 
 def _file_batch(session, writer, size, ahead):
-    """File the oldest emails still `received` in one transaction; their outcome counts."""
+    """File the oldest emails still `received` in one transaction: (outcome counts, seconds the
+    lock was held)."""
     now = utcnow()  # one instant for the batch, as its rows become visible together
     position = writer.mark()
     ids = []
     try:
         filing_lock.hold(session)
+        locked = time.monotonic()
         inbounds = _pending_rows(session, size, ahead)
         ids = [inbound.id for inbound in inbounds]
         if not inbounds:
             session.rollback()
-            return Counter()
+            return Counter(), 0.0
         parsed = [ahead[i.id][1] if i.id in ahead else None for i in inbounds]
         writer.start_batch(BatchLookups(session, parsed, writer.attach))
         counts = Counter()
@@ -123,17 +135,15 @@ def _file_batch(session, writer, size, ahead):
         batched_rows.write_pending(session)  # the outcomes refer to the batch's new items
         write_outcomes(session, inbounds)
         session.commit()
-        return counts
+        return counts, time.monotonic() - locked
     except Exception:
-        session.rollback()
-        writer.undo(position)
-        config_cache.reset(session)
+        writer.roll_back(position)
         log.warning("intake: a batch of %d stored emails failed; filing them one at a time", len(ids), exc_info=True)
     finally:
         writer.end_batch()
     writer.start_batch(DatabaseLookups(session))
     try:
-        return Counter(_file_one(session, writer, inbound_id) for inbound_id in ids)
+        return Counter(_file_one(session, writer, inbound_id) for inbound_id in ids), 0.0
     finally:
         writer.end_batch()
 
@@ -208,9 +218,7 @@ def _file_one(session, writer, inbound_id):
         _log_outcome(outcome.inbound, outcome)
         return outcome.status
     except Exception as exc:
-        session.rollback()
-        writer.undo(position)
-        config_cache.reset(session)
+        writer.roll_back(position)
         log.exception("intake: stored email %s could not be filed; it is quarantined", inbound_id)
         inbound = session.get(InboundEmail, inbound_id)
         if inbound is None or inbound.status != "received":

@@ -16,7 +16,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import make_transient_to_detached
 
-from queue_app.db import batched_rows
+from queue_app.db import batched_rows, config_cache
 from queue_app.models import Attachment, Message, WorkItem
 from queue_app.models.work_item import format_ref
 from queue_app.services.intake.lookups import DatabaseLookups
@@ -174,6 +174,12 @@ class Batched:
 
     def mark(self):
         return len(self.log)
+
+    def roll_back(self, position):
+        """Roll the transaction back and forget what it counted and cached since `mark`."""
+        self.session.rollback()
+        self.undo(position)
+        config_cache.reset(self.session)
 
     def undo(self, position):
         """After a rollback: forget the acknowledgements counted since `mark`."""
