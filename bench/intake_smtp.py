@@ -351,7 +351,7 @@ def drop_database(url):
     target = sa.make_url(url)
     engine = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}"')
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
     engine.dispose()
 
 
@@ -525,11 +525,13 @@ def run_ceiling(bench, args, messages):
     bench.db.session.remove()
     bench.ctx.pop()  # else the command would run in this app's context, on the SMTP run's database
     try:
-        _, result, wall, cpu, child_cpu = intake_file.import_once(bench.tmp, [mbox], "file.db", database_url=url)
+        app, result, wall, cpu, child_cpu = intake_file.import_once(bench.tmp, [mbox], "file.db", database_url=url)
+        with app.app_context():
+            bench.db.engine.dispose()  # its connections would keep the database from being dropped
     finally:
         bench.ctx.push()
-        if url and not args.keep:
-            drop_database(url)
+    if url and not args.keep:
+        drop_database(url)
     log(f"  ceiling:      intake file {len(messages) / wall:.0f} msg/s ({wall:.1f} s wall, CPU {cpu:.1f} s + "
         f"{child_cpu:.1f} s read-ahead; {result.output.strip().splitlines()[-1]})")
 
