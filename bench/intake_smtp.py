@@ -3,8 +3,9 @@
     .venv/bin/python bench/intake_smtp.py [--count 1000] [--seed 1] [--connections 8] [--per-session 20]
                                           [--database-url URL [--reset]] [--redis-url URL] [--timeout 600] [--keep]
 
-What a back office really runs: `flask --app wsgi intake smtp`, one `worker mail_out intake default`,
-one `worker checks --no-fork`, one `worker sla --no-fork` and `flask scheduler`, on a fresh database
+What a back office really runs (the README's production processes): `flask --app wsgi intake smtp`,
+one `worker intake --no-fork` (the filer), one `worker mail_out default`, one `worker checks --no-fork`,
+one `worker sla --no-fork` and `flask scheduler`, on a fresh database
 (SQLite in a temporary directory, or --database-url, which is emptied) built by the migrations and set
 up as bench/intake_file.py sets it up (teams, calendars, policies, routing rules, mailboxes). The
 acknowledgements go to a local SMTP sink (aiosmtpd's Sink, which drops them), never to the internet.
@@ -365,12 +366,13 @@ def start_processes(bench, args, smtp_port, sink_port):
     bench.procs.append(sink)
     bench.env.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink_port))  # the acknowledgements go to the sink
     for n in range(args.workers):
-        bench.start(f"worker-{n}", "worker", "mail_out", "intake", "default")
+        bench.start(f"intake-worker-{n}", "worker", "intake", "--no-fork")
+    bench.start("worker", "worker", "mail_out", "default")
     bench.start("checks-worker", "worker", "checks", "--no-fork")
     bench.start("sla-worker", "worker", "sla", "--no-fork")
     bench.start("scheduler", "scheduler")
     smtp = bench.start("intake-smtp", "intake", "smtp", "--host", "127.0.0.1", "--port", str(smtp_port))
-    wait_until_ready(bench, args.workers + 2)
+    wait_until_ready(bench, args.workers + 3)
     wait_for_port(sink_port, sink)
     wait_for_port(smtp_port, smtp)
 
@@ -467,8 +469,8 @@ def report_smtp(bench, args, planned, expected, relay, cpu_before, cpu_after, lo
     waited = sorted(e.waited for e in planned if e.waited is not None)
     log("")
     log(f"RESULT live SMTP intake ({bench.db_label}; {len(planned)} messages, {args.connections} connections, "
-        f"{args.per_session} per session; {args.workers} x worker mail_out intake default, worker checks "
-        f"--no-fork, worker sla --no-fork, scheduler)")
+        f"{args.per_session} per session; {args.workers} x worker intake --no-fork, worker mail_out default, "
+        f"worker checks --no-fork, worker sla --no-fork, scheduler)")
     log(f"  accepted:     {len(accepted)} messages at {accepted_rate:.0f} msg/s (first DATA to last 250, "
         f"{last_250 - first_data:.1f} s)")
     log(f"                {len(ungated)} of them not tag replies (which wait for filing) at {ungated_rate:.0f} msg/s "
@@ -542,7 +544,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--per-session", type=int, default=20, help="messages per SMTP session, then QUIT")
-    parser.add_argument("--workers", type=int, default=1, help="`worker mail_out intake default` processes")
+    parser.add_argument("--workers", type=int, default=1, help="`worker intake --no-fork` processes (filers)")
     parser.add_argument("--database-url", help="default: a fresh SQLite file in a temporary directory")
     parser.add_argument("--reset", action="store_true", help="allow emptying a database that has work items")
     parser.add_argument("--redis-url", help="default: database --redis-db of $REDIS_URL; it is FLUSHED")
