@@ -168,6 +168,7 @@ def test_a_filer_killed_in_the_middle_of_a_batch_leaves_it_for_the_next(app, ses
         "from queue_app.extensions import db\n"
         "from queue_app.services.intake import filer, filing\n"
         "app = create_app()\n"
+        "app.config['INTAKE_FILER_HOLD_SECONDS'] = None  # one batch of 100, not sized by the lock's time\n"
         "real, seen = filing.process, []\n"
         "def slow(*a, **k):\n"
         "    seen.append(1)\n"
@@ -267,3 +268,26 @@ def test_an_smtp_server_restarted_during_a_delivery_loses_and_doubles_nothing(ap
     assert all(r.status in ("created", "followup", "duplicate") for r in rows)
     assert sum(r.status == "duplicate" for r in rows) == len(rows) - len(messages)
     assert_threaded(outcomes, messages)
+
+
+def test_the_filer_reads_each_item_afresh_though_it_keeps_what_it_loaded(app, session, mailbox, monkeypatch):
+    """The filer's session keeps its objects across its commits (for speed); an item changed by
+    someone else between two batches is still read as it is now."""
+    monkeypatch.setitem(app.config, "INTAKE_FILER_HOLD_SECONDS", None)
+    store(session, make_email(1))
+    store(session, make_email(2, parent=1))
+    real, kept = filer._file_batch, []
+
+    def then_close(*args):
+        done = real(*args)
+        if not kept:
+            kept.extend(session.scalars(sa.select(WorkItem)).all())  # held, as loaded by the first batch
+            with Session(db.engine) as other:  # a person closes the item before the next batch
+                other.execute(sa.update(WorkItem).values(status="closed"))
+                other.commit()
+        return done
+
+    monkeypatch.setattr(filer, "_file_batch", then_close)
+    assert filer.drain(session, batch_size=1) == Counter(created=2)  # a closed item is not reopened
+    outcomes = committed_outcomes(app)
+    assert outcomes[mid(2)][1] != outcomes[mid(1)][1] and kept[0].status == "closed"

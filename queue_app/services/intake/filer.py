@@ -16,7 +16,10 @@ intake sweep run. Invariants:
   transaction; an email that still fails is quarantined as `rejected` with the error.
 - The lock is held only for filing: the next batch is read and parsed before it is taken (an
   email filed meanwhile by someone else is simply skipped), so SMTP stores wait as little as
-  possible on SQLite, where the lock is the database's write lock.
+  possible on SQLite, where the lock is the database's write lock (and batches are sized to
+  hold it about INTAKE_FILER_HOLD_SECONDS).
+- A change to routing rules, SLA policies or mailboxes reaches a running filer within
+  CONFIG_SECONDS.
 """
 import logging
 import time
@@ -38,8 +41,11 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = [c for c in InboundEmail.__table__.columns.keys() if c != "raw"]
 BATCH_BYTES = 64 * 1024 * 1024
-MIN_BATCH = 5
-FIRST_SQLITE_BATCH = 20
+MIN_BATCH = 10
+FIRST_SQLITE_BATCH = 25
+# Configuration (routing rules, SLA policies, mailboxes) is read again this often, not per batch:
+# with small batches, reading it would cost more than the filing.
+CONFIG_SECONDS = 5
 
 
 def drain(session, *, batch_size=None, max_seconds=None):
@@ -47,6 +53,11 @@ def drain(session, *, batch_size=None, max_seconds=None):
 
     Stops when none is left, or after `max_seconds` (the caller runs it again: a job is never
     held longer than its timeout).
+
+    The session does not expire what it loaded at each commit meanwhile: the configuration
+    cached (rules, policies, mailboxes, their teams and calendars) stays loaded and is read again
+    every CONFIG_SECONDS; the items a batch reads are loaded afresh by its lookups
+    (`populate_existing`), so no batch files against an old copy.
     """
     if isinstance(session, sa.orm.scoped_session):
         session = session()
@@ -57,21 +68,28 @@ def drain(session, *, batch_size=None, max_seconds=None):
         if session.get_bind().dialect.name == "sqlite" else None
     if hold_for:
         size = min(most, FIRST_SQLITE_BATCH)
-    started = time.monotonic()
+    started = config_read = time.monotonic()
     counts = Counter()
-    with config_cache.config_cache(session), batched_rows.batched_rows(session), Batched(session) as writer:
-        while max_seconds is None or time.monotonic() - started < max_seconds:
-            ahead = _read_ahead(session, size, writer.intake.max_message_bytes)
-            if not ahead:
-                break
-            with sla_policies.memoised_due_times():
-                done, held = _file_batch(session, writer, size, ahead)
-            config_cache.reset(session)
-            if not done:
-                break
-            counts.update(done)
-            if hold_for and held > 0:
-                size = max(MIN_BATCH, min(most, int(sum(done.values()) * hold_for / held)))
+    expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        with config_cache.config_cache(session), batched_rows.batched_rows(session), Batched(session) as writer:
+            while max_seconds is None or time.monotonic() - started < max_seconds:
+                ahead = _read_ahead(session, size, writer.intake.max_message_bytes)
+                if not ahead:
+                    break
+                with sla_policies.memoised_due_times():
+                    done, held = _file_batch(session, writer, size, ahead)
+                if time.monotonic() - config_read >= CONFIG_SECONDS:
+                    session.expire_all()  # routing rules, policies and mailboxes as they are now
+                    config_cache.reset(session)
+                    config_read = time.monotonic()
+                if not done:
+                    break
+                counts.update(done)
+                if hold_for and held > 0:
+                    size = max(MIN_BATCH, min(most, int(sum(done.values()) * hold_for / held)))
+    finally:
+        session.expire_on_commit = expire_on_commit
     return counts
 
 
@@ -141,6 +159,7 @@ def _file_batch(session, writer, size, ahead):
         log.warning("intake: a batch of %d stored emails failed; filing them one at a time", len(ids), exc_info=True)
     finally:
         writer.end_batch()
+    session.expire_all()  # one email at a time reads through the ORM: nothing kept from before
     writer.start_batch(DatabaseLookups(session))
     try:
         return Counter(_file_one(session, writer, inbound_id) for inbound_id in ids), 0.0

@@ -120,7 +120,9 @@ class BatchLookups:
         loaded = []
         for column, values in ((WorkItem.id, item_ids), (WorkItem.ref, sorted(refs - set(self.refs)))):
             for chunk in chunks(values, self.CHUNK):
-                loaded += self.session.scalars(sa.select(WorkItem).where(column.in_(chunk))).all()
+                # Afresh, even if the session holds the item from an earlier batch (services.intake.filer).
+                loaded += self.session.scalars(sa.select(WorkItem).where(column.in_(chunk))
+                                               .execution_options(populate_existing=True)).all()
         for item in loaded:
             self._add_item(item)
         for chunk in chunks(sorted(item.id for item in loaded), self.CHUNK):  # who takes part in them
