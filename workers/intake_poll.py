@@ -95,8 +95,12 @@ def _text(exc):
 def _logout(client):
     try:
         client.logout()
-    except (OSError, IMAPClientError) as exc:  # the connection is gone already: nothing to close
+    except (OSError, IMAPClientError) as exc:  # the connection is broken or gone: just close the socket
         log.debug("IMAP logout failed: %s", exc)
+        try:
+            client.shutdown()
+        except OSError:
+            pass
 
 
 def ensure_folder(client, folder):
@@ -157,10 +161,10 @@ def store(session, mailbox, messages, counts):
     try:
         duplicates = sum(_store_one(session, mailbox, uid, raw) for uid, raw in messages.items())
         session.commit()  # stored: from here on the chunk may be marked
-    except Exception as exc:
+    except Exception:
         session.rollback()
-        log.warning("IMAP intake: storing UIDs %s of %s together failed (%s); storing them one at a time",
-                    _span(messages), address, exc)
+        log.warning("IMAP intake: storing UIDs %s of %s together failed; storing them one at a time",
+                    _span(messages), address, exc_info=True)
     else:
         counts["duplicate"] += duplicates
         return list(messages)
