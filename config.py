@@ -95,6 +95,7 @@ class Config:
     INTAKE_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
     INTAKE_ACKS_PER_SENDER_HOUR = 5  # acknowledgements to one sender per hour, at most
     INTAKE_POLL_SECONDS = 60  # IMAP polling interval
+    INTAKE_IMAP_MAX_PER_POLL = 1000  # unseen messages one IMAP poll takes; the rest wait for the next
     INTAKE_PROCESS_INLINE = False  # SMTP: file right after storing, before the 250 (tests, one-process setups)
     INTAKE_FILER_BATCH = 100  # stored emails the filer files per transaction, at most
     INTAKE_FILER_HOLD_SECONDS = 0.05  # SQLite: batches sized to hold the write lock about this long
@@ -126,6 +127,7 @@ class Config:
         "SMTP_TLS": env_str, "MAIL_FROM": env_str, "MAIL_DOMAIN": env_str,
         "SMTP_INTAKE_HOST": env_str, "SMTP_INTAKE_PORT": env_int, "INTAKE_MAX_MESSAGE_BYTES": env_int,
         "INTAKE_ACKS_PER_SENDER_HOUR": env_int, "INTAKE_POLL_SECONDS": env_int,
+        "INTAKE_IMAP_MAX_PER_POLL": env_int,
         "INTAKE_PROCESS_INLINE": env_bool, "INTAKE_FILER_BATCH": env_int,
         "IMAP_HOST": env_str, "IMAP_PORT": env_int, "IMAP_USER": env_str, "IMAP_PASSWORD": env_str,
         "IMAP_TLS": env_str, "IMAP_FOLDER": env_str,

@@ -185,7 +185,7 @@ def intake_smtp(host, port):
 @click.option("--once", is_flag=True, help="Poll every mailbox once and exit.")
 @with_appcontext
 def intake_imap(once):
-    """Poll the IMAP mailboxes: fetch unseen messages, store, process, then mark them."""
+    """Poll the IMAP mailboxes: fetch unseen messages, store and mark them, then file them."""
     from workers.intake_poll import poll_all, poll_forever
 
     if once:

@@ -1,24 +1,26 @@
-"""IMAP intake: fetch unseen mail of each IMAP mailbox, store and process it, then mark it.
+"""IMAP intake: fetch the unseen mail of each IMAP mailbox in chunks, store and mark each chunk,
+then file what was stored.
 
 Invariants:
 - UIDs only (UID SEARCH / FETCH / STORE / MOVE), never sequence numbers, which shift when
   another client expunges.
-- BODY.PEEK[] fetches without setting \\Seen; the message is marked (\\Seen, or moved to
-  imap_processed_folder) only after its InboundEmail row is committed. A crash in between
-  leaves it unseen; the next poll finds it stored (Message-ID, else SHA-256 of the bytes),
-  counts a duplicate and marks it. So polling is idempotent across restarts, and a changed
-  UIDVALIDITY needs nothing more than remembering the new value.
-- The raw bytes are committed before processing, in their own transaction: a message whose
-  processing crashes is still stored (status `received`, picked up by the intake sweep) and
-  marked, so one poison message cannot block the mailbox. A message we could not store
-  stays unseen and is tried again next poll.
+- BODY.PEEK[] fetches without setting \\Seen; a message is marked (\\Seen, or moved to
+  imap_processed_folder) only after the transaction storing its InboundEmail row is committed.
+  A crash in between leaves it unseen; the next poll finds it stored (Message-ID, else SHA-256
+  of the bytes), counts a duplicate and marks it. So polling is idempotent across restarts, and
+  a changed UIDVALIDITY needs nothing more than remembering the new value.
+- Storing comes before filing: each chunk of messages (at most CHUNK, and about CHUNK_BYTES of
+  mail) is stored in one transaction, committed and marked; only once the mailbox's messages are
+  stored does the filer (services.intake.filer) file them. A message whose filing crashes is
+  still stored (status `received`, filed later by the filer or the intake sweep) and marked, so
+  one poison message cannot block the mailbox.
+- If a chunk's transaction fails, its messages are stored again one per transaction: a message
+  that cannot be stored stays unseen and is tried next poll, and holds back no other.
 - One mailbox failing (connection, login, folder) is logged and never stops the others.
+- IMAPClient speaks the protocol: it encodes folder names (modified UTF-7) and parses FETCH.
 """
-import base64
 import hashlib
-import imaplib
 import logging
-import re
 import signal
 import ssl
 import threading
@@ -27,15 +29,19 @@ from collections import Counter
 
 import sqlalchemy as sa
 from flask import current_app
+from imapclient import SEEN, IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from queue_app.extensions import db
 from queue_app.models import Mailbox
-from queue_app.services.intake import filing
+from queue_app.services.intake import filer, filing
 from workers.context import job_context
 
 log = logging.getLogger(__name__)
 
-MAX_PER_POLL = 500  # the rest waits for the next poll, so one poll never holds a connection for hours
+MAX_PER_POLL = 1000  # the rest waits for the next poll, so one poll never holds a connection for hours
+CHUNK = 100  # messages per UID FETCH and per storing transaction
+CHUNK_BYTES = 50 * 1024 * 1024  # and not much more mail than this in memory at once
 TIMEOUT = 60  # seconds, per socket operation
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "none": 143}
 
@@ -44,76 +50,40 @@ class PollError(Exception):
     """A mailbox could not be polled at all (connection, TLS, login, folder)."""
 
 
-def imap_utf7(name):
-    """A folder name in IMAP's modified UTF-7 (RFC 3501 5.1.3)."""
-    out, pending = [], []
-
-    def flush():
-        if pending:
-            encoded = base64.b64encode("".join(pending).encode("utf-16-be")).decode("ascii").rstrip("=")
-            out.append("&" + encoded.replace("/", ",") + "-")
-            pending.clear()
-
-    for char in name:
-        if 0x20 <= ord(char) <= 0x7E:
-            flush()
-            out.append("&-" if char == "&" else char)
-        else:
-            pending.append(char)
-    flush()
-    return "".join(out)
-
-
-def quote_folder(name):
-    encoded = imap_utf7(name)
-    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _check(result, what):
-    typ, data = result
-    if typ != "OK":
-        detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
-        raise imaplib.IMAP4.error(f"{what}: {typ} {detail}".strip())
-    return data
-
-
 def _describe(mailbox):
     return f"{mailbox.address} ({mailbox.imap_user}@{mailbox.imap_host}:{mailbox.imap_port or ''}/{mailbox.imap_folder})"
 
 
 def connect(mailbox):
-    """A logged-in IMAP connection with the mailbox's folder selected, and its capabilities."""
+    """A logged-in client with the mailbox's folder selected, its capabilities and the folder's UIDVALIDITY."""
     tls = mailbox.imap_tls or "ssl"
     port = mailbox.imap_port or DEFAULT_PORTS.get(tls, 993)
     try:
-        if tls == "ssl":
-            conn = imaplib.IMAP4_SSL(mailbox.imap_host, port, ssl_context=ssl.create_default_context(),
-                                     timeout=TIMEOUT)
-        else:
-            conn = imaplib.IMAP4(mailbox.imap_host, port, timeout=TIMEOUT)
-            if tls == "starttls":
-                try:
-                    conn.starttls(ssl_context=ssl.create_default_context())
-                except BaseException:
-                    conn.shutdown()
-                    raise
-    except (OSError, imaplib.IMAP4.error) as exc:
+        client = IMAPClient(mailbox.imap_host, port, ssl=tls == "ssl", ssl_context=ssl.create_default_context(),
+                            timeout=TIMEOUT)
+    except (OSError, IMAPClientError) as exc:
         raise PollError(f"cannot connect to {mailbox.imap_host}:{port} ({tls}): {exc}") from exc
     try:
+        if tls == "starttls":
+            try:
+                client.starttls(ssl.create_default_context())
+            except (OSError, IMAPClientError) as exc:
+                raise PollError(f"cannot connect to {mailbox.imap_host}:{port} ({tls}): {exc}") from exc
         try:
             # Without a stored password the environment's IMAP_PASSWORD is used (the secret stays out of the DB).
             password = mailbox.imap_password or current_app.config.get("IMAP_PASSWORD") or ""
-            conn.login(mailbox.imap_user or "", password)
-        except imaplib.IMAP4.error as exc:
-            raise PollError(f"login as {mailbox.imap_user!r} failed: {_text(exc)}") from exc
-        capabilities = set(b" ".join(_check(conn.capability(), "CAPABILITY")).decode().upper().split())
+            client.login(mailbox.imap_user or "", password)
+        except LoginError as exc:
+            # IMAPClient raises this from imaplib's error, which carries the server's words as bytes.
+            raise PollError(f"login as {mailbox.imap_user!r} failed: {_text(exc.__context__ or exc)}") from exc
+        capabilities = {c.decode("ascii", "replace").upper() for c in client.capabilities()}
         try:
-            _check(conn.select(quote_folder(mailbox.imap_folder or "INBOX")), "SELECT")
-        except imaplib.IMAP4.error as exc:
-            raise PollError(f"cannot open folder {mailbox.imap_folder!r}: {_text(exc)}") from exc
-        return conn, capabilities
+            selected = client.select_folder(mailbox.imap_folder or "INBOX")
+        except IMAPClientError as exc:
+            raise PollError(f"cannot open folder {mailbox.imap_folder!r}: {exc}") from exc
+        return client, capabilities, selected.get(b"UIDVALIDITY")
     except BaseException:
-        _logout(conn)
+        _logout(client)
         raise
 
 
@@ -122,104 +92,150 @@ def _text(exc):
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _logout(conn):
+def _logout(client):
     try:
-        conn.logout()
-    except (OSError, imaplib.IMAP4.error) as exc:  # the connection is gone already: nothing to close
+        client.logout()
+    except (OSError, IMAPClientError) as exc:  # the connection is broken or gone: just close the socket
         log.debug("IMAP logout failed: %s", exc)
+        try:
+            client.shutdown()
+        except OSError:
+            pass
 
 
-def _uidvalidity(conn):
-    _, data = conn.response("UIDVALIDITY")
-    try:
-        return int(data[0])
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def unseen_uids(conn):
-    data = _check(conn.uid("SEARCH", "UNSEEN"), "UID SEARCH")
-    return sorted(int(uid) for uid in b" ".join(d for d in data if d).split())
-
-
-def fetch(conn, uid):
-    """The raw bytes of one message, without marking it seen; None when it is gone."""
-    data = _check(conn.uid("FETCH", str(uid), "(BODY.PEEK[])"), "UID FETCH")
-    for part in data:
-        if isinstance(part, tuple) and b"BODY[]" in part[0].upper():
-            found = re.search(rb"UID (\d+)", part[0])
-            if found is None or int(found.group(1)) == uid:
-                return part[1]
-    return None
-
-
-def ensure_folder(conn, folder):
-    quoted = quote_folder(folder)
-    listed = _check(conn.list('""', quoted), "LIST")
-    if not any(listed):
-        _check(conn.create(quoted), f"CREATE {folder}")
+def ensure_folder(client, folder):
+    if not client.folder_exists(folder):
+        client.create_folder(folder)
         log.info("IMAP intake: created folder %r", folder)
 
 
-def mark_done(conn, uid, folder, capabilities):
+def chunks(client, uids):
+    """The UIDs in FETCH-sized lists: at most CHUNK messages, and no more than CHUNK_BYTES beyond the first."""
+    sizes = client.fetch(uids, ["RFC822.SIZE"])
+    chunk, total = [], 0
+    for uid in uids:
+        if uid not in sizes:
+            continue  # expunged by someone else since the search
+        size = sizes[uid].get(b"RFC822.SIZE") or 0
+        if chunk and (len(chunk) >= CHUNK or total + size > CHUNK_BYTES):
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(uid)
+        total += size
+    if chunk:
+        yield chunk
+
+
+def mark_done(client, uids, folder, capabilities):
     """\\Seen, and then moved to `folder` if there is one (MOVE, else COPY + \\Deleted + expunge)."""
-    _check(conn.uid("STORE", str(uid), "+FLAGS.SILENT", r"(\Seen)"), "UID STORE")
+    client.add_flags(uids, [SEEN], silent=True)
     if not folder:
         return
-    target = quote_folder(folder)
     if "MOVE" in capabilities:
-        _check(conn.uid("MOVE", str(uid), target), "UID MOVE")
+        client.move(uids, folder)
         return
-    _check(conn.uid("COPY", str(uid), target), "UID COPY")
-    _check(conn.uid("STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)"), "UID STORE")
+    client.copy(uids, folder)
+    client.delete_messages(uids, silent=True)
     if "UIDPLUS" in capabilities:
-        _check(conn.uid("EXPUNGE", str(uid)), "UID EXPUNGE")
+        client.uid_expunge(uids)
     else:
-        _check(conn.expunge(), "EXPUNGE")  # without UIDPLUS this expunges every \Deleted message here
+        client.expunge()  # without UIDPLUS this expunges every \Deleted message here
 
 
-def _process(session, inbound_id):
-    """Process a committed message; a crash leaves it `received` for the intake sweep."""
+def _store_one(session, mailbox, uid, raw):
+    """Store one message unless it is stored already; True when it was (a duplicate)."""
+    message_id, digest = filing.peek_message_id(raw), hashlib.sha256(raw).hexdigest()
+    if filing.find_known(session, message_id, digest) is not None:
+        return True
+    filing.receive(session, raw, source="imap", imap_uid=uid, mailbox=mailbox, message_id=message_id, sha256=digest)
+    return False
+
+
+def store(session, mailbox, messages, counts):
+    """Store a chunk's new messages ({uid: raw}) in one transaction; returns the UIDs that may be marked.
+
+    If that transaction fails, each message is stored in a transaction of its own, so one that
+    cannot be stored stays unseen alone.
+    """
+    address = mailbox.address
     try:
-        outcome = filing.process_stored(session, inbound_id)  # once, though the intake sweep may have it too
-        session.commit()
-        return outcome.status
+        duplicates = sum(_store_one(session, mailbox, uid, raw) for uid, raw in messages.items())
+        session.commit()  # stored: from here on the chunk may be marked
     except Exception:
         session.rollback()
-        log.exception("IMAP intake: processing stored email %s failed; the intake sweep retries it", inbound_id)
-        return "stored"
+        log.warning("IMAP intake: storing UIDs %s of %s together failed; storing them one at a time",
+                    _span(messages), address, exc_info=True)
+    else:
+        counts["duplicate"] += duplicates
+        return list(messages)
+    stored = []
+    for uid, raw in messages.items():
+        try:
+            duplicate = _store_one(session, mailbox, uid, raw)
+            session.commit()
+        except Exception:
+            session.rollback()
+            counts["error"] += 1
+            log.exception("IMAP intake: could not store UID %s of %s; it stays unseen and is tried next poll",
+                          uid, address)
+            continue
+        counts["duplicate"] += duplicate
+        stored.append(uid)
+    return stored
 
 
-def _take(conn, capabilities, session, mailbox, address, uid, counts):
-    """Store and process one message, then mark it. Returns False when the message stays unseen."""
-    raw = fetch(conn, uid)
-    if raw is None:
-        return False  # expunged by someone else since the search
+def _span(uids):
+    uids = list(uids)
+    return f"{uids[0]}-{uids[-1]}" if len(uids) > 1 else str(uids[0])
+
+
+def take(client, capabilities, session, mailbox, uids, counts):
+    """Fetch one chunk, store it, and mark what was stored."""
+    address = mailbox.address
     try:
-        known = filing.find_known(session, filing.peek_message_id(raw), hashlib.sha256(raw).hexdigest())
-        if known is not None:
-            counts["duplicate"] += 1
-        else:
-            inbound = filing.receive(session, raw, source="imap", imap_uid=uid, mailbox=mailbox)
-            session.commit()  # stored: from here on the message may be marked
-            counts[_process(session, inbound.id)] += 1
+        fetched = client.fetch(uids, ["BODY.PEEK[]"])
+    except IMAPClientAbortError:
+        raise
+    except IMAPClientError as exc:  # the server refused this FETCH
+        counts["error"] += len(uids)
+        log.error("IMAP intake: fetching UIDs %s of %s failed: %s; tried again next poll", _span(uids), address, exc)
+        return
+    messages = {uid: fetched[uid][b"BODY[]"] for uid in uids if b"BODY[]" in fetched.get(uid, {})}
+    if not messages:
+        return  # expunged by someone else since the search
+    stored = store(session, mailbox, messages, counts)
+    if not stored:
+        return
+    try:
+        mark_done(client, stored, mailbox.imap_processed_folder, capabilities)
+    except IMAPClientAbortError:
+        raise
+    except IMAPClientError as exc:  # stored but not marked: the next poll counts them as duplicates
+        counts["error"] += len(stored)
+        log.error("IMAP intake: marking UIDs %s of %s failed: %s; they are stored and marked next poll",
+                  _span(stored), address, exc)
+
+
+def file_stored(session):
+    """File what the poll stored (and any other stored mail still waiting); a Counter of outcomes."""
+    try:
+        return filer.drain(session)
     except Exception:
         session.rollback()
-        counts["error"] += 1
-        log.exception("IMAP intake: could not store UID %s of %s; it stays unseen and is tried next poll",
-                      uid, address)
-        return False
-    mark_done(conn, uid, mailbox.imap_processed_folder, capabilities)
-    return True
+        log.exception("IMAP intake: filing stored mail failed; it stays stored and is filed later")
+        return Counter()
+
+
+def max_per_poll():
+    return int(current_app.config.get("INTAKE_IMAP_MAX_PER_POLL") or MAX_PER_POLL)
 
 
 def poll(session, mailbox):
     """Poll one mailbox; returns a Counter of outcomes. Raises PollError if it cannot be polled."""
     counts = Counter()
     address = mailbox.address
-    conn, capabilities = connect(mailbox)
+    client, capabilities, uidvalidity = connect(mailbox)
     try:
-        uidvalidity = _uidvalidity(conn)
         if uidvalidity is not None and uidvalidity != mailbox.imap_uidvalidity:
             if mailbox.imap_uidvalidity is not None:
                 log.warning("IMAP intake: UIDVALIDITY of %s changed from %s to %s; stored messages are recognised "
@@ -228,25 +244,25 @@ def poll(session, mailbox):
             session.commit()
         if mailbox.imap_processed_folder:
             try:
-                ensure_folder(conn, mailbox.imap_processed_folder)
-            except imaplib.IMAP4.error as exc:
-                raise PollError(f"cannot create folder {mailbox.imap_processed_folder!r}: {_text(exc)}") from exc
-        uids = unseen_uids(conn)
-        if len(uids) > MAX_PER_POLL:
-            log.info("IMAP intake: %s has %d unseen messages; taking %d now", address, len(uids), MAX_PER_POLL)
-        for uid in uids[:MAX_PER_POLL]:
-            try:
-                _take(conn, capabilities, session, mailbox, address, uid, counts)
-            except imaplib.IMAP4.abort:
+                ensure_folder(client, mailbox.imap_processed_folder)
+            except IMAPClientAbortError:
                 raise
-            except imaplib.IMAP4.error as exc:  # the server refused FETCH/STORE/MOVE for this one message
-                counts["error"] += 1
-                log.error("IMAP intake: UID %s of %s: %s; tried again next poll", uid, address, _text(exc))
-    except (OSError, imaplib.IMAP4.abort) as exc:
+            except IMAPClientError as exc:
+                raise PollError(f"cannot create folder {mailbox.imap_processed_folder!r}: {exc}") from exc
+        uids = sorted(client.search(["UNSEEN"]))
+        limit = max_per_poll()
+        if len(uids) > limit:
+            log.info("IMAP intake: %s has %d unseen messages; taking %d now", address, len(uids), limit)
+            uids = uids[:limit]
+        if uids:
+            for chunk in chunks(client, uids):
+                take(client, capabilities, session, mailbox, chunk, counts)
+    except (OSError, IMAPClientAbortError) as exc:
         raise PollError(f"connection lost: {exc}") from exc
     finally:
-        _logout(conn)
-    return counts
+        _logout(client)
+    counts.update(file_stored(session))
+    return +counts
 
 
 @job_context
@@ -269,8 +285,6 @@ def poll_mailbox(mailbox_id):
     if counts:
         log.info("IMAP intake: %s: %s", mailbox.address, ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     return dict(counts)
-
-
 def imap_mailboxes(session):
     return session.execute(sa.select(Mailbox.id, Mailbox.address)
                            .where(Mailbox.active.is_(True), Mailbox.imap_host.is_not(None), Mailbox.imap_host != "")

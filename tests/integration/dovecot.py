@@ -2,13 +2,12 @@
 
 Debian's dovecot-imapd (`apt-get install -y dovecot-imapd`; `make test` installs it) runs
 from a config of our own in a temporary directory: IMAP only, plain text login without
-TLS on 127.0.0.1 and a free port, a static passdb (every user name exists, all with the
-same password, so each test simply picks a new name), Maildirs, logs and sockets all in
-that directory.
+TLS on 127.0.0.1 and a free port, "/" between folder levels, a static passdb (every user
+name exists, all with the same password, so each test simply picks a new name), Maildirs,
+logs and sockets all in that directory.
 As root the server's helper processes run as the package's `dovecot`/`dovenull` users and
 mail belongs to `nobody`; as another user everything runs as that user.
 """
-import imaplib
 import itertools
 import os
 import pwd
@@ -19,6 +18,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 
 _users = itertools.count(1)
 
@@ -79,6 +81,11 @@ first_valid_uid = {min(self.uid, 500)}
 first_valid_gid = 0
 mail_location = maildir:{d}/mail/%u
 mail_privileged_group =
+# "/" between folder levels, as most servers show it ("Erledigt/Geprüft")
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
 protocol imap {{
   mail_max_userip_connections = 50
 }}
@@ -146,37 +153,42 @@ service anvil {{
         return f"user{next(_users)}", self.password
 
     def connect(self, user, password):
-        conn = imaplib.IMAP4(self.host, self.port, timeout=10)
+        """A logged-in IMAPClient (which encodes folder names and parses responses)."""
+        client = IMAPClient(self.host, self.port, ssl=False, timeout=10)
         try:
-            conn.login(user, password)
+            client.login(user, password)
         except BaseException:
-            conn.shutdown()
+            client.shutdown()
             raise
-        return conn
+        return client
 
-    def append(self, user, password, raw, folder="INBOX", flags=""):
-        conn = self.connect(user, password)
+    def append(self, user, password, raw, folder="INBOX", flags=()):
+        self.append_many(user, password, [raw], folder=folder, flags=flags)
+
+    def append_many(self, user, password, raws, folder="INBOX", flags=()):
+        """Deliver many messages over one connection (MULTIAPPEND when there is more than one)."""
+        client = self.connect(user, password)
         try:
-            typ, data = conn.append(folder, flags or None, None, raw)
-            assert typ == "OK", data
+            if len(raws) == 1:
+                client.append(folder, raws[0], flags=flags)
+            else:
+                client.multiappend(folder, [{"msg": raw, "flags": flags} for raw in raws])
         finally:
-            conn.logout()
+            client.logout()
 
     def messages(self, user, password, folder="INBOX"):
-        """[(uid, flags, raw)] of a folder, read without changing anything."""
-        conn = self.connect(user, password)
+        """[(uid, flags, raw)] of a folder, read without changing anything; [] if it does not exist."""
+        client = self.connect(user, password)
         try:
-            typ, _ = conn.select(folder, readonly=True)
-            if typ != "OK":
+            try:
+                client.select_folder(folder, readonly=True)
+            except IMAPClientError:
                 return []
-            typ, data = conn.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
-            result = []
-            for part in data:
-                if isinstance(part, tuple):
-                    head = part[0].decode()
-                    uid = int(head.split("UID ", 1)[1].split()[0])
-                    flags = head.split("FLAGS (", 1)[1].split(")", 1)[0].split()
-                    result.append((uid, flags, part[1]))
-            return result
+            uids = client.search("ALL")
+            if not uids:
+                return []
+            fetched = client.fetch(uids, ["FLAGS", "BODY.PEEK[]"])
+            return [(uid, [f.decode() for f in fetched[uid][b"FLAGS"]], fetched[uid][b"BODY[]"])
+                    for uid in sorted(fetched)]
         finally:
-            conn.logout()
+            client.logout()

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 import sqlalchemy as sa
+from imapclient import SEEN
 from rq import Queue, SimpleWorker
 from sqlalchemy.orm import Session
 
@@ -95,27 +96,29 @@ def test_intake_imap_once_stores_processes_and_marks_after_commit(app, runner, s
     first = make_email(subject="Broken kettle", message_id="<kettle@mail.example.com>")
     dovecot.append(user, password, first)
     dovecot.append(user, password, make_email(subject="Re: Broken kettle", in_reply_to="<kettle@mail.example.com>"))
-    dovecot.append(user, password, make_email(subject="Already read by someone"), flags="(\\Seen)")
+    dovecot.append(user, password, make_email(subject="Already read by someone"), flags=[SEEN])
     dovecot.append(user, password, make_email(subject="Another order"))
 
     marked = []
     real_mark_done = intake_poll.mark_done
 
-    def checking_mark_done(conn, uid, folder, capabilities):
-        # At marking time the row is committed (another connection sees it) and the
-        # message is still unseen on the server: fetching did not set \Seen.
-        assert uid in [r.imap_uid for r in committed_rows(app)]
-        assert not seen({u: f for u, f, _ in dovecot.messages(user, password)}[uid])
-        marked.append(uid)
-        return real_mark_done(conn, uid, folder, capabilities)
+    def checking_mark_done(client, uids, folder, capabilities):
+        # At marking time the chunk is committed (another connection sees it) but not filed yet,
+        # and its messages are still unseen on the server: fetching did not set \Seen.
+        stored = {r.imap_uid: r.status for r in committed_rows(app)}
+        assert all(stored.get(uid) == "received" for uid in uids)
+        assert not any(seen(flags) for uid, flags, _ in dovecot.messages(user, password) if uid in uids)
+        marked.append(list(uids))
+        return real_mark_done(client, uids, folder, capabilities)
 
     monkeypatch.setattr(intake_poll, "mark_done", checking_mark_done)
+    monkeypatch.setattr(intake_poll, "CHUNK", 2)
 
     result = runner.invoke(args=["intake", "imap", "--once"])
 
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"{box.address}: 2 created, 1 followup"
-    assert marked == [1, 2, 4]
+    assert marked == [[1, 2], [4]]  # the unseen ones, two to a chunk
     assert all(seen(flags) for _, flags, _ in dovecot.messages(user, password))
     rows = committed_rows(app)
     assert [(r.source, r.imap_uid, r.mailbox_id, r.status) for r in rows] == \
@@ -140,10 +143,10 @@ def test_polling_again_creates_nothing_and_survives_a_crash_before_marking(app, 
 
     # As if the poller died after committing but before marking, and the server then
     # renumbered the folder (UIDVALIDITY changed): the messages are recognised, not filed twice.
-    conn = dovecot.connect(user, password)
-    conn.select("INBOX")
-    conn.uid("STORE", "1:*", "-FLAGS", r"(\Seen)")
-    conn.logout()
+    client = dovecot.connect(user, password)
+    client.select_folder("INBOX")
+    client.remove_flags(client.search("ALL"), [SEEN])
+    client.logout()
     session.execute(sa.update(Mailbox).where(Mailbox.id == box.id).values(imap_uidvalidity=1))
     session.commit()
 
@@ -178,7 +181,8 @@ def test_a_message_that_fails_processing_is_kept_and_still_marked(app, session, 
 
     monkeypatch.setattr(intake_filing, "process", crash_on_second)
 
-    assert intake_poll.poll_all() == {box.address: Counter(quarantined=1, stored=1)}
+    counts = intake_poll.poll_all()[box.address]
+    assert counts["quarantined"] == 1 and counts["created"] == 0
 
     quarantined, stored = committed_rows(app)
     assert quarantined.status == "quarantined" and quarantined.reason and quarantined.raw == garbage
@@ -221,25 +225,29 @@ def test_a_message_that_cannot_be_stored_stays_unseen_for_the_next_poll(app, ses
 @pytest.mark.parametrize("move", [True, False], ids=["MOVE", "COPY+EXPUNGE"])
 def test_a_processed_folder_receives_the_messages(app, session, dovecot, account, make_mailbox, monkeypatch, move):
     user, password = account
-    folder = "Processed Été"
+    folder = "Erledigt/Geprüft"
     box = make_mailbox(user, password, imap_processed_folder=folder)
     dovecot.append(user, password, make_email(subject="One"))
     dovecot.append(user, password, make_email(subject="Two"))
     if not move:
         real_mark_done = intake_poll.mark_done
         monkeypatch.setattr(intake_poll, "mark_done",
-                            lambda conn, uid, folder, caps: real_mark_done(conn, uid, folder, caps - {"MOVE", "UIDPLUS"}))
+                            lambda client, uids, folder, caps: real_mark_done(client, uids, folder,
+                                                                              caps - {"MOVE", "UIDPLUS"}))
 
     assert intake_poll.poll_all() == {box.address: Counter(created=2)}
 
     assert dovecot.messages(user, password) == []
-    moved = dovecot.messages(user, password, folder=intake_poll.quote_folder(folder))
+    client = dovecot.connect(user, password)
+    assert (b"/", folder) in [(delimiter, name) for _, delimiter, name in client.list_folders()]  # two levels
+    client.logout()
+    moved = dovecot.messages(user, password, folder=folder)
     assert len(moved) == 2 and all(seen(flags) for _, flags, _ in moved)
     assert sorted(i.subject for i in committed_rows(app, WorkItem)) == ["One", "Two"]
 
     dovecot.append(user, password, make_email(subject="Three"))  # the folder exists now: reused
     assert intake_poll.poll_all() == {box.address: Counter(created=1)}
-    assert len(dovecot.messages(user, password, folder=intake_poll.quote_folder(folder))) == 3
+    assert len(dovecot.messages(user, password, folder=folder)) == 3
 
 
 def test_messages_arriving_during_a_poll_are_taken_by_the_next(app, session, dovecot, account, make_mailbox,
@@ -267,6 +275,44 @@ def test_messages_arriving_during_a_poll_are_taken_by_the_next(app, session, dov
 
     assert intake_poll.poll_all() == {box.address: Counter(created=1)}
     assert sorted(i.subject for i in committed_rows(app, WorkItem)) == ["Before 1", "Before 2", "During"]
+
+
+def test_one_poll_takes_at_most_the_configured_number(app, session, dovecot, account, make_mailbox, monkeypatch):
+    user, password = account
+    box = make_mailbox(user, password)
+    dovecot.append_many(user, password, [make_email(subject=f"Order {n}") for n in range(3)])
+    monkeypatch.setitem(app.config, "INTAKE_IMAP_MAX_PER_POLL", 2)
+
+    assert intake_poll.poll_all() == {box.address: Counter(created=2)}
+    assert intake_poll.poll_all() == {box.address: Counter(created=1)}
+    assert all(seen(flags) for _, flags, _ in dovecot.messages(user, password))
+
+
+def test_a_thousand_messages_are_stored_filed_and_marked_in_one_poll(app, session, dovecot, account, make_mailbox):
+    """Every fourth message answers an earlier one, some in the same chunk, most in an earlier one."""
+    user, password = account
+    box = make_mailbox(user, password)
+    parents = {}
+    raws = []
+    for n in range(1000):
+        message_id = f"<bulk-{n}@mail.example.com>"
+        if n % 4 == 3:
+            parents[message_id] = f"<bulk-{n - 3 if n < 150 else n - 150}@mail.example.com>"
+        raws.append(make_email(subject=f"Order ORD-{n}", sender=f"customer{n % 40}@example.com",
+                               message_id=message_id, in_reply_to=parents.get(message_id)))
+    dovecot.append_many(user, password, raws)
+
+    assert intake_poll.poll_all() == {box.address: Counter(created=750, followup=250)}
+
+    rows = committed_rows(app)
+    assert len(rows) == 1000 and {r.status for r in rows} == {"created", "followup"}
+    item_of = {r.message_id: r.work_item_id for r in rows}
+    assert all(item_of[reply] == item_of[parent] for reply, parent in parents.items())
+    assert len(committed_rows(app, WorkItem)) == 750
+    assert all(seen(flags) for _, flags, _ in dovecot.messages(user, password))
+
+    assert intake_poll.poll_all() == {box.address: Counter()}
+    assert len(committed_rows(app)) == 1000
 
 
 def test_a_broken_account_is_logged_and_the_others_are_polled(app, session, dovecot, make_mailbox, caplog):
