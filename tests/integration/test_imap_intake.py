@@ -163,8 +163,8 @@ def test_polling_again_creates_nothing_and_survives_a_crash_before_marking(app, 
 
 def test_a_message_that_fails_processing_is_kept_and_still_marked(app, session, dovecot, account, make_mailbox,
                                                                    monkeypatch):
-    from queue_app.services.intake import filer
     from queue_app.services.intake import filing as intake_filing
+    from queue_app.services.intake import quarantine
 
     user, password = account
     box = make_mailbox(user, password)
@@ -182,15 +182,19 @@ def test_a_message_that_fails_processing_is_kept_and_still_marked(app, session, 
     monkeypatch.setattr(intake_filing, "process", crash_on_second)
 
     counts = intake_poll.poll_all()[box.address]
-    assert counts["quarantined"] == 1 and counts["created"] == 0
+    assert counts["quarantined"] == 2 and counts["created"] == 0
 
-    quarantined, stored = committed_rows(app)
-    assert quarantined.status == "quarantined" and quarantined.reason and quarantined.raw == garbage
-    assert stored.status == "received"  # kept; the filer files it
+    garbled, crashed = committed_rows(app)
+    assert garbled.status == "quarantined" and garbled.reason and garbled.raw == garbage
+    # Kept, raw bytes and all, with the error, for a person to retry once the bug is fixed.
+    assert (crashed.status, crashed.reason) == ("quarantined", "rejected") and "a bug in processing" in crashed.detail
+    assert crashed.raw
     assert all(seen(flags) for _, flags, _ in dovecot.messages(user, password))
 
     monkeypatch.setattr(intake_filing, "process", real_process)
-    assert filer.drain(session)["created"] == 1
+    inbound = session.get(InboundEmail, crashed.id)
+    assert quarantine.retry(session, inbound, actor="admin@example.com").status == "created"
+    session.commit()
     assert committed_rows(app)[1].status == "created"
 
 
