@@ -168,6 +168,6 @@ def test_a_pattern_needs_to_compile_with_one_capture_group(regex, problem):
 
 
 def test_a_teams_pattern_replaces_the_defaults_for_its_field_only():
-    own = {**mail_fields._DEFAULTS, "order_number": (re.compile(r"auftrag\s+(\d{6})", re.I),)}
+    own = {**mail_fields._DEFAULTS, "order_number": ((re.compile(r"auftrag\s+(\d{6})", re.I), None),)}
     found = extract("return", "Auftrag 445566, order ORD-778899", "Betrag: 12,00 €", own)
     assert found.values == {"order_number": "445566", "amount": "12.00", "currency": "EUR"}
