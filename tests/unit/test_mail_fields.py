@@ -162,9 +162,16 @@ def test_default_patterns_are_valid_field_patterns():
     ("order \\d+", "exactly one capture group"),
     ("(order) (\\d+)", "exactly one capture group"),
     ("", "enter a regular expression"),
+    ("(a+)+$", "repeats a group that itself repeats without limit"),
+    ("order(?:\\s*(\\w+))*", "repeats a group that itself repeats without limit"),
 ])
 def test_a_pattern_needs_to_compile_with_one_capture_group(regex, problem):
     assert problem in mail_fields.pattern_problem(regex)
+
+
+def test_bounded_repeats_are_allowed():
+    assert mail_fields.pattern_problem(r"(?:[ ]?(\w{4})){2,7}") is None
+    assert mail_fields.pattern_problem(r"ref:?\s*((?:\d{3}-)+\d{2})") is None
 
 
 def test_a_teams_pattern_replaces_the_defaults_for_its_field_only():

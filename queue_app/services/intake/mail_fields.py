@@ -10,7 +10,8 @@ Rules:
 - What is found goes through the same validation as the API (work_types.validate_fields); a
   value it refuses is not taken. An IBAN must pass its mod-97 check.
 - Each pattern is a regular expression with exactly one capture group, matched without
-  regard to case. For each field, a team's active patterns replace the defaults below;
+  regard to case; one that repeats an unlimited repeat, such as (a+)+, is refused, as it can
+  run for hours on a mail that almost matches. For each field, a team's active patterns replace the defaults below;
   fields the team has no pattern for use the defaults.
 - Patterns are compiled once per process and read once per transaction (db.config_cache),
   so the bulk import does not pay for them per message.
@@ -19,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from re import _constants, _parser  # the parse tree, to refuse patterns that can run for hours
 
 import sqlalchemy as sa
 
@@ -169,7 +171,32 @@ def pattern_problem(regex):
     if compiled.groups != 1:
         return f"must have exactly one capture group, the value to take (it has {compiled.groups}); " \
                "use (?:...) for other groups"
+    if _nested_repeat(_parser.parse(regex, FLAGS)):
+        return "repeats a group that itself repeats without limit, such as (a+)+: on some mails that " \
+               "takes hours; give the inner repeat a limit, such as {1,20}"
     return None
+
+
+def _nested_repeat(items, inside=False):
+    """Does an unlimited repeat hold another unlimited repeat (the kind of regex that can run for
+    hours on a mail that almost matches)?"""
+    for op, av in items:
+        if op in (_constants.MAX_REPEAT, _constants.MIN_REPEAT, _constants.POSSESSIVE_REPEAT):
+            low, high, sub = av
+            unlimited = high == _constants.MAXREPEAT
+            if unlimited and inside:
+                return True
+            if _nested_repeat(sub, inside or unlimited):
+                return True
+            continue
+        for part in av if isinstance(av, (list, tuple)) else ():
+            if isinstance(part, _parser.SubPattern) and _nested_repeat(part, inside):
+                return True
+            if isinstance(part, (list, tuple)):
+                for sub in part:
+                    if isinstance(sub, _parser.SubPattern) and _nested_repeat(sub, inside):
+                        return True
+    return False
 
 
 def compile_pattern(regex):
