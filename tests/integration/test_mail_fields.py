@@ -10,7 +10,7 @@ from queue_app.extensions import db
 from queue_app.models import ConfigChange, Event, MailFieldPattern, WorkItem
 from queue_app.services.checks import runner as checks_runner
 from queue_app.services.intake import bulk as intake_bulk
-from queue_app.services.intake import filing, mailboxes
+from queue_app.services.intake import filing, mail_fields, mailboxes
 from queue_app.services.items import lifecycle
 from tests.conftest import Auth, csrf_token_from
 from tests.integration.test_intake import mail, mail_settings  # noqa: F401 (autouse: our mail domain)
@@ -107,6 +107,16 @@ def test_the_bulk_import_gets_the_same_fields(session, world):
         (f"ORD-77889{n}", "12.50", "EUR") for n in range(3)]
     assert all(i.fields_from_email == ["amount", "currency", "order_number"] for i in items)
     assert all(len(events(session, i, "fields_from_email")) == 1 for i in items)
+
+
+def test_if_taking_fields_fails_the_email_is_filed_without_them(session, world, monkeypatch):
+    def broken(*args):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(mail_fields, "extract", broken)
+    outcome = deliver(session, mail("Return for order ORD-778899", to=RETURNS))
+
+    assert outcome.status == "created" and outcome.item.order_number is None
 
 
 def test_a_teams_own_pattern_replaces_the_default_for_its_field(session, world):

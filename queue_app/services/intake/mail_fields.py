@@ -16,6 +16,7 @@ Rules:
 - Patterns are compiled once per process and read once per transaction (db.config_cache),
   so the bulk import does not pay for them per message.
 """
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -30,6 +31,7 @@ from queue_app.services.checks.rules import iban
 from queue_app.services.errors import Invalid
 from queue_app.services.items.work_types import FIELDS, validate_fields
 
+log = logging.getLogger(__name__)
 MAX_SCAN = 20_000  # characters of the body read: requests say what they are about near the top
 FLAGS = re.IGNORECASE
 # Field kinds a pattern can fill (free text and choices are for people to write).
@@ -426,7 +428,14 @@ def _valid(work_type, candidates, notes):
 
 
 def fields_from_mail(session, work_type, team_id, subject, body):
-    """What filing an email gives a new item of `work_type` in the team: {name: text}."""
+    """What filing an email gives a new item of `work_type` in the team: {name: text}.
+
+    A failure here files the email without fields rather than not at all."""
     if not any(spec.kind in EXTRACTABLE_KINDS for spec in FIELDS.get(work_type) or ()):
         return {}
-    return extract(work_type, subject, body, team_patterns(session, team_id)).values
+    patterns = team_patterns(session, team_id)
+    try:
+        return extract(work_type, subject, body, patterns).values
+    except Exception:  # noqa: BLE001 - a team's odd pattern must not keep the mail from being filed
+        log.exception("taking fields from the mail failed (team %s); filed without them", team_id)
+        return {}

@@ -175,7 +175,8 @@ def record_creation(session, item, new):
         record_event(session, item, "routed", new.actor, {"rule": new.rule.name, "team": new.team.name},
                      now=new.now)
     if new.from_email:
-        record_event(session, item, "fields_from_email", new.actor, plain_fields(new.from_email), now=new.now)
+        record_event(session, item, "fields_from_email", new.actor or "intake", plain_fields(new.from_email),
+                     now=new.now)
 
 
 def enqueue_checks(session, item):
