@@ -14,6 +14,7 @@ from queue_app.models.check_settings import TeamCheckSettings
 from queue_app.models.event import Event
 from queue_app.models.exchange_rate import ExchangeRate
 from queue_app.models.inbound_email import InboundEmail
+from queue_app.models.mail_field_pattern import MailFieldPattern
 from queue_app.models.mailbox import Mailbox
 from queue_app.models.message import Attachment, Message
 from queue_app.models.notification import Notification
@@ -39,6 +40,7 @@ __all__ = [
     "Event",
     "ExchangeRate",
     "InboundEmail",
+    "MailFieldPattern",
     "Mailbox",
     "Message",
     "Notification",

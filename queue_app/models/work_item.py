@@ -56,6 +56,8 @@ class WorkItem(db.Model):
     # since it was created or last approved (services.approvals.stake keeps it).
     stake_history: Mapped[Optional[list]] = mapped_column(sa.JSON)
     related_ref: Mapped[Optional[str]] = mapped_column(sa.String(16))
+    # The names of the fields above taken from the email the item came from (until a person changes them).
+    fields_from_email: Mapped[Optional[list]] = mapped_column(sa.JSON)
     severity: Mapped[Optional[str]] = mapped_column(sa.String(16))
 
     # SLA clock. sla_next_due is the earliest pending deadline, the inbox's sort key.

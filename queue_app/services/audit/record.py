@@ -1,8 +1,8 @@
 """The only writer of ConfigChange rows (`audit_entries`): every change to what decides who may do
 what (people's roles, teams and memberships, checkers, thresholds, SLA policies and calendars,
-routing rules, mailboxes, check settings, exchange rates, canned responses, API tokens) and
-every security event (sign-ins, failed sign-ins, sign-outs, passwords changed), with actor,
-time, the object (kind, id and a readable label) and its values before and after.
+routing rules, mailboxes, mail field patterns, check settings, exchange rates, canned responses,
+API tokens) and every security event (sign-ins, failed sign-ins, sign-outs, passwords changed),
+with actor, time, the object (kind, id and a readable label) and its values before and after.
 
 The service that makes a change calls `changed` once, with `snapshot`s taken before and after
 it: only the values that differ are kept (a save that changes nothing records nothing), a new
@@ -32,6 +32,7 @@ KINDS = {
     "calendar": "Calendar",
     "routing_rule": "Routing rule",
     "mailbox": "Mailbox",
+    "mail_field_pattern": "Mail field pattern",
     "check_settings": "Check settings",
     "exchange_rate": "Exchange rate",
     "canned_response": "Canned response",

@@ -43,7 +43,7 @@ from queue_app.db.outbox import enqueue_after_commit
 from queue_app.models import InboundEmail, Message, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services.errors import DomainError
-from queue_app.services.intake import mailboxes
+from queue_app.services.intake import mail_fields, mailboxes
 from queue_app.services.intake.mail.headers import (
     MAX_HEADER_LINE,
     extract_ref_tag,
@@ -327,6 +327,8 @@ def _create_item(session, writer, inbound, parsed, mailbox, now, closed=None):
         description=description[:lifecycle.MAX_BODY],
         requester_email=parsed.from_address, requester_name=parsed.from_name or None, recipient=mailbox.address,
         sender=parsed.from_address, require_fields=False, route_defaults=mailbox, now=now,
+        email_fields=lambda work_type, team: mail_fields.fields_from_mail(
+            session, work_type, team.id, parsed.subject, parsed.body_text),
     ))
     store_message(session, writer, inbound, parsed, item, now)
     record_event(session, item, "email_received", parsed.from_address,

@@ -10,7 +10,7 @@ Invariants:
   (the item changed since it was read), and the version column catches concurrent writers.
 """
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -33,7 +33,12 @@ from queue_app.services.errors import Invalid, NotFound
 from queue_app.services.intake.routing import route
 from queue_app.services.items import state
 from queue_app.services.items.events import record_event
-from queue_app.services.items.work_types import REF_PATTERN, fields_of, validate_fields
+from queue_app.services.items.work_types import (
+    REF_PATTERN,
+    fields_of,
+    plain_fields,
+    validate_fields,
+)
 from queue_app.services.sla import policies
 from queue_app.settings import MailSettings
 
@@ -90,14 +95,17 @@ class NewItem:
     source: str
     assignee: User | None
     now: datetime
+    from_email: dict = field(default_factory=dict)  # the fields taken from the email: name -> value
 
 
 def prepare_item(session, *, actor, source, type=None, subject, description="", fields=None, priority=None,
                  team=None, requester_email=None, requester_name=None, assignee=None, recipient=None,
-                 sender=None, require_fields=True, route_defaults=None, now=None):
+                 sender=None, require_fields=True, route_defaults=None, email_fields=None, now=None):
     """Validate and route a new item; Invalid or PermissionDenied before anything is written.
 
     `actor` is the User who entered it (None for email intake or the system).
+    `email_fields(type, team)`: the field values an email gives once routing has decided the type
+    and team (email intake); `fields` win over them, and the item records which ones it took.
     """
     now = now or utcnow()
     _check_choices("invalid work item", required={"source"}, source=(source, SOURCES), type=(type, TYPES),
@@ -108,7 +116,14 @@ def prepare_item(session, *, actor, source, type=None, subject, description="", 
     decision = route(session, source=source, work_type=type, team=team, priority=priority, recipient=recipient,
                      sender=sender or requester_email, subject=subject, body=description,
                      defaults=route_defaults)
+    from_email = {}
+    if email_fields is not None:
+        given = fields if isinstance(fields, dict) else {}
+        from_email = {name: value for name, value in email_fields(decision.type, decision.team).items()
+                      if given.get(name) in (None, "")}
+        fields = {**from_email, **given}
     values = validate_fields(decision.type, fields, require=require_fields)
+    from_email = {name: values[name] for name in from_email}
     if actor is not None and actor.role != "admin" and decision.team.id not in actor.team_ids and source != "form":
         # API clients file work for their own teams; the front-office form may file for any team.
         access.require_manage_team(actor, decision.team.id)
@@ -120,7 +135,9 @@ def prepare_item(session, *, actor, source, type=None, subject, description="", 
         created_by_id=actor.id if actor else None, created_at=now, updated_at=now, last_activity_at=now,
         **values,
     )
-    return NewItem(columns, decision.team, decision.rule, actor, source, assignee, now)
+    if from_email:
+        columns["fields_from_email"] = sorted(from_email)
+    return NewItem(columns, decision.team, decision.rule, actor, source, assignee, now, from_email)
 
 
 def create_item(session, **details):
@@ -156,6 +173,9 @@ def record_creation(session, item, new):
     }, now=new.now)
     if new.rule is not None:
         record_event(session, item, "routed", new.actor, {"rule": new.rule.name, "team": new.team.name},
+                     now=new.now)
+    if new.from_email:
+        record_event(session, item, "fields_from_email", new.actor or "intake", plain_fields(new.from_email),
                      now=new.now)
 
 
@@ -221,6 +241,9 @@ def update_fields(session, item, *, actor, fields, now=None, expected_version=No
     changes = {name: [before[name], after[name]] for name in after if before[name] != after[name]}
     if not changes:
         return item
+    if item.fields_from_email and changes.keys() & set(item.fields_from_email):
+        # A person's value is no longer the email's.
+        item.fields_from_email = [name for name in item.fields_from_email if name not in changes] or None
     state.touch(item, now)
     record_event(session, item, "fields_changed", actor, changes, now=now)
     enqueue_checks(session, item)

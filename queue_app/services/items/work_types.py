@@ -176,15 +176,20 @@ def problems_with_item_fields(item):
     return problems
 
 
+def _plain(value):
+    if isinstance(value, (date, Decimal)):
+        return value.isoformat() if isinstance(value, date) else f"{value:.2f}"
+    return value
+
+
+def plain_fields(values):
+    """Parsed field values ({name: value}) as JSON-ready values (dates ISO, decimals as strings)."""
+    return {name: _plain(value) for name, value in values.items()}
+
+
 def fields_of(item):
     """The item's type-specific fields as JSON-ready values (dates ISO, decimals as strings)."""
-    out = {}
-    for spec in FIELDS[item.type]:
-        value = getattr(item, spec.name)
-        if isinstance(value, (date, Decimal)):
-            value = value.isoformat() if isinstance(value, date) else f"{value:.2f}"
-        out[spec.name] = value
-    return out
+    return plain_fields({spec.name: getattr(item, spec.name) for spec in FIELDS[item.type]})
 
 
 def type_label(value):
