@@ -1,7 +1,7 @@
 """mail field patterns per team, and which fields of an item were taken from its email
 
 Revision ID: 2ca10efdeebe
-Revises: 5490492d9c0e
+Revises: a7c3e9d2f104
 Create Date: 2026-12-01 12:00:00.000000+00:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '2ca10efdeebe'
-down_revision = '5490492d9c0e'
+down_revision = 'a7c3e9d2f104'
 branch_labels = None
 depends_on = None
 
