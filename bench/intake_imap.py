@@ -83,7 +83,7 @@ def run(work, args, server, user, password, count):
         started = time.perf_counter()
         counts = intake_poll.poll(db.session, box)
         wall = time.perf_counter() - started
-    unseen = sum(1 for _, flags, _ in server.messages(user, password) if b"\\Seen" not in flags)
+    unseen = sum(1 for _, flags, _ in server.messages(user, password) if "\\Seen" not in flags)
     outcomes = Counter({k: v for k, v in counts.items() if k in ("created", "followup", "duplicate", "quarantined")})
     print(f"IMAP poll of {count} unseen messages ({'PostgreSQL' if args.database_url else 'SQLite'}):")
     print(f"  poll:      {count / wall:.0f} msg/s ({wall:.1f} s)")

@@ -16,8 +16,9 @@ intake sweep run. Invariants:
   transaction; an email that still fails is quarantined as `rejected` with the error.
 - The lock is held only for filing: the next batch is read and parsed before it is taken (an
   email filed meanwhile by someone else is simply skipped), so SMTP stores wait as little as
-  possible on SQLite, where the lock is the database's write lock (and batches are sized to
-  hold it about INTAKE_FILER_HOLD_SECONDS).
+  possible on SQLite, where the lock is the database's write lock: while mail arrives, batches
+  are sized to hold it about INTAKE_FILER_HOLD_SECONDS; a backlog nobody adds to (an IMAP poll,
+  mail stored while Redis was down) is filed in batches of INTAKE_FILER_BATCH.
 - A change to routing rules, SLA policies or mailboxes reaches a running filer within
   CONFIG_SECONDS.
 """
@@ -77,6 +78,7 @@ def drain(session, *, batch_size=None, max_seconds=None):
                 ahead = _read_ahead(session, size, writer.intake.max_message_bytes)
                 if not ahead:
                     break
+                newest = _newest_id(session) if hold_for else None
                 with sla_policies.memoised_due_times():
                     done, held = _file_batch(session, writer, size, ahead)
                 if time.monotonic() - config_read >= CONFIG_SECONDS:
@@ -86,8 +88,11 @@ def drain(session, *, batch_size=None, max_seconds=None):
                 if not done:
                     break
                 counts.update(done)
-                if hold_for and held > 0:
+                if hold_for and held > 0 and _newest_id(session) != newest:
+                    # Mail arrived while the batch held the lock: keep the wait of its SMTP sessions short.
                     size = max(MIN_BATCH, min(most, int(sum(done.values()) * hold_for / held)))
+                elif hold_for:
+                    size = min(most, size * 2)  # a backlog and nobody waiting: fewer, larger batches
     finally:
         session.expire_on_commit = expire_on_commit
     return counts
@@ -99,6 +104,10 @@ def pending_count(session, older_than=None):
     if older_than is not None:
         query = query.where(InboundEmail.received_at <= older_than)
     return session.scalar(query)
+
+
+def _newest_id(session):
+    return session.scalar(sa.select(sa.func.max(InboundEmail.id)))
 
 
 def _read_ahead(session, size, limit):
