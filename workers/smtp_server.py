@@ -24,6 +24,7 @@ import queue
 import re
 import signal
 import threading
+import time
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 
 from aiosmtpd.controller import Controller
@@ -64,7 +65,8 @@ class IntakeHandler:
     def __init__(self, app, max_workers=4):
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="smtp-intake")
-        self.storer = Storer(app)
+        self.directory = MailboxDirectory(app)
+        self.storer = Storer(app, self.directory)
 
     def close(self):
         self.storer.close()
@@ -79,7 +81,8 @@ class IntakeHandler:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"
         try:
-            known = await self._in_thread(self._is_mailbox, address)
+            known = self.directory.takes(address) if self.directory.fresh() else \
+                await self._in_thread(self.directory.takes, address)
         except Exception:
             log.exception("SMTP intake: could not look up mailbox %s", address)
             return "451 4.3.0 Temporary failure, try again later"
@@ -101,18 +104,59 @@ class IntakeHandler:
             return "451 4.3.0 Temporary failure storing the message, try again later"
         return f"250 Message accepted as {inbound_id}"
 
-    def _is_mailbox(self, address):
-        """An active mailbox, or MAIL_FROM: customers answer our mail, and it comes from there
-        (processing files such a reply on its item, or quarantines it if it answers nothing)."""
+
+
+class MailboxDirectory:
+    """The addresses we take mail for: the active mailboxes, and MAIL_FROM (customers answer our
+    mail, and it comes from there; filing puts such a reply on its item, or quarantines it if it
+    answers nothing). Read again every SECONDS, so a new or deactivated mailbox counts within
+    that, and RCPT and storing need no query per message."""
+
+    SECONDS = 5
+
+    def __init__(self, app):
+        self.app = app
+        self.read_at = None
+        self.mailbox_ids, self.ours = {}, ""
+        self.lock = threading.Lock()
+
+    def fresh(self):
+        return self.read_at is not None and time.monotonic() - self.read_at < self.SECONDS
+
+    def _current(self):
+        if not self.fresh():
+            with self.lock:
+                if not self.fresh():
+                    self._read()
+        return self.mailbox_ids, self.ours
+
+    def _read(self):
+        import sqlalchemy as sa
+
         from queue_app.extensions import db
-        from queue_app.services.intake import mailboxes as intake_mailboxes
+        from queue_app.models import Mailbox
         from queue_app.settings import MailSettings
 
         with self.app.app_context():
-            ours = MailSettings.current().sender_address.strip()
-            if ours and address.strip().lower() == ours:
-                return True
-            return intake_mailboxes.mailbox_for(db.session, [address]) is not None
+            self.ours = MailSettings.current().sender_address.strip().lower()
+            self.mailbox_ids = dict(db.session.execute(sa.select(Mailbox.address, Mailbox.id)
+                                                       .where(Mailbox.active.is_(True))).all())
+            db.session.remove()
+        self.read_at = time.monotonic()
+
+    def takes(self, address):
+        mailbox_ids, ours = self._current()
+        address = address.strip().lower()
+        return address in mailbox_ids or bool(ours and address == ours)
+
+    def mailbox_id(self, addresses):
+        """The first active mailbox among the envelope recipients, as filing.mailbox_for finds it."""
+        mailbox_ids, _ = self._current()
+        for address in addresses:
+            found = mailbox_ids.get(address.strip().lower())
+            if found is not None:
+                return found
+        return None
 
 
 class Storer:
@@ -127,8 +171,9 @@ class Storer:
 
     MAX_GROUP = 64
 
-    def __init__(self, app):
+    def __init__(self, app, directory):
         self.app = app
+        self.directory = directory
         self.waiting = queue.Queue()
         self.kicks = threading.Event()
         self.closing = False
@@ -169,14 +214,19 @@ class Storer:
             self._store_group(group)
 
     def _store_group(self, group):
-        """Commit the group's messages together, then answer each session."""
+        """Commit the group's messages together (one INSERT), then answer each session."""
         from queue_app.extensions import db
+        from queue_app.models.base import utcnow
+        from queue_app.services.intake import filing
 
+        now = utcnow()
         with self.app.app_context():
             session = db.session
             try:
-                stored = [self._store(session, raw, mail_from, rcpt_tos) for _, raw, mail_from, rcpt_tos in group]
-                ids = [inbound.id for inbound in stored]
+                rows = [filing.received_row(raw, source="smtp", envelope_from=mail_from or None, envelope_to=rcpt_tos,
+                                            mailbox_id=self.directory.mailbox_id(rcpt_tos), now=now)
+                        for _, raw, mail_from, rcpt_tos in group]
+                ids = filing.receive_many(session, rows)
                 session.commit()
             except Exception as exc:
                 session.rollback()
@@ -195,22 +245,12 @@ class Storer:
             for one in group:
                 self._store_group([one])
             return
-        for (future, *_), inbound_id in zip(group, ids):
+        for (future, _, mail_from, rcpt_tos), row, inbound_id in zip(group, rows, ids):
+            log.debug("SMTP intake: stored message %s (%d bytes) from %s to %s", inbound_id, row["size"], mail_from,
+                      ", ".join(rcpt_tos))
             _answer(future, inbound_id)
         if self.app.config.get("OUTBOX_DELIVER_ON_COMMIT", True):  # off: nothing goes to RQ at commit time
             self.kicks.set()
-
-    @staticmethod
-    def _store(session, raw, mail_from, rcpt_tos):
-        from queue_app.services.intake import filing as intake_filing
-        from queue_app.services.intake import mailboxes as intake_mailboxes
-
-        mailbox = intake_mailboxes.mailbox_for(session, rcpt_tos)
-        inbound = intake_filing.receive(session, raw, source="smtp", envelope_from=mail_from or None,
-                                        envelope_to=rcpt_tos, mailbox=mailbox)
-        log.debug("SMTP intake: stored message %s (%d bytes) from %s to %s", inbound.id, len(raw), mail_from,
-                  ", ".join(rcpt_tos))
-        return inbound
 
     def _kick_loop(self):
         from workers.intake_jobs import kick

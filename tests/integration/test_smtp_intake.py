@@ -24,7 +24,7 @@ from rq import Queue, SimpleWorker
 from sqlalchemy.orm import Session
 
 from queue_app.models import InboundEmail, OutboxJob, WorkItem
-from queue_app.services.intake import mailboxes
+from queue_app.services.intake import filing, mailboxes
 from tests.integration.conftest import wait_for
 from workers.smtp_server import make_controller
 
@@ -281,14 +281,22 @@ def test_a_failed_commit_answers_451_and_the_retry_is_stored_once(app, mailbox, 
     raw = make_email(message_id="<retry-me@mail.example.com>")
 
     def refuse(session):
-        if any(isinstance(obj, InboundEmail) for obj in session.identity_map.values()):
+        if session.info.get("storing"):
             raise sa.exc.OperationalError("COMMIT", {}, Exception("database is locked"))
 
+    real_receive_many = filing.receive_many
+
+    def receive_many(session, rows):
+        session.info["storing"] = True  # the commit that follows fails
+        return real_receive_many(session, rows)
+
+    monkeypatch.setattr(filing, "receive_many", receive_many)
     sa.event.listen(Session, "before_commit", refuse)
     try:
         code, text = send(port, raw)
     finally:
         sa.event.remove(Session, "before_commit", refuse)
+        monkeypatch.setattr(filing, "receive_many", real_receive_many)
 
     assert code == 451 and b"try again later" in text
     assert committed(app) == [] and committed(app, OutboxJob) == []

@@ -24,6 +24,8 @@ from queue_app.services.intake.filing import (
     process,
     quarantine,
     receive,
+    receive_many,
+    received_row,
 )
 from queue_app.services.intake.lookups import BatchLookups, DatabaseLookups, chunks
 from queue_app.services.intake.mail.parser import MailParseError, parse_email
@@ -176,12 +178,9 @@ def _receive_rows(session, raws, *, source, keys, now):
     (the raw bytes are stored first, as always). What is returned holds each row's values as
     attributes, as an InboundEmail would (not an ORM object: the session does not track them);
     `write_outcomes` writes what processing decided, for the whole batch."""
-    rows = [dict(source=source, mailbox_id=None, envelope_from=None, envelope_to=[], message_id=message_id,
-                 sha256=digest, size=len(raw), raw=raw, imap_uid=None, status="received", attempts=0,
-                 received_at=now) for raw, (message_id, digest) in zip(raws, keys)]
-    if not rows:
-        return []
-    ids = batched_rows.insert_returning_ids(session, InboundEmail.__table__, rows)
+    rows = [received_row(raw, source=source, message_id=message_id, sha256=digest, now=now)
+            for raw, (message_id, digest) in zip(raws, keys)]
+    ids = receive_many(session, rows)
     return [Row(id=row_id, mailbox=None, work_item=None, reason=None, detail=None, processed_at=None,
                  work_item_id=None, duplicate_of_id=None, **row) for row_id, row in zip(ids, rows)]
 

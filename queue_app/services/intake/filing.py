@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import defer
 
-from queue_app.db import filing_lock
+from queue_app.db import batched_rows, filing_lock
 from queue_app.db.blobs import store_blob
 from queue_app.db.outbox import enqueue_after_commit
 from queue_app.models import InboundEmail, Message, WorkItem
@@ -106,22 +106,32 @@ def find_known(session, message_id, digest):
                           .options(defer(InboundEmail.raw)).order_by(InboundEmail.id).limit(1))
 
 
+def received_row(raw, *, source, envelope_from=None, envelope_to=(), mailbox_id=None, imap_uid=None, now=None,
+                 message_id=None, sha256=None):
+    """The column values of a stored, not yet filed email (an InboundEmail in status `received`)."""
+    return dict(source=source, mailbox_id=mailbox_id, envelope_from=envelope_from,
+                envelope_to=[a.lower() for a in envelope_to], message_id=message_id or peek_message_id(raw),
+                sha256=sha256 or hashlib.sha256(raw).hexdigest(), size=len(raw), raw=raw, imap_uid=imap_uid,
+                status="received", attempts=0, received_at=now or utcnow())
+
+
 def receive(session, raw, *, source, envelope_from=None, envelope_to=(), mailbox=None, imap_uid=None, now=None,
             message_id=None, sha256=None):
     """Store the raw message (the caller commits before acknowledging it). Returns the InboundEmail.
 
     `message_id` and `sha256` may be passed when the caller has already read them from `raw`.
     """
-    now = now or utcnow()
-    inbound = InboundEmail(
-        source=source, mailbox_id=mailbox.id if mailbox else None, envelope_from=envelope_from,
-        envelope_to=[a.lower() for a in envelope_to], message_id=message_id or peek_message_id(raw),
-        sha256=sha256 or hashlib.sha256(raw).hexdigest(), size=len(raw), raw=raw, imap_uid=imap_uid,
-        received_at=now,
-    )
+    inbound = InboundEmail(**received_row(raw, source=source, envelope_from=envelope_from, envelope_to=envelope_to,
+                                          mailbox_id=mailbox.id if mailbox else None, imap_uid=imap_uid, now=now,
+                                          message_id=message_id, sha256=sha256))
     session.add(inbound)
     session.flush()
     return inbound
+
+
+def receive_many(session, rows):
+    """Store several emails at once (`received_row` values), in one INSERT; their ids, in order."""
+    return batched_rows.insert_returning_ids(session, InboundEmail.__table__, rows) if rows else []
 
 
 def finish(inbound, status, now, item=None, reason=None, detail=None):
