@@ -585,6 +585,9 @@ def run_failover(args):
         wait_until(lambda: utcnow() >= kill_at, args.lead_seconds + 5, "the kill", [worker, *schedulers],
                    interval=0.01)
         load_at_kill = load()
+        from workers.leadership import SCHEDULER_LEASE_KEY
+
+        left = bench.redis.pttl(SCHEDULER_LEASE_KEY) / 1000
         kill_tree(leader)
         killed = time.monotonic()
         bench.procs.remove(leader)
@@ -613,7 +616,8 @@ def run_failover(args):
         sweep_only = {(i, breach): due[i] for i in sweep_ids}
         log("")
         log(f"RESULT failover ({bench.db_label}; two schedulers, production timings; load at kill {load_at_kill})")
-        log(f"  the standby held the lease {takeover:.2f} s after the leader's SIGKILL (target 15 s)")
+        log(f"  the standby held the lease {takeover:.2f} s after the leader's SIGKILL (target 15 s); the lease had "
+            f"{left:.2f} s left at the kill")
         log(f"  breaches due in the minute after the kill, with their timers: {lateness_line(with_timer, fired)}")
         if sweep_only:
             log(f"  ... and without timers (the sweep's): {lateness_line(sweep_only, fired)}")
