@@ -9,6 +9,9 @@ Invariants:
   item gets NotFound, as everywhere.
 - Approval resolves the item; rejection (which needs a comment) returns it to `open`.
   Every step is an event.
+- One decision per approval: deciding first claims the approval with an UPDATE that only
+  matches while it is still pending, so of two decisions at the same moment (two checkers, or
+  one clicking twice) the second waits for the first and is refused with a Conflict.
 """
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
@@ -18,7 +21,7 @@ from queue_app.models.base import utcnow
 from queue_app.services import access
 from queue_app.services.approvals import reminders, stake
 from queue_app.services.audit import record as audit
-from queue_app.services.errors import Invalid, PermissionDenied
+from queue_app.services.errors import Conflict, Invalid, PermissionDenied
 from queue_app.services.items import state
 from queue_app.services.items.events import record_event
 
@@ -84,7 +87,9 @@ def decide(session, item, *, actor, approve, comment=None, now=None):
     if not approve and comment is None:
         raise Invalid("say why the request is rejected", {"comment": "is required to reject"})
     changed = stake.changed_since(item, (approval.data or {}).get("snapshot") or {})
-    if approve and changed:
+    void = approve and bool(changed)
+    _claim(session, item, approval, "void" if void else "approved" if approve else "rejected", now)
+    if void:
         # Approving what is no longer there would approve something nobody looked at.
         state.void_approval(session, item, approval, actor=actor, now=now, changed=changed)
         return item
@@ -99,6 +104,18 @@ def decide(session, item, *, actor, approve, comment=None, now=None):
         stake.approved(item)
     state.leave_approval(session, item, approval, actor=actor, now=now, comment=comment)
     return item
+
+
+def _claim(session, item, approval, status, now):
+    """Move the approval out of `pending` with an UPDATE that matches only while it is still pending,
+    before anything else is written: a second decision at the same moment waits for the first one's
+    row lock (or SQLite's write lock), then matches nothing and is refused."""
+    claimed = session.execute(
+        sa.update(Approval).where(Approval.id == approval.id, Approval.status == "pending")
+        .values(status=status, decided_at=now).execution_options(synchronize_session=False)).rowcount
+    if claimed != 1:
+        raise Conflict(f"the approval of {item.ref} was decided by someone else meanwhile; reload to see the "
+                       "decision", {"approval": "already decided"})
 
 
 # --- designated checkers ----------------------------------------------------------------------
