@@ -4,7 +4,7 @@
                                           [--database-url URL [--reset]] [--redis-url URL] [--timeout 600] [--keep]
 
 What a back office really runs (the README's production processes): `flask --app wsgi intake smtp`,
-one `worker intake --no-fork` (the filer), one `worker mail_out default`, one `worker checks --no-fork`,
+one `worker intake --no-fork` (the filer), one `worker mail_out default --no-fork`, one `worker checks --no-fork`,
 one `worker sla --no-fork` and `flask scheduler`, on a fresh database
 (SQLite in a temporary directory, or --database-url, which is emptied) built by the migrations and set
 up as bench/intake_file.py sets it up (teams, calendars, policies, routing rules, mailboxes). The
@@ -367,7 +367,7 @@ def start_processes(bench, args, smtp_port, sink_port):
     bench.env.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink_port))  # the acknowledgements go to the sink
     for n in range(args.workers):
         bench.start(f"intake-worker-{n}", "worker", "intake", "--no-fork")
-    bench.start("worker", "worker", "mail_out", "default")
+    bench.start("worker", "worker", "mail_out", "default", "--no-fork")
     bench.start("checks-worker", "worker", "checks", "--no-fork")
     bench.start("sla-worker", "worker", "sla", "--no-fork")
     bench.start("scheduler", "scheduler")
@@ -469,7 +469,7 @@ def report_smtp(bench, args, planned, expected, relay, cpu_before, cpu_after, lo
     waited = sorted(e.waited for e in planned if e.waited is not None)
     log("")
     log(f"RESULT live SMTP intake ({bench.db_label}; {len(planned)} messages, {args.connections} connections, "
-        f"{args.per_session} per session; {args.workers} x worker intake --no-fork, worker mail_out default, "
+        f"{args.per_session} per session; {args.workers} x worker intake --no-fork, worker mail_out default --no-fork, "
         f"worker checks --no-fork, worker sla --no-fork, scheduler)")
     log(f"  accepted:     {len(accepted)} messages at {accepted_rate:.0f} msg/s (first DATA to last 250, "
         f"{last_250 - first_data:.1f} s)")

@@ -118,10 +118,10 @@ def run_all(host, port, web_workers):
     children = {
         "web": [python, "-m", "gunicorn", "-w", str(web_workers), "-b", f"{host}:{port}", "--access-logfile", "-",
                 "wsgi:app"],
-        "worker": flask + ["worker", "mail_out", "default"],
+        "worker": flask + ["worker", "mail_out", "default", "--no-fork"],
         # The filer has a worker of its own, so outgoing mail never holds up filing (and the other
-        # way round). It and the short jobs run in the worker process itself: a fork per job would
-        # cost more than the job.
+        # way round). Every job runs in its worker process: a fork per job would cost more than
+        # most jobs (a mail or a check takes a few milliseconds, a fork about 20).
         "intake-worker": flask + ["worker", "intake", "--no-fork"],
         "checks-worker": flask + ["worker", "checks", "--no-fork"],
         "sla-worker": flask + ["worker", "sla", "--no-fork"],
