@@ -99,7 +99,7 @@ def read_body(spec, required=()):
         elif value is not None and not _matches(spec[key], value):
             errors[key] = f"must be {_JSON_TYPES[spec[key]][1]}, not {_json_type_name(value)}"
         else:
-            problem = _input_problem(value, key in MULTILINE_KEYS)
+            problem = value is not None and _input_problem(spec[key], value, key in MULTILINE_KEYS)
             if problem:
                 errors[key] = problem
     for key in required:
@@ -111,18 +111,18 @@ def read_body(spec, required=()):
     return data
 
 
-def _input_problem(value, multiline):
-    """What no client sends on purpose, anywhere in a value: control characters (tab, CR and LF only
-    in multi-line text; PostgreSQL cannot store NUL) and integers larger than a database column holds."""
+def _input_problem(kind, value, multiline):
+    """What no client sends on purpose: control characters anywhere in a value (tab, CR and LF only
+    in multi-line text; PostgreSQL cannot store NUL) and an integer larger than its column holds."""
+    if kind == "integer":
+        return f"is out of range (at most {MAX_ID})" if out_of_range(value) else None
     if isinstance(value, str):
         return "contains a control character that is not allowed" if has_control_characters(value, multiline) \
             else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"is out of range (at most {MAX_ID})" if out_of_range(value) else None
     if isinstance(value, dict):
         value = [*value.keys(), *value.values()]
     if isinstance(value, list):
-        return next((p for p in (_input_problem(v, multiline) for v in value) if p), None)
+        return next((p for p in (_input_problem(None, v, multiline) for v in value) if p), None)
     return None
 
 

@@ -12,9 +12,7 @@ from flask import abort, current_app, request
 from flask_login import current_user
 from werkzeug.routing import IntegerConverter
 
-# The largest value of a BIGINT (PostgreSQL) or INTEGER (SQLite) column: ids and versions above
-# it cannot exist, and passing one to the database is an error, not "not found".
-MAX_ID = 2 ** 63 - 1
+from queue_app.models.base import MAX_ID
 
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'self'",
@@ -32,8 +30,9 @@ HSTS = "max-age=31536000; includeSubDomains"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CONTROL_SINGLE_LINE = re.compile(r"[\x00-\x1f\x7f]")
 _DIGITS = re.compile(r"\d+")
-# Query parameters that are free text (a search may quote a long account number).
-FREE_TEXT_ARGS = {"q"}
+# Query parameters that are free text or no id (a search may quote a long account number; the
+# queue's change stamp carries sums and timestamps): their numbers are not checked against MAX_ID.
+FREE_TEXT_ARGS = {"q", "who", "next", "stamp"}
 
 
 def has_control_characters(text, multiline=False):
@@ -49,7 +48,7 @@ def out_of_range(number):
 def too_big(digits):
     """A run of digits larger than MAX_ID (without converting a 100 KB run to an int)."""
     digits = digits.lstrip("0")
-    return len(digits) > 19 or (len(digits) == 19 and int(digits) > MAX_ID)
+    return len(digits) > len(str(MAX_ID)) or int(digits or 0) > MAX_ID
 
 
 class BoundedIntConverter(IntegerConverter):
@@ -62,7 +61,7 @@ class BoundedIntConverter(IntegerConverter):
 
 def refuse_bad_query_string():
     """400 for a query string with control characters, or with a number (an id, a version, the id
-    in a cursor) larger than any id can be."""
+    in a cursor) larger than any id can be: every id a page puts in a link is well under it."""
     for key, value in request.args.items(multi=True):
         if has_control_characters(key) or has_control_characters(value):
             abort(400, "The address contains a character that is not allowed.")
