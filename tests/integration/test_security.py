@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from queue_app.models import Message, WorkItem
+from queue_app.services.items.work_types import fields_of
 from queue_app.services.people.users import issue_api_token
 from tests.conftest import Auth, csrf_token_from
 
@@ -253,3 +254,15 @@ def test_huge_numbers_in_the_api_are_422(client, world, number):
                            json={"status": "open", "version": number})
     assert response.status_code == 422
     assert "version" in response.get_json()["error"]["fields"]
+
+
+def test_nul_in_an_item_detail_is_refused_and_nothing_is_stored(admin, session, world):
+    csrf = csrf_token_from(text(admin.get(f"/items/{world.item.ref}")))
+    response = admin.post(f"/items/{world.item.ref}/fields", data={
+        "field-reason": "Wrong\x00size", "field-order_number": "ORD-1001", "field-purchase_date": "2026-11-01",
+        "field-amount": "49.90", "field-currency": "EUR", "version": str(world.item.version), "csrf_token": csrf},
+        follow_redirects=True)
+    assert response.status_code < 500
+    assert "not allowed" in text(response)
+    session.expire_all()
+    assert fields_of(session.get(WorkItem, world.item.id))["reason"] == "Wrong size"
