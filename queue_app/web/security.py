@@ -66,7 +66,7 @@ def refuse_bad_query_string():
         if has_control_characters(key) or has_control_characters(value):
             abort(400, "The address contains a character that is not allowed.")
         if key not in FREE_TEXT_ARGS and any(too_big(d) for d in _DIGITS.findall(value)):
-            abort(400, f"The value of {key!r} in the address is out of range.")
+            abort(400, f"The page link is not valid: the value of {key!r} is out of range.")
 
 
 def add_security_headers(response):
