@@ -79,6 +79,8 @@ class Config:
     REMEMBER_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_SECURE = False
     WTF_CSRF_TIME_LIMIT = None
+    # Strict-Transport-Security on every response: only where the site is served over HTTPS.
+    SEND_HSTS = False
 
     # Outbound mail (replies, acknowledgements, notifications).
     SMTP_HOST = None
@@ -188,6 +190,7 @@ class ProductionConfig(Config):
     ENV_NAME = "production"
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
+    SEND_HSTS = True
 
     def finish(self):
         if not self.SECRET_KEY or len(self.SECRET_KEY) < 32:

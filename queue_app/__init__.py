@@ -20,7 +20,7 @@ def create_app(config=None):
     from queue_app.extensions import csrf, db, login_manager, migrate
     from queue_app.logging import configure_logging
     from queue_app.services.audit import chain
-    from queue_app.web import templating
+    from queue_app.web import security, templating
 
     app = Flask(__name__, template_folder=str(BASE_DIR / "templates"), instance_path=str(BASE_DIR / "instance"))
     cfg = config if config is not None else config_from_environment()
@@ -39,6 +39,7 @@ def create_app(config=None):
         _configure_engine(db.engine)
 
     templating.init_app(app)
+    security.init_app(app)  # before the blueprints: their routes bind the bounded `int` converter
     sealing.seal_with(app, chain.seal)  # the audit chain links the entries of each commit as it commits
     _register_blueprints(app)
     register_error_handlers(app)

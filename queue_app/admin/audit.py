@@ -5,7 +5,6 @@ The filters come by GET (nothing changes, so no CSRF token: links can be shared)
 POST with its CSRF token. Paging is by keyset on the entry id, newest first.
 """
 from flask import flash, redirect, render_template, request, url_for
-from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import Length, Optional
 
@@ -17,12 +16,13 @@ from queue_app.services.audit import chain, export
 from queue_app.services.audit.record import KINDS
 from queue_app.services.errors import Invalid
 from queue_app.web.downloads import csv_response, jsonl_response
+from queue_app.web.forms import Form
 from queue_app.web.navigation import safe_next
 
 FORMATS = ("csv", "jsonl")
 
 
-class AuditFilterForm(FlaskForm):
+class AuditFilterForm(Form):
     class Meta:
         csrf = False
 

@@ -10,7 +10,7 @@ from wtforms import BooleanField, SelectField, StringField, SubmitField, TextAre
 from wtforms.validators import DataRequired, Length
 
 from queue_app.admin import bp
-from queue_app.admin.forms import ActionForm, CleanForm
+from queue_app.admin.forms import ActionForm
 from queue_app.admin.people import invalid_form, page, save
 from queue_app.admin.views import open_to_supervisors
 from queue_app.extensions import db
@@ -18,11 +18,12 @@ from queue_app.models import Team
 from queue_app.services.items import canned_responses
 from queue_app.services.items.canned_responses import MAX_BODY, MAX_TITLE, PLACEHOLDERS
 from queue_app.web.actions import flash_form_errors, me
+from queue_app.web.forms import Form
 
 ALL_TEAMS = 0  # the team select's value for "every team" (stored as NULL)
 
 
-class CannedResponseForm(CleanForm):
+class CannedResponseForm(Form):
     title = StringField("Title", validators=[DataRequired(message="Give the response a title."),
                                              Length(max=MAX_TITLE)],
                         description="What executives pick from the list, e.g. “Refund approved”.")

@@ -1,7 +1,6 @@
 """Admin forms. Choices that come from the database (teams, calendars, mailboxes) are filled in by the view."""
 from zoneinfo import available_timezones
 
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     IntegerField,
@@ -27,29 +26,17 @@ from queue_app.models.user import ROLES
 from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
 from queue_app.services.errors import Invalid
 from queue_app.services.people.users import normalise_email
+from queue_app.web.forms import Form
 from queue_app.web.templating import label
 
 TLS_CHOICES = [("ssl", "SSL/TLS (port 993)"), ("starttls", "STARTTLS (port 143)"), ("none", "None (testing only)")]
 
 
-class CleanForm(FlaskForm):
-    """Refuses NUL characters in any text: PostgreSQL cannot store them, and no one types them."""
-
-    def validate(self, extra_validators=None):
-        ok = super().validate(extra_validators)
-        for field in self:
-            values = field.data if isinstance(field.data, (list, tuple)) else [field.data]
-            if any(isinstance(v, str) and "\x00" in v for v in values):
-                field.errors = list(field.errors) + ["Contains a character that is not allowed."]
-                ok = False
-        return ok
-
-
-class ActionForm(FlaskForm):
+class ActionForm(Form):
     """A button that only needs its CSRF token (retry, discard)."""
 
 
-class ReleaseForm(FlaskForm):
+class ReleaseForm(Form):
     mailbox_id = SelectField("File into mailbox", coerce=int, validators=[DataRequired(message="Choose a mailbox.")],
                              description="The new item takes this mailbox's type, team and priority.")
     submit = SubmitField("Release as new item")
@@ -70,7 +57,7 @@ class ImapFieldsMixin:
                                         description="Empty: processed mail is only marked as seen.")
 
 
-class MailboxForm(ImapFieldsMixin, CleanForm):
+class MailboxForm(ImapFieldsMixin, Form):
     address = StringField("Address", validators=[DataRequired(message="Enter the mailbox address.")],
                           render_kw={"type": "email", "autocomplete": "off"})
     type = SelectField("Work type", choices=[(t, label(t)) for t in TYPES], default="general")
@@ -88,7 +75,7 @@ class MailboxForm(ImapFieldsMixin, CleanForm):
             raise ValidationError(exc.fields.get("email", exc.message)) from None
 
 
-class MailboxEditForm(ImapFieldsMixin, CleanForm):
+class MailboxEditForm(ImapFieldsMixin, Form):
     active = BooleanField("Active", description="Inactive mailboxes are not polled and do not receive new items.")
     type = SelectField("Work type", choices=[(t, label(t)) for t in TYPES])
     team = SelectField("Team", validators=[DataRequired(message="Choose a team.")])
@@ -113,7 +100,7 @@ def timezone_choices():
     return [(name, name) for name in sorted(available_timezones()) if "/" in name or name == "UTC"]
 
 
-class UserForm(CleanForm):
+class UserForm(Form):
     email = StringField("Email", validators=[Optional(), Length(max=255)],
                         render_kw={"type": "email", "autocomplete": "off"})
     name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)])
@@ -131,7 +118,7 @@ class UserForm(CleanForm):
     submit = SubmitField("Save")
 
 
-class TeamForm(CleanForm):
+class TeamForm(Form):
     name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)])
     email = StringField("Team address", validators=[Optional(), Length(max=255)], render_kw={"type": "email"},
                         description="Optional: where the team can be reached.")
@@ -155,7 +142,7 @@ class TeamForm(CleanForm):
     submit = SubmitField("Save team")
 
 
-class CalendarForm(CleanForm):
+class CalendarForm(Form):
     name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)])
     timezone = SelectField("Time zone", default="UTC")
     hours_mon = StringField("Monday")
@@ -174,7 +161,7 @@ class CalendarForm(CleanForm):
     submit = SubmitField("Save calendar")
 
 
-class PolicyForm(CleanForm):
+class PolicyForm(Form):
     name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)])
     match_type = SelectField("Work type", choices=[("", "Any type")] + [(t, label(t)) for t in TYPES], default="")
     match_priority = SelectField("Priority", choices=[("", "Any priority")] + [(p, label(p)) for p in PRIORITIES],
@@ -196,7 +183,7 @@ class PolicyForm(CleanForm):
     submit = SubmitField("Save policy")
 
 
-class RoutingRuleForm(CleanForm):
+class RoutingRuleForm(Form):
     name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)])
     position = IntegerField("Position", default=100, validators=[InputRequired(message="Enter a number.")],
                             description="Lower runs first; the first matching rule wins.")

@@ -6,7 +6,7 @@ from wtforms import BooleanField, IntegerField, SelectField, StringField, Submit
 from wtforms.validators import InputRequired, Length, Optional
 
 from queue_app.admin import bp
-from queue_app.admin.forms import ActionForm, CleanForm
+from queue_app.admin.forms import ActionForm
 from queue_app.admin.people import get_or_404, invalid_form, page, save
 from queue_app.extensions import db
 from queue_app.models import Team
@@ -15,10 +15,11 @@ from queue_app.services.errors import NotFound
 from queue_app.services.intake import mail_field_patterns, mail_fields
 from queue_app.services.items.work_types import FIELDS
 from queue_app.web.actions import flash_form_errors, me
+from queue_app.web.forms import Form
 from queue_app.web.templating import label
 
 
-class MailFieldPatternForm(CleanForm):
+class MailFieldPatternForm(Form):
     field = SelectField("Field", choices=[(name, label(name)) for name in mail_fields.EXTRACTABLE_FIELDS])
     pattern = TextAreaField("Regular expression", validators=[Length(max=mail_field_patterns.MAX_PATTERN)],
                             render_kw={"class": "code", "spellcheck": "false"},
@@ -31,7 +32,7 @@ class MailFieldPatternForm(CleanForm):
     submit = SubmitField("Save pattern")
 
 
-class TryForm(CleanForm):
+class TryForm(Form):
     work_type = SelectField("Work type", choices=[(t, label(t)) for t in TYPES], default="return")
     subject = StringField("Subject", validators=[Optional(), Length(max=1000)])
     body = TextAreaField("Body", validators=[Optional(), Length(max=mail_fields.MAX_SCAN)])

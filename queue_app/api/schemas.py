@@ -19,6 +19,7 @@ from queue_app.services.items import state as items_state
 from queue_app.services.items.work_types import fields_of
 from queue_app.services.people.users import normalise_email
 from queue_app.services.sla import policies
+from queue_app.web.security import MAX_ID, has_control_characters, out_of_range
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -37,6 +38,9 @@ DECISIONS = ("approve", "reject")
 PAGE_ARGS = ("limit", "cursor")
 RECLASSIFY_CHANGES = ("type", "priority", "team")
 LIST_FILTERS = ("status", "type", "team", "assignee", "priority", "limit", "cursor")
+
+# Keys whose text may run over several lines (tab, CR and LF allowed); any other text is one line.
+MULTILINE_KEYS = {"description", "body", "comment", "fields"}
 
 _JSON_TYPES = {"string": (str, "a string"), "integer": (int, "an integer"), "object": (dict, "an object")}
 
@@ -94,6 +98,10 @@ def read_body(spec, required=()):
             errors[key] = f"unknown key (allowed: {', '.join(spec)})"
         elif value is not None and not _matches(spec[key], value):
             errors[key] = f"must be {_JSON_TYPES[spec[key]][1]}, not {_json_type_name(value)}"
+        else:
+            problem = value is not None and _input_problem(spec[key], value, key in MULTILINE_KEYS)
+            if problem:
+                errors[key] = problem
     for key in required:
         if key not in data:
             errors[key] = "is required"
@@ -101,6 +109,21 @@ def read_body(spec, required=()):
         listed = "; ".join(f"{key} {problem}" for key, problem in errors.items())
         raise Invalid(f"invalid request body: {listed}", errors)
     return data
+
+
+def _input_problem(kind, value, multiline):
+    """What no client sends on purpose: control characters anywhere in a value (tab, CR and LF only
+    in multi-line text; PostgreSQL cannot store NUL) and an integer larger than its column holds."""
+    if kind == "integer":
+        return f"is out of range (at most {MAX_ID})" if out_of_range(value) else None
+    if isinstance(value, str):
+        return "contains a control character that is not allowed" if has_control_characters(value, multiline) \
+            else None
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list):
+        return next((p for p in (_input_problem(None, v, multiline) for v in value) if p), None)
+    return None
 
 
 def read_list_filters(args):
@@ -200,7 +223,7 @@ def decode_cursor(cursor):
         value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))["id"]
     except (binascii.Error, UnicodeError, ValueError, KeyError, TypeError):
         raise ValueError("bad cursor") from None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
         raise ValueError("bad cursor")
     return value
 

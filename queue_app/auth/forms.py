@@ -1,14 +1,14 @@
 """Forms for signing in and for a person's own settings."""
 from zoneinfo import available_timezones
 
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from queue_app.services.people.users import MIN_PASSWORD_LENGTH
+from queue_app.web.forms import Form
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = StringField("Email", validators=[DataRequired()], render_kw={"autocomplete": "username", "type": "email"})
     password = PasswordField("Password", validators=[DataRequired()], render_kw={"autocomplete": "current-password"})
     submit = SubmitField("Sign in")
@@ -18,7 +18,7 @@ def timezone_choices():
     return [(name, name.replace("_", " ")) for name in sorted(available_timezones())]
 
 
-class TimezoneForm(FlaskForm):
+class TimezoneForm(Form):
     timezone = SelectField("Time zone", validators=[DataRequired()],
                            description="All times on every page are shown in this zone.")
     save_timezone = SubmitField("Save time zone")
@@ -28,7 +28,7 @@ class TimezoneForm(FlaskForm):
         self.timezone.choices = timezone_choices()
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(Form):
     current_password = PasswordField("Current password", validators=[DataRequired()],
                                      render_kw={"autocomplete": "current-password"})
     new_password = PasswordField("New password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH)],

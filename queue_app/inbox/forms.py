@@ -1,6 +1,5 @@
 """Forms on the item page. Each carries its CSRF token; the forms that change the item carry the
 item version and the last history event the person saw (see services.items.changes)."""
-from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import (
     DataRequired,
@@ -13,17 +12,18 @@ from wtforms.widgets import HiddenInput
 
 from queue_app.models.work_item import PRIORITIES, TYPES
 from queue_app.services.items.lifecycle import MAX_BODY
+from queue_app.web.forms import Form
 from queue_app.web.templating import label
 
 
-class NoteForm(FlaskForm):
+class NoteForm(Form):
     note = TextAreaField("Internal note", validators=[DataRequired(message="Write the note first."),
                                                       Length(max=MAX_BODY)],
                          description="Visible to colleagues only; never sent to the requester.")
     submit = SubmitField("Add note")
 
 
-class VersionedForm(FlaskForm):
+class VersionedForm(Form):
     """The version and the last event the person saw, so a change made meanwhile is shown to them
     instead of overwritten. seen_event is optional: a form from an older page compares versions only."""
 
@@ -45,7 +45,7 @@ class StatusForm(VersionedForm):
     comment = StringField("Comment (optional)", validators=[Optional(), Length(max=2000)])
 
 
-class RerunForm(FlaskForm):
+class RerunForm(Form):
     submit = SubmitField("Run checks again")
 
 
@@ -59,7 +59,7 @@ class TakeForm(VersionedForm):
     submit = SubmitField("Take")
 
 
-class TakeNextForm(FlaskForm):
+class TakeNextForm(Form):
     """No fields but the CSRF token: the server picks the item."""
 
     submit = SubmitField("Take next")

@@ -41,8 +41,9 @@ from queue_app.services.errors import NotFound, PermissionDenied
 from queue_app.services.items import canned_responses, lifecycle, state, work_types
 from queue_app.services.items import changes as items_changes
 from queue_app.web.actions import attempt, flash_form_errors, me
-from queue_app.web.forms import DecisionForm
+from queue_app.web.forms import NOT_ALLOWED, DecisionForm
 from queue_app.web.navigation import safe_next
+from queue_app.web.security import has_control_characters
 
 # Events that are steps of the SLA ladder, shown on the item page's SLA panel.
 LADDER_EVENTS = ("sla_warning", "sla_breached", "escalated")
@@ -265,6 +266,9 @@ def update_fields(ref):
         flash_form_errors(form)
         return back_to(item)
     submitted = {spec.name: request.form.get(f"field-{spec.name}", "") for spec in work_types.FIELDS[item.type]}
+    if any(has_control_characters(value, multiline=True) for value in submitted.values()):
+        flash(f"Details: {NOT_ALLOWED}", "error")  # the fields are built from the type, outside the form
+        return back_to(item)
     changes = changed_meanwhile(item, form)
     if changes.conflict:
         return conflict_page(item, changes, {"fields": submitted})

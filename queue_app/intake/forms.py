@@ -4,13 +4,13 @@ Their names carry the type ("return-order_number"), so a type's inputs never col
 with another type's (both returns and discrepancy fixes have a currency). Values are
 passed to the service as typed; services.items.work_types is the one place that validates them.
 """
-from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
 
 from queue_app.models.work_item import PRIORITIES
 from queue_app.services.items.lifecycle import MAX_BODY, MAX_SUBJECT
 from queue_app.services.items.work_types import FIELDS
+from queue_app.web.forms import Form
 
 TYPE_LABELS = {
     "return": "Return",
@@ -47,7 +47,7 @@ def _input_for(spec):
     return StringField(label, description=description, render_kw=kw)
 
 
-class IntakeForm(FlaskForm):
+class IntakeForm(Form):
     type = SelectField("Type of request", validators=[InputRequired(message="Choose the type of request.")],
                        choices=[("", "— choose —")] + [(t, TYPE_LABELS[t]) for t in FIELDS])
     subject = StringField("Subject", validators=[DataRequired(message="A subject is required."),

@@ -5,6 +5,10 @@ import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, registry
 
+# The largest id, version or count a row can hold (an INTEGER column on PostgreSQL): a larger number
+# cannot name a row, and handing one to the database is an error ("out of range"), not "not found".
+MAX_ID = 2 ** 31 - 1
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

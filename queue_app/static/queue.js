@@ -101,6 +101,12 @@
     if (row) mark(row, false);
   });
 
+  // The queues poll only while the page is visible (queue.js, not an hx-trigger filter: htmx would
+  // have to evaluate that as code, which the Content-Security-Policy forbids).
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (event.target.id === "queues" && document.visibilityState !== "visible") event.preventDefault();
+  });
+
   // After a refresh of the queues, select (and, if it had focus, focus) the same item again.
   var rowHadFocus = false;
   document.addEventListener("htmx:beforeSwap", function () {

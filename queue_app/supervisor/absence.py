@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from flask_wtf import FlaskForm
 from wtforms import DateTimeLocalField, RadioField, SubmitField
 from wtforms.validators import InputRequired, Optional
 
@@ -23,6 +22,7 @@ from queue_app.services.errors import DomainError
 from queue_app.services.people import users
 from queue_app.supervisor import bp
 from queue_app.web.actions import flash_form_errors, me
+from queue_app.web.forms import Form
 from queue_app.web.navigation import safe_next
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
@@ -30,7 +30,7 @@ ITEM_CHOICES = [("keep", "Keep them assigned"), ("queue", "Return them to the te
                 ("policy", "Give them to colleagues by the team's auto-assignment")]
 
 
-class AbsenceForm(FlaskForm):
+class AbsenceForm(Form):
     start = DateTimeLocalField("Away from", format=LOCAL_FORMAT, validators=[InputRequired(message="Enter a time.")])
     until = DateTimeLocalField("Back on", format=LOCAL_FORMAT, validators=[Optional()],
                                description="Empty: until the absence is cleared.")
@@ -38,12 +38,12 @@ class AbsenceForm(FlaskForm):
     submit = SubmitField("Save absence")
 
 
-class RedistributeForm(FlaskForm):
+class RedistributeForm(Form):
     items = RadioField("Move the open items", choices=ITEM_CHOICES[1:], default="queue")
     submit = SubmitField("Move them now")
 
 
-class ActionForm(FlaskForm):
+class ActionForm(Form):
     """A button that only needs its CSRF token."""
 
 

@@ -1,18 +1,19 @@
 """Assigning items. The choices depend on the items' teams, so the selects are built in the templates."""
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, IntegerField, SubmitField
 from wtforms.validators import InputRequired, Optional
 from wtforms.widgets import HiddenInput
 
+from queue_app.web.forms import Form
 
-class AssignForm(FlaskForm):
+
+class AssignForm(Form):
     assignee_id = IntegerField("Assign to", validators=[Optional()])
     version = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
     next = HiddenField()
     submit = SubmitField("Assign")
 
 
-class BulkAssignForm(FlaskForm):
+class BulkAssignForm(Form):
     """Many items (the ticked `item` checkboxes, read by the view) to one person, or back to the queue."""
 
     assignee_id = IntegerField("Assign the selected items to", validators=[Optional()])
@@ -22,7 +23,7 @@ class BulkAssignForm(FlaskForm):
     submit = SubmitField("Assign selected")
 
 
-class CheckerForm(FlaskForm):
+class CheckerForm(Form):
     """Designate a team member as a checker (enabled=1) or stop (enabled=0)."""
 
     user_id = IntegerField(validators=[InputRequired()])

@@ -9,7 +9,6 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask import abort, render_template, request
 from flask_login import current_user, login_required
-from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import Optional
 
@@ -23,6 +22,7 @@ from queue_app.services.reporting import reports as reporting_reports
 from queue_app.supervisor import bp, charts
 from queue_app.web.actions import me
 from queue_app.web.downloads import csv_response
+from queue_app.web.forms import Form
 from queue_app.web.templating import label
 
 BREACHES_ON_PAGE = 100
@@ -32,7 +32,7 @@ REPORT_TABS = (("compliance", "SLA compliance"), ("backlog", "Backlog by age"), 
                ("handling", "Handling time"), ("breaches", "Breaches"))
 
 
-class ReportForm(FlaskForm):
+class ReportForm(Form):
     """The filters, sent by GET (nothing changes, so no CSRF token: links can be shared)."""
 
     class Meta:

@@ -1,10 +1,42 @@
-"""Forms more than one blueprint shows."""
+"""The base form of every page, and forms more than one blueprint shows."""
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, StringField
+from wtforms import HiddenField, IntegerField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
+from queue_app.web.security import has_control_characters, out_of_range
 
-class DecisionForm(FlaskForm):
+NOT_ALLOWED = "Contains a character that is not allowed."
+OUT_OF_RANGE = "Is out of range."
+
+
+class Form(FlaskForm):
+    """Every form's checks that no field declares: no control characters in any text (tab, CR and LF
+    only in multi-line text: PostgreSQL cannot store NUL, and no one types the others) and no
+    integer larger than a database column holds. A refusal is a field error like any other."""
+
+    def validate(self, extra_validators=None):
+        ok = super().validate(extra_validators)
+        for field in self:
+            message = _input_problem(field)
+            if message:
+                field.errors = list(field.errors) + [message]
+                ok = False
+        return ok
+
+
+def _input_problem(field):
+    if isinstance(field, IntegerField):
+        return OUT_OF_RANGE if isinstance(field.data, int) and out_of_range(field.data) else None
+    multiline = isinstance(field, TextAreaField)
+    values = field.data if isinstance(field.data, (list, tuple)) else [field.data]
+    # raw_data too: a select or a number field keeps what was posted there when it is not valid.
+    values = [*values, *(field.raw_data or [])]
+    if any(isinstance(v, str) and has_control_characters(v, multiline) for v in values):
+        return NOT_ALLOWED
+    return None
+
+
+class DecisionForm(Form):
     decision = StringField("Decision", validators=[DataRequired()])
     comment = StringField("Comment (needed to reject)", validators=[Optional(), Length(max=2000)])
     next = HiddenField()

@@ -42,18 +42,23 @@ def browser():
 
 @pytest.fixture
 def new_page(browser, live_server):
-    """Open pages in fresh browser contexts (separate cookies, like separate people)."""
+    """Open pages in fresh browser contexts (separate cookies, like separate people). Any script or
+    style the Content-Security-Policy blocked fails the test: it would be behaviour lost in production."""
     contexts = []
+    blocked = []
 
     def open_page(width=1280, height=900):
         context = browser.new_context(base_url=live_server, viewport={"width": width, "height": height})
         context.set_default_timeout(5000)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
+        return page
 
     yield open_page
     for context in contexts:
         context.close()
+    assert not blocked, blocked
 
 
 @pytest.fixture

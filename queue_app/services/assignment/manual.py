@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from queue_app.models import User, WorkItem
-from queue_app.models.base import utcnow
+from queue_app.models.base import MAX_ID, utcnow
 from queue_app.services import access
 from queue_app.services.assignment.capacity import lock_users, open_loads
 from queue_app.services.assignment.notices import notify_assigned
@@ -83,7 +83,7 @@ def parse_selection(values):
         except ValueError:
             raise Invalid("the selection is not valid; reload the page and try again",
                           {"items": "not a list of item ids"}) from None
-        if item_id <= 0 or (seen is not None and seen <= 0):
+        if not 0 < item_id <= MAX_ID or (seen is not None and not 0 < seen <= MAX_ID):
             raise Invalid("the selection is not valid; reload the page and try again",
                           {"items": "not a list of item ids"})
         selection[item_id] = seen
