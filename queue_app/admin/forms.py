@@ -131,6 +131,13 @@ class UserForm(CleanForm):
     submit = SubmitField("Save")
 
 
+class ServiceAccountForm(CleanForm):
+    name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)],
+                       description="The partner system, e.g. Courier Partner.")
+    teams = MultiCheckboxField("Teams it creates items for", coerce=int, validate_choice=True)
+    submit = SubmitField("Add service account")
+
+
 class TeamForm(CleanForm):
     name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)])
     email = StringField("Team address", validators=[Optional(), Length(max=255)], render_kw={"type": "email"},

@@ -8,7 +8,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user
 
 from queue_app.admin import bp
-from queue_app.admin.forms import TeamForm, UserForm, timezone_choices
+from queue_app.admin.forms import ServiceAccountForm, TeamForm, UserForm, timezone_choices
 from queue_app.admin.views import attach_errors
 from queue_app.extensions import db
 from queue_app.models import Calendar, Team, User
@@ -108,6 +108,27 @@ def user_new():
     else:
         invalid_form(form)
     return page("admin/user_edit.html", form, person=None)
+
+
+@bp.route("/users/new-service", methods=["GET", "POST"])
+def service_account_new():
+    """A partner system's account: tokens only, items for the teams ticked here."""
+    form = ServiceAccountForm()
+    form.teams.choices = [(t.id, t.name) for t in db.session.scalars(sa.select(Team).order_by(Team.name))]
+    if form.validate_on_submit():
+        created = {}
+
+        def create():
+            names = [name for ident, name in form.teams.choices if ident in form.teams.data]
+            created["user"] = people_users.create_service_account(db.session, name=form.name.data, teams=names,
+                                                                  actor=me())
+
+        if save(form, create, {"team": "teams"}):
+            flash(f"Service account {created['user'].email} added; issue it a token below.", "success")
+            return redirect(url_for("admin.user_edit", user_id=created["user"].id) + "#api-tokens")
+    else:
+        invalid_form(form)
+    return page("admin/service_new.html", form)
 
 
 @bp.route("/users/<int:user_id>", methods=["GET", "POST"])

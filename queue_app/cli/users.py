@@ -100,4 +100,5 @@ def revoke_token(token_id):
 def list_users():
     """List users with role and teams."""
     for user in db.session.scalars(sa.select(User).order_by(User.email)):
-        click.echo(f"{user.email:40} {user.role:11} {', '.join(t.name for t in user.teams)}")
+        teams = user.intake_teams if user.is_service else user.teams  # a service account: the teams it files for
+        click.echo(f"{user.email:40} {user.role:11} {', '.join(t.name for t in teams)}")

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from queue_app.models import ApiToken, ConfigChange, WorkItem
 from queue_app.models.base import utcnow
-from queue_app.services.errors import PermissionDenied
+from queue_app.services.errors import Invalid, PermissionDenied
 from queue_app.services.items import lifecycle
 from queue_app.services.people import tokens, users
 from tests.conftest import csrf_token_from
@@ -237,7 +237,7 @@ def test_a_service_account_files_items_for_its_teams_and_reads_only_those(client
         lifecycle.add_note(session, mine, actor=account, body="x")
     with pytest.raises(PermissionDenied):
         lifecycle.change_status(session, mine, "open", actor=account)
-    with pytest.raises(Exception):
+    with pytest.raises(Invalid):
         tokens.issue(session, account, "too much", scopes=["write"])
 
 
@@ -258,3 +258,29 @@ def test_cli_refuses_a_service_account_without_a_team(runner, people):
     assert result.exit_code != 0
     result = runner.invoke(args=["users", "add-service", "Ghost", "--team", "No such"])
     assert result.exit_code != 0 and "no team" in result.output
+
+
+def test_admins_add_a_service_account_on_the_people_pages(client, auth, session, people):
+    auth.login("admin@example.com")
+    page = client.get("/admin/users/new-service")
+    csrf = csrf_token_from(page.get_data(as_text=True))
+    response = client.post("/admin/users/new-service", data={"name": "Billing Bridge", "teams": [people.payments.id],
+                                                             "csrf_token": csrf})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    account = users.get_user_by_email(session, "billing-bridge@service.invalid")
+    assert account.is_service and [t.name for t in account.intake_teams] == ["Payments"] and account.teams == []
+    assert "Billing Bridge" in client.get("/admin/users").get_data(as_text=True)
+    refused = client.post("/admin/users/new-service", data={"name": "No Team", "csrf_token": csrf})
+    assert refused.status_code == 422
+    entry = session.scalars(sa.select(ConfigChange).where(ConfigChange.object_type == "user")
+                            .order_by(ConfigChange.id)).all()[-1]
+    assert entry.object_id == account.id and entry.after["role"] == "service"
+    assert entry.after["intake_teams"] == ["Payments"]
+
+
+def test_no_token_for_a_deactivated_account(session, people):
+    person = people.exec1
+    users.update_user(session, person, actor=people.admin, name=person.name, role=person.role, team_ids=[],
+                      skills=person.skills, capacity=person.capacity, timezone=person.timezone, active=False)
+    with pytest.raises(Invalid):
+        tokens.issue(session, person, "later")

@@ -40,6 +40,8 @@ def token_record(row):
 def issue(session, user, name="cli", *, scopes=None, days=None, actor=None, now=None):
     """Create a token for `user` and return (row, the token in clear)."""
     now = now or utcnow()
+    if not user.is_active_user:
+        raise Invalid(f"{user.email} is deactivated; reactivate the account first", {"user": "deactivated"})
     name = (name or "").strip() or "cli"
     if len(name) > MAX_NAME:
         raise Invalid("the token name is too long", {"name": f"at most {MAX_NAME} characters"})
