@@ -122,6 +122,9 @@ class Config:
     OUTBOX_DELIVER_ON_COMMIT = True
     BASE_URL = "http://127.0.0.1:5000"
 
+    # API tokens expire this many days after they are issued.
+    API_TOKEN_DAYS = 90
+
     # Settings read from the environment variable of the same name, with the class value as default.
     ENV_SETTINGS = {
         "SECRET_KEY": env_str, "REDIS_URL": env_str, "LOG_LEVEL": env_str, "MAX_CONTENT_LENGTH": env_int,
@@ -136,7 +139,7 @@ class Config:
         "OUTBOX_RELAY_SECONDS": env_int, "OUTBOX_RECONCILE_SECONDS": env_int,
         "OUTBOX_LEASE_SECONDS": env_int, "SLA_SWEEP_SECONDS": env_int, "OUTBOX_DELIVER_ON_COMMIT": env_bool,
         "AUDIT_SEAL_SECONDS": env_int,
-        "BASE_URL": env_str,
+        "BASE_URL": env_str, "API_TOKEN_DAYS": env_int,
     }
 
     @classmethod
@@ -149,6 +152,8 @@ class Config:
         cfg.LOG_LEVEL = cfg.LOG_LEVEL.upper()
         cfg.INSTANCE_DIR = str(INSTANCE_DIR)
         cfg.finish()
+        if cfg.API_TOKEN_DAYS < 1:
+            raise ConfigError("API_TOKEN_DAYS must be at least 1")
         for tls_setting in ("SMTP_TLS", "IMAP_TLS"):
             if getattr(cfg, tls_setting) not in ("none", "starttls", "ssl"):
                 raise ConfigError(f"{tls_setting} must be one of none, starttls, ssl")

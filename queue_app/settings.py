@@ -55,3 +55,14 @@ class OutboxSettings:
     @classmethod
     def current(cls):
         return cls(deliver_on_commit=bool(_value("OUTBOX_DELIVER_ON_COMMIT")))
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """How long a new API token lives (API_TOKEN_DAYS)."""
+
+    days: int
+
+    @classmethod
+    def current(cls):
+        return cls(days=int(_value("API_TOKEN_DAYS")))

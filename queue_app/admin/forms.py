@@ -118,6 +118,13 @@ class UserForm(Form):
     submit = SubmitField("Save")
 
 
+class ServiceAccountForm(Form):
+    name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)],
+                       description="The partner system, e.g. Courier Partner.")
+    teams = MultiCheckboxField("Teams it creates items for", coerce=int, validate_choice=True)
+    submit = SubmitField("Add service account")
+
+
 class TeamForm(Form):
     name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)])
     email = StringField("Team address", validators=[Optional(), Length(max=255)], render_kw={"type": "email"},

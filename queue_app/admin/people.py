@@ -8,15 +8,18 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user
 
 from queue_app.admin import bp
-from queue_app.admin.forms import TeamForm, UserForm, timezone_choices
+from queue_app.admin.forms import ServiceAccountForm, TeamForm, UserForm, timezone_choices
 from queue_app.admin.views import attach_errors
 from queue_app.extensions import db
 from queue_app.models import Calendar, Team, User
 from queue_app.services.assignment import auto
 from queue_app.services.errors import DomainError, Invalid
+from queue_app.models.user import SERVICE
 from queue_app.services.people import teams as people_teams
+from queue_app.services.people import tokens as people_tokens
 from queue_app.services.people import users as people_users
 from queue_app.web.actions import me
+from queue_app.web.forms import ApiTokenForm, RevokeTokenForm
 
 NO_NAMES = {}
 
@@ -58,14 +61,24 @@ def user_form(user=None):
         form = UserForm()
     elif user is not None:
         form = UserForm(obj=user)  # then the fields whose data is not the attribute as it is
-        form.teams.data = [t.id for t in user.teams]
+        # A service account's teams are those it files items for (it is a member of none).
+        form.teams.data = [t.id for t in (user.intake_teams if user.is_service else user.teams)]
         form.active.data = user.is_active_user
         form.password.data = None
     else:
         form = UserForm()
     form.teams.choices = [(t.id, t.name) for t in db.session.scalars(sa.select(Team).order_by(Team.name))]
     form.timezone.choices = timezone_choices()
+    if user is not None and user.is_service:
+        form.role.choices = [(SERVICE, "Service account")]
     return form
+
+
+def token_context(person, form=None):
+    """The API tokens part of a person's page: theirs, revoke one, issue one."""
+    return {"api_tokens": people_tokens.tokens_of(db.session, person), "token_form_obj": form or ApiTokenForm(),
+            "revoke_form": RevokeTokenForm(),
+            "token_revoke_url": lambda t: url_for("admin.user_revoke_token", user_id=person.id, token_id=t.id)}
 
 
 @bp.route("/users")
@@ -97,6 +110,27 @@ def user_new():
     return page("admin/user_edit.html", form, person=None)
 
 
+@bp.route("/users/new-service", methods=["GET", "POST"])
+def service_account_new():
+    """A partner system's account: tokens only, items for the teams ticked here."""
+    form = ServiceAccountForm()
+    form.teams.choices = [(t.id, t.name) for t in db.session.scalars(sa.select(Team).order_by(Team.name))]
+    if form.validate_on_submit():
+        created = {}
+
+        def create():
+            names = [name for ident, name in form.teams.choices if ident in form.teams.data]
+            created["user"] = people_users.create_service_account(db.session, name=form.name.data, teams=names,
+                                                                  actor=me())
+
+        if save(form, create, {"team": "teams"}):
+            flash(f"Service account {created['user'].email} added; issue it a token below.", "success")
+            return redirect(url_for("admin.user_edit", user_id=created["user"].id) + "#api-tokens")
+    else:
+        invalid_form(form)
+    return page("admin/service_new.html", form)
+
+
 @bp.route("/users/<int:user_id>", methods=["GET", "POST"])
 def user_edit(user_id):
     person = get_or_404(User, user_id)
@@ -116,7 +150,42 @@ def user_edit(user_id):
             return redirect(url_for("admin.user_list"))
     else:
         invalid_form(form)
-    return page("admin/user_edit.html", form, person=person)
+    return page("admin/user_edit.html", form, person=person, **token_context(person))
+
+
+@bp.route("/users/<int:user_id>/tokens", methods=["POST"])
+def user_create_token(user_id):
+    """Issue a token for someone (a service account gets its tokens here or from the CLI)."""
+    person = get_or_404(User, user_id)
+    form = ApiTokenForm()
+    back = url_for("admin.user_edit", user_id=person.id) + "#api-tokens"
+    if form.validate_on_submit():
+        try:
+            row, secret = people_tokens.issue(db.session, person, form.name.data, scopes=form.scopes.data,
+                                              actor=me())
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+        else:
+            db.session.commit()
+            return render_template("auth/token_created.html", token=row, secret=secret, back_url=back), 201
+    else:
+        for problems in form.errors.values():
+            flash(" ".join(problems), "error")
+    return redirect(back)
+
+
+@bp.route("/users/<int:user_id>/tokens/<int:token_id>/revoke", methods=["POST"])
+def user_revoke_token(user_id, token_id):
+    person = get_or_404(User, user_id)
+    if RevokeTokenForm().validate_on_submit():
+        row = people_tokens.get_token(db.session, token_id, owner=person)
+        people_tokens.revoke(db.session, row, actor=me())
+        db.session.commit()
+        flash(f"The token {row.name} of {person.email} is revoked.", "success")
+    else:
+        flash("The form expired; please try again.", "error")
+    return redirect(url_for("admin.user_edit", user_id=person.id) + "#api-tokens")
 
 
 # --- teams --------------------------------------------------------------------------------------

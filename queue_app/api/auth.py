@@ -1,12 +1,24 @@
-"""Bearer-token authentication for every API endpoint except the OpenAPI document."""
-from flask import g, request
+"""Bearer-token authentication and scopes for every API endpoint except the OpenAPI document.
+
+Each endpoint declares the scopes any one of which it needs (`needs`); one that declares none
+is refused, so a new endpoint cannot be left open by forgetting.
+"""
+from flask import current_app, g, request
 
 from queue_app.api import bp
 from queue_app.errors import error_response
 from queue_app.extensions import db
-from queue_app.services.people.users import user_for_token
+from queue_app.services.people import tokens
 
 PUBLIC_ENDPOINTS = {"api.openapi"}
+
+
+def needs(*scopes):
+    """Declare the token scopes (any one of them) an endpoint needs."""
+    def declare(view):
+        view.token_scopes = scopes
+        return view
+    return declare
 
 
 def bearer_token():
@@ -28,6 +40,15 @@ def unauthorized(message, error=None):
     return response
 
 
+def insufficient_scope(wanted):
+    """403 naming the scope the endpoint needs (RFC 6750 insufficient_scope)."""
+    needed = " or ".join(wanted) or "one this endpoint does not declare"
+    response = error_response(403, f"this API token does not have the scope this needs: {needed}")
+    response.headers["WWW-Authenticate"] = (f'Bearer realm="backdesk", error="insufficient_scope", '
+                                            f'scope="{" ".join(wanted)}"')
+    return response
+
+
 def current_user():
     return g.api_user
 
@@ -39,11 +60,17 @@ def authenticate():
     token = bearer_token()
     if token is None:
         return unauthorized("an API token is required: send 'Authorization: Bearer <token>'")
-    user = user_for_token(db.session, token)
-    if user is None:
+    row, problem = tokens.check(db.session, token)
+    if row is None:
         db.session.rollback()
-        return unauthorized("the API token is invalid or revoked", "invalid_token")
-    # Keep the token's last_used_at even on read-only requests.
-    db.session.commit()
-    g.api_user = user
+        return unauthorized(problem, "invalid_token")
+    if db.session.dirty:
+        db.session.commit()  # last_used_at, written at most once a minute
+    view = current_app.view_functions.get(request.endpoint)
+    if view is not None:  # else routing failed and the 404 or 405 follows
+        wanted = getattr(view, "token_scopes", ())
+        if not set(wanted) & set(row.scope_list):
+            return insufficient_scope(wanted)
+    g.api_user = row.user
+    g.api_token = row
     return None

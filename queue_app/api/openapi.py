@@ -336,7 +336,10 @@ def build_spec():
         "info": {"title": "Backdesk API", "version": "1",
                  "description": "Work items for back-office queues. Every endpoint except this document needs "
                                 "`Authorization: Bearer <token>` (create one with `flask --app wsgi users token "
-                                "EMAIL`). Items of teams the token's user is not in are reported as not found."},
+                                "EMAIL`). Items of teams the token's user is not in are reported as not found. "
+                                "A token expires (API_TOKEN_DAYS) and can be revoked (401); it carries scopes: "
+                                "`read` for GET, `write` for changes, `intake` or `write` to create items, "
+                                "else 403."},
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearerAuth": []}],
         "paths": {
@@ -437,7 +440,8 @@ def build_spec():
         },
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
-                                               "description": "An API token from `flask users token EMAIL`"}},
+                                               "description": "An API token from `flask users token EMAIL` or the "
+                                                              "settings page, with scopes read, write, intake"}},
             "schemas": _component_schemas(),
             "responses": {
                 "BadRequest": _error_response("Malformed JSON, or a body that is not a JSON object"),

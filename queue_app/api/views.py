@@ -4,7 +4,7 @@ from flask import jsonify, request, url_for
 from sqlalchemy.orm import selectinload
 
 from queue_app.api import bp, schemas
-from queue_app.api.auth import current_user
+from queue_app.api.auth import current_user, needs
 from queue_app.api.openapi import build_spec
 from queue_app.extensions import db
 from queue_app.models import Event, SlaPolicy, Team, WorkItem
@@ -50,6 +50,7 @@ def openapi():
 
 
 @bp.post("/items")
+@needs("intake", "write")
 def create_item():
     body = schemas.read_body(schemas.CREATE_ITEM)
     team = _team_named(body["team"]) if body.get("team") else None
@@ -68,6 +69,7 @@ def create_item():
 
 
 @bp.get("/items")
+@needs("read")
 def list_items():
     """Newest first, keyset-paginated on id; only ever the items the caller may see."""
     user = current_user()
@@ -89,11 +91,13 @@ def list_items():
 
 
 @bp.get("/items/<ref>")
+@needs("read")
 def get_item(ref):
     return _item_response(lifecycle.get_visible_item(db.session, current_user(), ref))
 
 
 @bp.patch("/items/<ref>")
+@needs("write")
 def reclassify_item(ref):
     """Change type, priority or team; the SLA policy and due times follow."""
     body = schemas.read_reclassify_body()
@@ -110,6 +114,7 @@ def reclassify_item(ref):
 
 
 @bp.post("/items/<ref>/assign")
+@needs("write")
 def assign_item(ref):
     body = schemas.read_body(schemas.ASSIGN, required=("assignee",))
     user = current_user()
@@ -121,6 +126,7 @@ def assign_item(ref):
 
 
 @bp.post("/items/<ref>/status")
+@needs("write")
 def change_status(ref):
     body = schemas.read_body(schemas.CHANGE_STATUS, required=("status",))
     user = current_user()
@@ -132,6 +138,7 @@ def change_status(ref):
 
 
 @bp.post("/items/<ref>/notes")
+@needs("write")
 def add_note(ref):
     body = schemas.read_body(schemas.ADD_NOTE, required=("body",))
     user = current_user()
@@ -144,6 +151,7 @@ def add_note(ref):
 
 
 @bp.get("/items/<ref>/events")
+@needs("read")
 def list_events(ref):
     item = lifecycle.get_visible_item(db.session, current_user(), ref)
     events = db.session.scalars(sa.select(Event).where(Event.work_item_id == item.id).order_by(Event.id))
@@ -151,12 +159,14 @@ def list_events(ref):
 
 
 @bp.get("/items/<ref>/checks")
+@needs("read")
 def list_checks(ref):
     item = lifecycle.get_visible_item(db.session, current_user(), ref)
     return jsonify({"checks": [schemas.check_json(result) for result in runner.latest_results(db.session, item)]})
 
 
 @bp.post("/items/<ref>/checks/run")
+@needs("write")
 def run_checks(ref):
     """Run every check of the item again (after commit, on a worker); 202: the results come later."""
     user = current_user()
@@ -169,6 +179,7 @@ def run_checks(ref):
 
 
 @bp.patch("/items/<ref>/fields")
+@needs("write")
 def update_fields(ref):
     """Change type-specific fields; the checks run again."""
     body = schemas.read_body(schemas.UPDATE_FIELDS, required=("fields",))
@@ -180,6 +191,7 @@ def update_fields(ref):
 
 
 @bp.post("/items/<ref>/attachments")
+@needs("write")
 def add_attachment(ref):
     """Upload a file (multipart/form-data, part `file`); the checks run again."""
     upload = schemas.read_upload()
@@ -194,6 +206,7 @@ def add_attachment(ref):
 
 
 @bp.post("/items/<ref>/approval")
+@needs("write")
 def decide_approval(ref):
     """Approve or reject the pending approval (maker-checker: never one's own request)."""
     body = schemas.read_body(schemas.DECIDE, required=("decision",))
@@ -206,6 +219,7 @@ def decide_approval(ref):
 
 
 @bp.get("/approvals")
+@needs("read")
 def list_approvals():
     """Pending approvals the caller may decide (or asked for), oldest first, keyset-paginated."""
     filters = schemas.read_page_args(request.args)

@@ -6,8 +6,11 @@ from flask_login import current_user, login_required, login_user, logout_user
 from queue_app.auth import bp
 from queue_app.auth.forms import LoginForm, PasswordForm, TimezoneForm
 from queue_app.extensions import db
-from queue_app.services.errors import Invalid
-from queue_app.services.people import users
+from queue_app.services.errors import DomainError, Invalid
+from queue_app.services.people import tokens, users
+from queue_app.settings import TokenSettings
+from queue_app.web.actions import me
+from queue_app.web.forms import ApiTokenForm, RevokeTokenForm
 from queue_app.web.navigation import safe_next
 
 LOGIN_FAILED = "Unknown email or wrong password."
@@ -68,4 +71,48 @@ def settings():
             flash("Password changed. Your other sessions have been signed out.", "success")
             return redirect(url_for("auth.settings"))
     status = 422 if request.method == "POST" else 200
-    return render_template("auth/settings.html", tz_form=tz_form, pw_form=pw_form), status
+    return render_template("auth/settings.html", tz_form=tz_form, pw_form=pw_form, **api_token_block()), status
+
+
+# --- API tokens: the settings page's block (templates/auth/_api_tokens.html) ---------------------
+
+def api_token_block(form=None):
+    """What the settings page's API tokens block shows."""
+    return {"api_tokens": tokens.tokens_of(db.session, current_user), "token_form_obj": form or ApiTokenForm(),
+            "revoke_form": RevokeTokenForm(), "token_days": TokenSettings.current().days,
+            "token_revoke_url": lambda t: url_for("auth.revoke_token", token_id=t.id)}
+
+
+@bp.route("/settings/tokens", methods=["POST"])
+@login_required
+def create_token():
+    """Create one of your own tokens; its secret is on this response only."""
+    form = ApiTokenForm()
+    if form.validate_on_submit():
+        try:
+            row, secret = tokens.issue(db.session, me(), form.name.data, scopes=form.scopes.data, actor=me())
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+        else:
+            db.session.commit()
+            return render_template("auth/token_created.html", token=row, secret=secret,
+                                   back_url=url_for("auth.settings") + "#api-tokens"), 201
+    else:
+        for problems in form.errors.values():
+            flash(" ".join(problems), "error")
+    return redirect(url_for("auth.settings") + "#api-tokens")
+
+
+@bp.route("/settings/tokens/<int:token_id>/revoke", methods=["POST"])
+@login_required
+def revoke_token(token_id):
+    """Revoke one of your own tokens (anyone else's is not found)."""
+    if RevokeTokenForm().validate_on_submit():
+        row = tokens.get_token(db.session, token_id, owner=me())
+        tokens.revoke(db.session, row, actor=me())
+        db.session.commit()
+        flash(f"The token {row.name} is revoked.", "success")
+    else:
+        flash("The form expired; please try again.", "error")
+    return redirect(url_for("auth.settings") + "#api-tokens")

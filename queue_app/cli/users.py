@@ -1,4 +1,4 @@
-"""`flask users create|token|list`."""
+"""`flask users create|add-service|token|tokens|revoke-token|list`."""
 import click
 import sqlalchemy as sa
 from flask.cli import AppGroup
@@ -6,8 +6,10 @@ from flask.cli import AppGroup
 from queue_app.cli.actor import cli_actor
 from queue_app.extensions import db
 from queue_app.models import User
-from queue_app.models.user import ROLES
+from queue_app.models.base import utcnow
+from queue_app.models.user import ROLES, SCOPES
 from queue_app.services.errors import DomainError
+from queue_app.services.people import tokens as token_service
 from queue_app.services.people import users as user_service
 
 users = AppGroup("users", help="Manage people who log in.")
@@ -31,21 +33,72 @@ def create(email, role, teams, password, name):
     click.echo(f"created {user.role} {user.email} in {', '.join(t.name for t in user.teams) or 'no team'}")
 
 
+@users.command("add-service")
+@click.argument("name")
+@click.option("--team", "teams", multiple=True, required=True, help="A team it files items for; repeat for several.")
+def add_service(name, teams):
+    """Create a service account NAME: API tokens only, files items for its teams, reads only those."""
+    try:
+        user = user_service.create_service_account(db.session, name=name, teams=teams, actor=cli_actor())
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"created service account {user.email} for {', '.join(t.name for t in user.intake_teams)}; "
+               f"give it a token with `flask users token {user.email}`")
+
+
 @users.command("token")
 @click.argument("email")
 @click.option("--name", default="cli", show_default=True, help="A label for the token.")
-def token(email, name):
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES),
+              help="Repeat for several; default read and write (read and intake for a service account).")
+def token(email, name, scopes):
     """Print a new API token for EMAIL (shown once; only its hash is stored)."""
     user = user_service.get_user_by_email(db.session, email)
     if user is None:
         raise click.ClickException(f"no user {email}")
-    value = user_service.issue_api_token(db.session, user, name, actor=cli_actor())
-    db.session.commit()
-    click.echo(value)
+    try:
+        _row, value = token_service.issue(db.session, user, name, scopes=scopes or None, actor=cli_actor())
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(value)  # alone on stdout, so scripts can capture it
+
+
+@users.command("tokens")
+@click.argument("email")
+def list_tokens(email):
+    """List EMAIL's API tokens: id, name, scopes, created, last used, expires, state."""
+    user = user_service.get_user_by_email(db.session, email)
+    if user is None:
+        raise click.ClickException(f"no user {email}")
+    now = utcnow()
+    for row in token_service.tokens_of(db.session, user):
+        state = "revoked" if row.revoked_at else "expired" if row.is_expired(now) else "active"
+        used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
+        click.echo(f"{row.id:>6} {row.name[:30]:30} {' '.join(row.scope_list):18} {row.created_at:%Y-%m-%d} "
+                   f"used {used:16} expires {row.expires_at:%Y-%m-%d} {state}")
+
+
+@users.command("revoke-token")
+@click.argument("token_id", type=int)
+def revoke_token(token_id):
+    """Revoke the API token with this id (see `flask users tokens EMAIL`), for good."""
+    try:
+        row = token_service.get_token(db.session, token_id)
+        token_service.revoke(db.session, row, actor=cli_actor())
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"revoked token #{row.id} ({row.name}) of {row.user.email}")
 
 
 @users.command("list")
 def list_users():
     """List users with role and teams."""
     for user in db.session.scalars(sa.select(User).order_by(User.email)):
-        click.echo(f"{user.email:40} {user.role:11} {', '.join(t.name for t in user.teams)}")
+        teams = user.intake_teams if user.is_service else user.teams  # a service account: the teams it files for
+        click.echo(f"{user.email:40} {user.role:11} {', '.join(t.name for t in teams)}")

@@ -16,6 +16,21 @@ if TYPE_CHECKING:
     from queue_app.models import Team
 
 ROLES = ("executive", "supervisor", "admin")
+# A partner system's account: API tokens only, never the web; files items for its teams.
+SERVICE = "service"
+ACCOUNT_ROLES = ROLES + (SERVICE,)
+
+# What a token may do: read items, change them, create them (intake).
+SCOPES = ("read", "write", "intake")
+
+# The teams a service account may file items for. Not team membership: a service account is
+# nobody's colleague, is never assigned work and sees nothing of the team's queue.
+service_account_teams = sa.Table(
+    "service_account_teams",
+    db.Model.metadata,
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("team_id", sa.ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
 
 
 class User(UserMixin, db.Model):
@@ -37,8 +52,9 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     teams: Mapped[list["Team"]] = relationship(secondary=team_members, back_populates="members", order_by="Team.name")
+    intake_teams: Mapped[list["Team"]] = relationship(secondary=service_account_teams, order_by="Team.name")
 
-    __table_args__ = (one_of("role", ROLES),)
+    __table_args__ = (one_of("role", ACCOUNT_ROLES),)
 
     def set_password(self, password):
         self.password_hash = generate_password_hash(password)
@@ -60,6 +76,10 @@ class User(UserMixin, db.Model):
     def team_ids(self):
         return {t.id for t in self.teams}
 
+    @property
+    def is_service(self):
+        return self.role == SERVICE
+
     def is_out_of_office(self, now):
         if self.out_of_office_from is None:
             return False
@@ -80,10 +100,23 @@ class ApiToken(db.Model):
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[Optional[datetime]]
+    expires_at: Mapped[datetime]
     revoked_at: Mapped[Optional[datetime]]
+    # Space-separated, from SCOPES.
+    scopes: Mapped[str] = mapped_column(sa.String(60), default="read write", server_default="read write")
 
     user: Mapped["User"] = relationship()
 
     @staticmethod
     def hash(token):
         return hashlib.sha256(token.encode()).hexdigest()
+
+    @property
+    def scope_list(self):
+        return [s for s in SCOPES if s in self.scopes.split()]
+
+    def is_expired(self, now):
+        return self.expires_at <= now
+
+    def is_usable(self, now):
+        return self.revoked_at is None and not self.is_expired(now)

@@ -1,9 +1,13 @@
 """The base form of every page, and forms more than one blueprint shows."""
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, IntegerField, StringField, TextAreaField
+from wtforms import HiddenField, IntegerField, SelectMultipleField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
 
+from queue_app.models.user import SCOPES
 from queue_app.web.security import has_control_characters, out_of_range
+
+SCOPE_LABELS = {"read": "Read items", "write": "Change items", "intake": "Create items"}
 
 NOT_ALLOWED = "Contains a character that is not allowed."
 OUT_OF_RANGE = "Is out of range."
@@ -40,3 +44,20 @@ class DecisionForm(Form):
     decision = StringField("Decision", validators=[DataRequired()])
     comment = StringField("Comment (needed to reject)", validators=[Optional(), Length(max=2000)])
     next = HiddenField()
+
+
+class ApiTokenForm(Form):
+    """A new API token: a name to recognise it by and what it may do (settings and admin pages)."""
+
+    name = StringField("Name", validators=[DataRequired(message="Give the token a name."), Length(max=120)],
+                       description="What uses it, e.g. the partner system's name.")
+    scopes = SelectMultipleField("Scopes", choices=[(s, SCOPE_LABELS[s]) for s in SCOPES], default=["read"],
+                                 validators=[DataRequired(message="Choose at least one scope.")],
+                                 widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
+    create_token = SubmitField("Create token")
+
+
+class RevokeTokenForm(Form):
+    """Only the CSRF token: revoking is a POST from a button."""
+
+    revoke = SubmitField("Revoke")

@@ -314,7 +314,8 @@ def test_an_api_token_is_recorded_without_the_token_or_its_hash(runner, session,
     entry = last(session, "api_token", "created")
     row = session.scalar(sa.select(ApiToken))
     assert (entry.object_id, entry.object_label) == (row.id, "billing system of sam@example.com")
-    assert entry.after == {"user": "sam@example.com", "name": "billing system", "token": "[hidden]"}
+    assert entry.after == {"user": "sam@example.com", "name": "billing system", "token": "[hidden]",
+                           "scopes": ["read", "write"], "expires_at": row.expires_at.isoformat(), "revoked_at": None}
     stored = stored_text(session)
     assert value not in stored and row.token_hash not in stored
 

@@ -73,7 +73,7 @@ def may_decide_approval(session, user, item, approval):
 
 def decide(session, item, *, actor, approve, comment=None, now=None):
     now = now or utcnow()
-    access.require_view(actor, item)
+    access.require_change(actor, item)
     comment = (comment or "").strip() or None
     if comment is not None and len(comment) > MAX_COMMENT:
         raise Invalid("the comment is too long", {"comment": f"at most {MAX_COMMENT} characters"})

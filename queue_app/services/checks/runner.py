@@ -62,7 +62,7 @@ def enqueue_checks(session, item):
 def request_rerun(session, item, *, actor, now=None):
     """A person asked to run every check again (rates changed, the related item breached, ...)."""
     now = now or utcnow()
-    access.require_view(actor, item)
+    access.require_change(actor, item)
     key = f"rerun-{uuid.uuid4().hex[:16]}"
     names = checks_for(item)
     record_event(session, item, "checks_requested", actor, {"run": key, "checks": names}, now=now)

@@ -32,7 +32,7 @@ def clean_filename(name):
 
 def attach_file(session, item, *, actor, filename, data, declared_type=None, now=None):
     now = now or utcnow()
-    access.require_view(actor, item)
+    access.require_change(actor, item)
     if not item.is_open:
         raise Invalid(f"{item.ref} is {item.status}; reopen it before adding files", {"status": item.status})
     if len(data) > MAX_FILE_BYTES:

@@ -124,9 +124,7 @@ def prepare_item(session, *, actor, source, type=None, subject, description="", 
         fields = {**from_email, **given}
     values = validate_fields(decision.type, fields, require=require_fields)
     from_email = {name: values[name] for name in from_email}
-    if actor is not None and actor.role != "admin" and decision.team.id not in actor.team_ids and source != "form":
-        # API clients file work for their own teams; the front-office form may file for any team.
-        access.require_manage_team(actor, decision.team.id)
+    access.require_file(actor, decision.team.id, source)
 
     columns = dict(
         type=decision.type, status="new", priority=decision.priority, source=source, subject=subject,
@@ -254,7 +252,7 @@ def update_fields(session, item, *, actor, fields, now=None, expected_version=No
 def add_note(session, item, *, actor, body, now=None):
     """An internal note: never sent to the requester."""
     now = now or utcnow()
-    access.require_view(actor, item)
+    access.require_change(actor, item)
     body = _clean_text(body, "body", MAX_BODY, required=True)
     message = Message(work_item_id=item.id, kind="note", body_text=body, author_id=actor.id, created_at=now)
     session.add(message)

@@ -4,6 +4,7 @@ Every change to an account (role, teams, skills, capacity, whether it may sign i
 every API token issued and every sign-in, failed sign-in and sign-out is recorded in the audit
 trail (services.audit.record), secrets masked.
 """
+import re
 import secrets
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -11,12 +12,13 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import selectinload
 
-from queue_app.models import ApiToken, Team, User
+from queue_app.models import Team, User
 from queue_app.models.base import utcnow
-from queue_app.models.user import ROLES
+from queue_app.models.user import ROLES, SERVICE
 from queue_app.models.work_item import TYPES
 from queue_app.services.audit import record as audit
 from queue_app.services.errors import Conflict, Invalid, NotFound
+from queue_app.services.people import tokens
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -48,8 +50,19 @@ def get_user_by_email(session, email):
 
 def account(user):
     """What the audit trail records of an account (services.audit.record.snapshot)."""
+    extra = {"intake_teams": [t.name for t in user.intake_teams]} if user.is_service else {}
     return audit.snapshot(user, ("email", "name", "role", "skills", "capacity", "timezone"),
-                          teams=[t.name for t in user.teams], active=bool(user.is_active_user))
+                          teams=[t.name for t in user.teams], active=bool(user.is_active_user), **extra)
+
+
+def _teams_named(session, names):
+    found = []
+    for team_name in names:
+        team = session.scalar(sa.select(Team).where(Team.name == team_name))
+        if team is None:
+            raise NotFound(f"no team named {team_name!r}", {"team": "no such team"})
+        found.append(team)
+    return found
 
 
 def create_user(session, *, email, password, role="executive", name=None, teams=(), skills=None,
@@ -62,12 +75,7 @@ def create_user(session, *, email, password, role="executive", name=None, teams=
     check_capacity(capacity)
     if get_user_by_email(session, email):
         raise Conflict(f"a user with email {email} already exists", {"email": "already taken"})
-    team_objs = []
-    for team_name in teams:
-        team = session.scalar(sa.select(Team).where(Team.name == team_name))
-        if team is None:
-            raise NotFound(f"no team named {team_name!r}", {"team": "no such team"})
-        team_objs.append(team)
+    team_objs = _teams_named(session, teams)
     user = User(email=email, name=name or email.split("@")[0].replace(".", " ").title(), role=role,
                 timezone=timezone, capacity=capacity, skills=list(skills if skills is not None else TYPES))
     user.set_password(password)
@@ -76,6 +84,27 @@ def create_user(session, *, email, password, role="executive", name=None, teams=
     session.add(user)
     session.flush()
     audit.changed(session, actor, "user", user, None, {**account(user), "password": audit.Secret(user.password_hash)})
+    return user
+
+
+def create_service_account(session, *, name, teams, actor=None):
+    """A partner system's account: no usable password, never the web, tokens only; it may file
+    items for `teams` (not a member of them: it gets no work and sees no queue)."""
+    name = (name or "").strip()
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    if not slug or len(name) > MAX_NAME:
+        raise Invalid("a service account needs a name (letters or digits)", {"name": "is required"})
+    if not teams:
+        raise Invalid("a service account needs at least one team to file items for", {"team": "is required"})
+    email = f"{slug}@service.invalid"  # unique like any account's; .invalid never receives mail
+    if get_user_by_email(session, email):
+        raise Conflict(f"a service account named {name!r} already exists", {"name": "already taken"})
+    user = User(email=email, name=name, role=SERVICE, capacity=0, skills=[], timezone="UTC")
+    user.set_password(secrets.token_urlsafe(32))  # nobody knows it, and the web refuses the role anyway
+    user.intake_teams = _teams_named(session, dict.fromkeys(teams))
+    session.add(user)
+    session.flush()
+    audit.changed(session, actor, "user", user, None, account(user))
     return user
 
 
@@ -94,6 +123,8 @@ def _check_credentials(session, email, password):
         return None, "wrong password", user
     if not user.is_active:
         return None, "account inactive", user
+    if user.is_service:
+        return None, "service account", user  # the login page says what it says for a wrong password
     return user, None, user
 
 
@@ -125,6 +156,8 @@ def user_for_session_id(session, session_id):
         return None
     if user is None or not secrets.compare_digest(user.session_nonce, nonce) or not user.is_active:
         return None
+    if user.is_service:
+        return None
     return user
 
 
@@ -144,27 +177,15 @@ def change_password(session, user, current_password, new_password):
                   action="password_changed")
 
 
-def issue_api_token(session, user, name="cli", *, actor=None):
-    """Create a token and return it in clear; only its hash is kept (and not even that in the audit trail)."""
-    token = "bd_" + secrets.token_urlsafe(32)
-    row = ApiToken(user_id=user.id, name=name, token_hash=ApiToken.hash(token))
-    session.add(row)
-    session.flush()
-    audit.changed(session, actor, "api_token", row, None,
-                  {"user": user.email, "name": name, "token": audit.Secret(row.token_hash)},
-                  label=f"{name} of {user.email}")
-    return token
+def issue_api_token(session, user, name="cli", *, scopes=None, actor=None):
+    """Create a token and return it in clear; only its hash is kept (services.people.tokens)."""
+    return tokens.issue(session, user, name, scopes=scopes, actor=actor)[1]
 
 
 def user_for_token(session, token, now=None):
-    if not token:
-        return None
-    row = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == ApiToken.hash(token),
-                                                   ApiToken.revoked_at.is_(None)))
-    if row is None or not row.user.is_active:
-        return None
-    row.last_used_at = now or utcnow()
-    return row.user
+    """The owner of a usable token (not revoked, not expired, account active), or None."""
+    row, _problem = tokens.check(session, token, now)
+    return row.user if row is not None else None
 
 
 # --- administration: editing people, their teams, skills and capacity ------------------------
@@ -190,7 +211,8 @@ def update_user(session, user, *, actor, name, role, team_ids, skills, capacity,
 
     All fields are checked before anything changes. An admin cannot take away their own
     admin role or deactivate themselves (nobody would be left to undo it). Deactivating
-    someone ends their sessions; their open items stay assigned until someone moves them.
+    someone ends their sessions and revokes their API tokens for good; their open items stay
+    assigned until someone moves them.
     """
     errors = {}
     name = (name or "").strip()
@@ -198,7 +220,9 @@ def update_user(session, user, *, actor, name, role, team_ids, skills, capacity,
         errors["name"] = "is required"
     elif len(name) > MAX_NAME:
         errors["name"] = f"at most {MAX_NAME} characters"
-    if role not in ROLES:
+    if user.is_service != (role == SERVICE):
+        errors["role"] = "a service account stays one, and a person cannot become one"
+    elif role not in ROLES and role != SERVICE:
         errors["role"] = f"must be one of {', '.join(ROLES)}"
     unknown_skills = [s for s in skills if s not in TYPES]
     if unknown_skills:
@@ -222,13 +246,17 @@ def update_user(session, user, *, actor, name, role, team_ids, skills, capacity,
     was_active = user.is_active_user
     user.name = name
     user.role = role
-    user.teams = sorted(teams, key=lambda t: t.name)
+    if user.is_service:
+        user.intake_teams = sorted(teams, key=lambda t: t.name)  # the teams it files items for
+    else:
+        user.teams = sorted(teams, key=lambda t: t.name)
     user.skills = [t for t in TYPES if t in skills]
     user.capacity = capacity
     user.timezone = timezone
     user.is_active_user = bool(active)
     if was_active and not user.is_active_user:
         end_all_sessions(user)
+        tokens.revoke_all(session, user, actor=actor)  # for good: reactivating brings none back
     session.flush()
     audit.changed(session, actor, "user", user, before, account(user))
     return user
