@@ -20,7 +20,7 @@ def create_app(config=None):
     from queue_app.extensions import csrf, db, login_manager, migrate
     from queue_app.logging import configure_logging
     from queue_app.services.audit import chain
-    from queue_app.web import templating
+    from queue_app.web import signin_limits, templating
 
     app = Flask(__name__, template_folder=str(BASE_DIR / "templates"), instance_path=str(BASE_DIR / "instance"))
     cfg = config if config is not None else config_from_environment()
@@ -34,6 +34,7 @@ def create_app(config=None):
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
+    signin_limits.init_app(app)
 
     with app.app_context():
         _configure_engine(db.engine)

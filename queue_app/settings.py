@@ -55,3 +55,15 @@ class OutboxSettings:
     @classmethod
     def current(cls):
         return cls(deliver_on_commit=bool(_value("OUTBOX_DELIVER_ON_COMMIT")))
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How long a signed-in browser stays signed in: idle at most, and in all."""
+
+    idle_minutes: int
+    max_hours: int
+
+    @classmethod
+    def current(cls):
+        return cls(idle_minutes=_value("SESSION_IDLE_MINUTES"), max_hours=_value("SESSION_MAX_HOURS"))
