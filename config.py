@@ -90,6 +90,9 @@ class Config:
     SIGN_IN_FAILURES_PER_ACCOUNT = 5
     SIGN_IN_FAILURES_PER_ADDRESS = 20
     SIGN_IN_WINDOW_MINUTES = 15
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted (0: none). The
+    # per-address sign-in limit and the audit trail need the client's address, not the proxy's.
+    TRUSTED_PROXIES = 0
 
     # Outbound mail (replies, acknowledgements, notifications).
     SMTP_HOST = None
@@ -148,7 +151,7 @@ class Config:
         "BASE_URL": env_str,
         "SESSION_IDLE_MINUTES": env_int, "SESSION_MAX_HOURS": env_int,
         "SIGN_IN_FAILURES_PER_ACCOUNT": env_int, "SIGN_IN_FAILURES_PER_ADDRESS": env_int,
-        "SIGN_IN_WINDOW_MINUTES": env_int,
+        "SIGN_IN_WINDOW_MINUTES": env_int, "TRUSTED_PROXIES": env_int,
     }
 
     @classmethod

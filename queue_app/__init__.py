@@ -27,6 +27,11 @@ def create_app(config=None):
     app.config.from_mapping(cfg.as_dict() if hasattr(cfg, "as_dict") else cfg)
     Path(app.config.get("INSTANCE_DIR", app.instance_path)).mkdir(parents=True, exist_ok=True)
     configure_logging(app)
+    if app.config.get("TRUSTED_PROXIES"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))

@@ -277,3 +277,17 @@ def test_sign_in_records_the_browser_and_the_audit_entry(client, auth, session, 
         key = browser["browser_session_key"]
     assert row.key_hash == UserSession.hash(key) and key not in row.key_hash
     assert [e.object_id for e in entries(session, "sign_in")] == [world.priya.id]
+
+
+def test_behind_a_trusted_proxy_the_client_address_is_counted(session, world, limits):
+    from queue_app import create_app
+    from tests.conftest import _test_config
+
+    cfg = _test_config()
+    cfg.TRUSTED_PROXIES = 1
+    proxied = create_app(cfg)
+    client = proxied.test_client()
+    page = client.get("/login")
+    client.post("/login", headers={"X-Forwarded-For": "203.0.113.5"}, data={
+        "email": "priya@example.com", "password": "wrong-password", "csrf_token": csrf_token_from(text(page))})
+    assert [e.after["remote_addr"] for e in entries(session, "sign_in_failed")] == ["203.0.113.5"]
