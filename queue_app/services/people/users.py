@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import selectinload
-
 from werkzeug.security import check_password_hash
 
 from queue_app.models import ApiToken, Team, User, UserSession
