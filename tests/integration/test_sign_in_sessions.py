@@ -286,8 +286,15 @@ def test_behind_a_trusted_proxy_the_client_address_is_counted(session, world, li
     cfg = _test_config()
     cfg.TRUSTED_PROXIES = 1
     proxied = create_app(cfg)
-    client = proxied.test_client()
-    page = client.get("/login")
-    client.post("/login", headers={"X-Forwarded-For": "203.0.113.5"}, data={
-        "email": "priya@example.com", "password": "wrong-password", "csrf_token": csrf_token_from(text(page))})
+    try:
+        client = proxied.test_client()
+        page = client.get("/login")
+        client.post("/login", headers={"X-Forwarded-For": "203.0.113.5"}, data={
+            "email": "priya@example.com", "password": "wrong-password", "csrf_token": csrf_token_from(text(page))})
+    finally:
+        with proxied.app_context():  # close its connections now, not when it is garbage-collected
+            from queue_app.extensions import db
+
+            db.session.remove()
+            db.engine.dispose()
     assert [e.after["remote_addr"] for e in entries(session, "sign_in_failed")] == ["203.0.113.5"]
