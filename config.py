@@ -5,6 +5,7 @@ instead of silently falling back to a default.
 """
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -81,6 +82,19 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None
     # Strict-Transport-Security on every response: only where the site is served over HTTPS.
     SEND_HSTS = False
+    # A signed-in browser is signed out after SESSION_IDLE_MINUTES without a request, and
+    # SESSION_MAX_HOURS after signing in, whatever it does; cookies live no longer than that.
+    SESSION_IDLE_MINUTES = 30
+    SESSION_MAX_HOURS = 12
+
+    # Failed sign-ins allowed per SIGN_IN_WINDOW_MINUTES: per account (the email tried) and per
+    # client address. Past either, sign-in is refused (429) until the oldest failure is that old.
+    SIGN_IN_FAILURES_PER_ACCOUNT = 5
+    SIGN_IN_FAILURES_PER_ADDRESS = 20
+    SIGN_IN_WINDOW_MINUTES = 15
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted (0: none). The
+    # per-address sign-in limit and the audit trail need the client's address, not the proxy's.
+    TRUSTED_PROXIES = 0
 
     # Outbound mail (replies, acknowledgements, notifications).
     SMTP_HOST = None
@@ -140,6 +154,9 @@ class Config:
         "OUTBOX_LEASE_SECONDS": env_int, "SLA_SWEEP_SECONDS": env_int, "OUTBOX_DELIVER_ON_COMMIT": env_bool,
         "AUDIT_SEAL_SECONDS": env_int,
         "BASE_URL": env_str, "API_TOKEN_DAYS": env_int,
+        "SESSION_IDLE_MINUTES": env_int, "SESSION_MAX_HOURS": env_int,
+        "SIGN_IN_FAILURES_PER_ACCOUNT": env_int, "SIGN_IN_FAILURES_PER_ADDRESS": env_int,
+        "SIGN_IN_WINDOW_MINUTES": env_int, "TRUSTED_PROXIES": env_int,
     }
 
     @classmethod
@@ -154,6 +171,12 @@ class Config:
         cfg.finish()
         if cfg.API_TOKEN_DAYS < 1:
             raise ConfigError("API_TOKEN_DAYS must be at least 1")
+        # Neither the session cookie nor Flask-Login's remember-me cookie outlives a session.
+        cfg.PERMANENT_SESSION_LIFETIME = cfg.REMEMBER_COOKIE_DURATION = timedelta(hours=cfg.SESSION_MAX_HOURS)
+        for name in ("SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "SIGN_IN_FAILURES_PER_ACCOUNT",
+                     "SIGN_IN_FAILURES_PER_ADDRESS", "SIGN_IN_WINDOW_MINUTES"):
+            if getattr(cfg, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
         for tls_setting in ("SMTP_TLS", "IMAP_TLS"):
             if getattr(cfg, tls_setting) not in ("none", "starttls", "ssl"):
                 raise ConfigError(f"{tls_setting} must be one of none, starttls, ssl")

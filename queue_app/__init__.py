@@ -20,13 +20,18 @@ def create_app(config=None):
     from queue_app.extensions import csrf, db, login_manager, migrate
     from queue_app.logging import configure_logging
     from queue_app.services.audit import chain
-    from queue_app.web import security, templating
+    from queue_app.web import security, signin_limits, templating
 
     app = Flask(__name__, template_folder=str(BASE_DIR / "templates"), instance_path=str(BASE_DIR / "instance"))
     cfg = config if config is not None else config_from_environment()
     app.config.from_mapping(cfg.as_dict() if hasattr(cfg, "as_dict") else cfg)
     Path(app.config.get("INSTANCE_DIR", app.instance_path)).mkdir(parents=True, exist_ok=True)
     configure_logging(app)
+    if app.config.get("TRUSTED_PROXIES"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
@@ -34,6 +39,7 @@ def create_app(config=None):
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
+    signin_limits.init_app(app)
 
     with app.app_context():
         _configure_engine(db.engine)

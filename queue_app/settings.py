@@ -66,3 +66,15 @@ class TokenSettings:
     @classmethod
     def current(cls):
         return cls(days=int(_value("API_TOKEN_DAYS")))
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How long a signed-in browser stays signed in: idle at most, and in all."""
+
+    idle_minutes: int
+    max_hours: int
+
+    @classmethod
+    def current(cls):
+        return cls(idle_minutes=_value("SESSION_IDLE_MINUTES"), max_hours=_value("SESSION_MAX_HOURS"))

@@ -87,6 +87,21 @@ def app_ctx(app):
         empty_all_tables()
 
 
+@pytest.fixture(autouse=True)
+def fresh_sign_in_limits(app_ctx):
+    """Failed sign-ins of one test do not lock out the next (the counts live in Redis)."""
+    yield
+    from queue_app.extensions import limiter
+
+    try:
+        limiter.reset()
+    except Exception:  # no Redis in this run: the limiter counted in its in-process fallback
+        pass
+    fallback = getattr(limiter, "_fallback_storage", None)
+    if fallback is not None:
+        fallback.reset()
+
+
 @pytest.fixture
 def db(app_ctx):
     return _db

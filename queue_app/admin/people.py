@@ -20,6 +20,7 @@ from queue_app.services.people import tokens as people_tokens
 from queue_app.services.people import users as people_users
 from queue_app.web.actions import me
 from queue_app.web.forms import ApiTokenForm, RevokeTokenForm
+from queue_app.web.browser_sessions import current_key
 
 NO_NAMES = {}
 
@@ -141,11 +142,12 @@ def user_edit(user_id):
                               team_ids=form.teams.data, skills=form.skills.data, capacity=form.capacity.data,
                               timezone=form.timezone.data, active=form.active.data)
             if form.password.data:
-                people_users.reset_password(db.session, person, form.password.data, actor=me())
+                keep = current_key() if person.id == current_user.id else None  # an admin's own: this browser stays
+                people_users.reset_password(db.session, person, form.password.data, actor=me(), keep_session_key=keep)
 
         if save(form, update):
             if person.id == current_user.id and form.password.data:
-                login_user(person)  # a new password ends every session, this one included
+                login_user(person)  # this browser gets the rotated nonce; the other sessions ended
             flash(f"{person.name} saved." + (" Their sessions were ended." if form.password.data else ""), "success")
             return redirect(url_for("admin.user_list"))
     else:

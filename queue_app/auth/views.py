@@ -1,6 +1,8 @@
-"""Sign in, sign out (everywhere) and personal settings."""
+"""Sign in (throttled), sign out here or everywhere, and personal settings."""
+import logging
 
 from flask import flash, redirect, render_template, request, url_for
+from flask import session as browser
 from flask_login import current_user, login_required, login_user, logout_user
 
 from queue_app.auth import bp
@@ -9,23 +11,55 @@ from queue_app.extensions import db
 from queue_app.services.errors import DomainError, Invalid
 from queue_app.services.people import tokens, users
 from queue_app.settings import TokenSettings
+from queue_app.web import signin_limits
 from queue_app.web.actions import me
+from queue_app.web.browser_sessions import SESSION_KEY, current_key
 from queue_app.web.forms import ApiTokenForm, RevokeTokenForm
 from queue_app.web.navigation import safe_next
+
+log = logging.getLogger(__name__)
 
 LOGIN_FAILED = "Unknown email or wrong password."
 
 
+def _locked_out_page(message):
+    """The sign-in page an attempt during a lockout gets (with 429): the password was not checked."""
+    return render_template("auth/login.html", form=LoginForm(), next_url=request.args.get("next"),
+                           lockout_message=message)
+
+
+def _begin_browser_session(user):
+    """Sign this browser in as `user`: a new server-side session, its key kept in the Flask session."""
+    key = users.start_session(db.session, user, user_agent=request.user_agent.string, remote_addr=request.remote_addr)
+    db.session.commit()
+    browser.clear()  # nothing of the signed-out browser carries over
+    login_user(user)
+    browser[SESSION_KEY] = key
+
+
+def _lockouts_started():
+    try:
+        return signin_limits.lockouts_started()
+    except Exception:  # the counts are unreadable (Redis just went down): the failure still counts
+        log.warning("could not read the sign-in limits to record a lockout", exc_info=True)
+        return []
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@signin_limits.failed_sign_ins_limited(page=_locked_out_page)
 def login():
     form = LoginForm()
     next_url = request.args.get("next")
     if form.validate_on_submit():
         user = users.sign_in(db.session, form.email.data, form.password.data, remote_addr=request.remote_addr)
-        db.session.commit()  # the attempt's audit entry, whichever way it went
         if user is not None:
-            login_user(user)
+            _begin_browser_session(user)  # commits the attempt's audit entry too
             return redirect(safe_next(next_url))
+        signin_limits.count_failure()
+        for scope, until in _lockouts_started():
+            users.record_lockout(db.session, form.email.data, scope=scope, until=until,
+                                 remote_addr=request.remote_addr)
+        db.session.commit()  # the attempt's audit entry
     if form.is_submitted():
         flash(LOGIN_FAILED, "error")
     return render_template("auth/login.html", form=form, next_url=next_url)
@@ -34,10 +68,23 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    """Signing out rotates the session nonce, which ends this person's sessions on every device."""
-    users.sign_out(db.session, current_user._get_current_object())
+    """Sign this browser out; the person's other sessions go on."""
+    users.sign_out(db.session, current_user._get_current_object(), current_key())
     db.session.commit()
     logout_user()
+    browser.pop(SESSION_KEY, None)
+    flash("You are signed out.", "success")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/logout/everywhere", methods=["POST"])
+@login_required
+def logout_everywhere():
+    """End every session of this person, on every browser and device (this one too)."""
+    users.sign_out_everywhere(db.session, current_user._get_current_object())
+    db.session.commit()
+    logout_user()
+    browser.pop(SESSION_KEY, None)
     flash("You are signed out on every device.", "success")
     return redirect(url_for("auth.login"))
 
@@ -58,7 +105,8 @@ def settings():
             return redirect(url_for("auth.settings"))
     elif "change_password" in request.form and pw_form.validate_on_submit():
         try:
-            users.change_password(db.session, current_user, pw_form.current_password.data, pw_form.new_password.data)
+            users.change_password(db.session, current_user, pw_form.current_password.data, pw_form.new_password.data,
+                                  keep_session_key=current_key())
         except Invalid as exc:
             db.session.rollback()
             for name, problem in exc.fields.items():
@@ -67,11 +115,15 @@ def settings():
                     field.errors.append(problem.capitalize())
         else:
             db.session.commit()
-            login_user(current_user._get_current_object())  # the new nonce keeps only this session alive
+            login_user(current_user._get_current_object())  # this browser gets the rotated nonce; the others ended
             flash("Password changed. Your other sessions have been signed out.", "success")
             return redirect(url_for("auth.settings"))
     status = 422 if request.method == "POST" else 200
-    return render_template("auth/settings.html", tz_form=tz_form, pw_form=pw_form, **api_token_block()), status
+    this_session = users.session_for_key(db.session, current_user, current_key())
+    return render_template("auth/settings.html", tz_form=tz_form, pw_form=pw_form,
+                           browser_sessions=users.active_sessions(db.session, current_user),
+                           this_session_id=this_session.id if this_session else None,
+                           **api_token_block()), status
 
 
 # --- API tokens: the settings page's block (templates/auth/_api_tokens.html) ---------------------

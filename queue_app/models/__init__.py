@@ -24,6 +24,7 @@ from queue_app.models.sla_escalation import SlaEscalation
 from queue_app.models.sla_policy import SlaPolicy
 from queue_app.models.team import Team, team_members
 from queue_app.models.user import ApiToken, User
+from queue_app.models.user_session import UserSession
 from queue_app.models.work_item import WorkItem
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Team",
     "TeamCheckSettings",
     "User",
+    "UserSession",
     "WorkItem",
     "team_checkers",
     "team_members",

@@ -34,7 +34,7 @@ def test_rotating_the_nonce_ends_sessions(session, make_user):
     user = make_user()
     cookie_id = user.get_id()
     assert users.user_for_session_id(session, cookie_id) is user
-    users.end_all_sessions(user)
+    users.end_all_sessions(session, user)
     assert users.user_for_session_id(session, cookie_id) is None
     assert users.user_for_session_id(session, user.get_id()) is user
     assert users.user_for_session_id(session, "garbage") is None

@@ -1,7 +1,7 @@
 """The only writer of ConfigChange rows (`audit_entries`): every change to what decides who may do
 what (people's roles, teams and memberships, checkers, thresholds, SLA policies and calendars,
 routing rules, mailboxes, mail field patterns, check settings, exchange rates, canned responses,
-API tokens) and every security event (sign-ins, failed sign-ins, sign-outs, passwords changed),
+API tokens) and every security event (sign-ins, failed sign-ins, lockouts, sign-outs, passwords changed),
 with actor, time, the object (kind, id and a readable label) and its values before and after.
 
 The service that makes a change calls `changed` once, with `snapshot`s taken before and after
@@ -39,7 +39,8 @@ KINDS = {
     "api_token": "API token",
     "sign_in": "Sign-in",
 }
-ACTIONS = ("created", "updated", "deleted", "sign_in", "sign_in_failed", "sign_out", "password_changed")
+ACTIONS = ("created", "updated", "deleted", "sign_in", "sign_in_failed", "sign_in_locked", "sign_out",
+           "password_changed")
 
 
 class Secret:
@@ -122,7 +123,8 @@ def changed(session, actor, kind, obj, before, after, *, label=None, action=None
 
 def security_event(session, actor, action, user, *, email, details=None, now=None):
     """A sign-in (action sign_in), failed sign-in (sign_in_failed, `user` None when no account has
-    that email), sign-out or password change, of the account `user` or the `email` tried."""
+    that email), lockout (sign_in_locked), sign-out or password change, of the account `user` or
+    the `email` tried."""
     return _write(session, actor, action, "sign_in", user.id if user is not None else None,
                   (user.email if user is not None else (email or "").strip()) or "(no email)", None,
                   plain(dict(details or {})), now)

@@ -1,24 +1,31 @@
 """People: accounts, passwords, sessions and API tokens; their teams, skills, capacity and absences.
 
 Every change to an account (role, teams, skills, capacity, whether it may sign in, its password),
-every API token issued and every sign-in, failed sign-in and sign-out is recorded in the audit
-trail (services.audit.record), secrets masked.
+every API token issued and every sign-in, failed sign-in, lockout and sign-out is recorded in the
+audit trail (services.audit.record), secrets masked.
+
+Each signed-in browser is a UserSession row: signing out ends that row only, and a row idle
+longer than SESSION_IDLE_MINUTES or older than SESSION_MAX_HOURS no longer signs anyone in.
 """
 import re
 import secrets
+from datetime import timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import selectinload
+from werkzeug.security import check_password_hash
 
-from queue_app.models import Team, User
+from queue_app.models import Team, User, UserSession
 from queue_app.models.base import utcnow
 from queue_app.models.user import ROLES, SERVICE
 from queue_app.models.work_item import TYPES
 from queue_app.services.audit import record as audit
 from queue_app.services.errors import Conflict, Invalid, NotFound
 from queue_app.services.people import tokens
+from queue_app.settings import SessionSettings
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -42,6 +49,14 @@ def check_timezone(name):
     except (ZoneInfoNotFoundError, ValueError):
         raise Invalid(f"unknown time zone {name!r}", {"timezone": "not an IANA time zone"}) from None
     return name
+
+
+def email_key(email):
+    """The email tried, as sign-in throttling counts it: normalised, or just trimmed and lower case."""
+    try:
+        return normalise_email(email)
+    except Invalid:
+        return (email or "").strip().lower()
 
 
 def get_user_by_email(session, email):
@@ -113,13 +128,25 @@ def authenticate(session, email, password):
     return _check_credentials(session, email, password)[0]
 
 
+@lru_cache(maxsize=1)
+def _dummy_hash():
+    """A hash made the way users' are, checked when no account has the email, so that costs the same."""
+    probe = User(password_hash="")
+    probe.set_password(secrets.token_hex(16))
+    return probe.password_hash
+
+
 def _check_credentials(session, email, password):
-    """(the user signing in or None, why not or None, the account of that email or None)."""
+    """(the user signing in or None, why not or None, the account of that email or None).
+
+    The password is hashed once whatever the account: against the account's hash, or a dummy one
+    when there is none; whether the account is active is looked at only after that.
+    """
     user = get_user_by_email(session, email or "")
+    password_ok = check_password_hash(user.password_hash if user is not None else _dummy_hash(), password or "")
     if user is None:
-        User(password_hash="").set_password(password or "x")
         return None, "no such account", None
-    if not user.check_password(password or ""):
+    if not password_ok:
         return None, "wrong password", user
     if not user.is_active:
         return None, "account inactive", user
@@ -141,10 +168,80 @@ def sign_in(session, email, password, *, remote_addr=None, now=None):
     return user
 
 
-def sign_out(session, user, *, now=None):
-    """End every session of the user (signing out), recorded in the audit trail."""
-    end_all_sessions(user)
+def record_lockout(session, email, *, scope, until, remote_addr=None, now=None):
+    """Sign-in is refused from now to `until` for this email (scope "account") or this address ("address")."""
+    tried = (email or "").strip()
+    audit.security_event(session, "anonymous", "sign_in_locked", get_user_by_email(session, tried), email=tried.lower(),
+                         details={"email": tried[:audit.MAX_LABEL], "scope": scope, "until": until,
+                                  "remote_addr": remote_addr}, now=now)
+
+
+# --- browser sessions ------------------------------------------------------------------------
+
+LAST_SEEN_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often
+
+
+def start_session(session, user, *, user_agent="", remote_addr="", now=None):
+    """Record a newly signed-in browser; returns the key that browser keeps (only its hash is stored)."""
+    now = now or utcnow()
+    key = secrets.token_urlsafe(32)
+    session.add(UserSession(user_id=user.id, key_hash=UserSession.hash(key), created_at=now, last_seen_at=now,
+                            user_agent=(user_agent or "")[:255], remote_addr=(remote_addr or "")[:64]))
+    session.flush()
+    return key
+
+
+def session_for_key(session, user, key):
+    if not key:
+        return None
+    return session.scalar(sa.select(UserSession).where(UserSession.key_hash == UserSession.hash(key),
+                                                       UserSession.user_id == user.id))
+
+
+def check_session(session, user, key, *, now=None):
+    """(the browser's session, None) while it may go on, else (None, "ended" | "idle" | "expired").
+
+    A session that may go on has its last_seen_at moved to now, at most once a minute.
+    """
+    now = now or utcnow()
+    settings = SessionSettings.current()
+    row = session_for_key(session, user, key)
+    if row is None or row.ended_at is not None:
+        return None, "ended"
+    if now - row.created_at >= timedelta(hours=settings.max_hours):
+        row.ended_at = now
+        return None, "expired"
+    if now - row.last_seen_at >= timedelta(minutes=settings.idle_minutes):
+        row.ended_at = now
+        return None, "idle"
+    if now - row.last_seen_at >= LAST_SEEN_EVERY:
+        row.last_seen_at = now
+    return row, None
+
+
+def active_sessions(session, user, *, now=None):
+    """The user's browsers still signed in, newest first."""
+    now = now or utcnow()
+    settings = SessionSettings.current()
+    rows = session.scalars(sa.select(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+                           .order_by(UserSession.created_at.desc(), UserSession.id.desc())).all()
+    return [row for row in rows if now - row.created_at < timedelta(hours=settings.max_hours)
+            and now - row.last_seen_at < timedelta(minutes=settings.idle_minutes)]
+
+
+def sign_out(session, user, key, *, now=None):
+    """End this browser's session only, recorded in the audit trail."""
+    now = now or utcnow()
+    row = session_for_key(session, user, key)
+    if row is not None and row.ended_at is None:
+        row.ended_at = now
     audit.security_event(session, user, "sign_out", user, email=user.email, now=now)
+
+
+def sign_out_everywhere(session, user, *, now=None):
+    """End every session of the user, on every browser, recorded in the audit trail."""
+    end_all_sessions(session, user, now=now)
+    audit.security_event(session, user, "sign_out", user, email=user.email, details={"everywhere": True}, now=now)
 
 
 def user_for_session_id(session, session_id):
@@ -161,17 +258,23 @@ def user_for_session_id(session, session_id):
     return user
 
 
-def end_all_sessions(user):
+def end_all_sessions(session, user, *, keep_key=None, now=None):
+    """End the user's browser sessions (but the one of `keep_key`) and rotate the nonce every login cookie holds."""
     user.rotate_session_nonce()
+    query = sa.update(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+    if keep_key:
+        query = query.where(UserSession.key_hash != UserSession.hash(keep_key))
+    session.execute(query.values(ended_at=now or utcnow()), execution_options={"synchronize_session": "fetch"})
 
 
-def change_password(session, user, current_password, new_password):
+def change_password(session, user, current_password, new_password, *, keep_session_key=None):
+    """Change one's own password; every other session ends (the one of `keep_session_key` stays)."""
     if not user.check_password(current_password or ""):
         raise Invalid("the current password is not correct", {"current_password": "not correct"})
     check_password_rules(new_password)
     before = audit.Secret(user.password_hash)
     user.set_password(new_password)
-    end_all_sessions(user)  # the caller logs the current session in again with the new nonce
+    end_all_sessions(session, user, keep_key=keep_session_key)  # the caller logs in again with the new nonce
     session.flush()
     audit.changed(session, user, "user", user, {"password": before}, {"password": audit.Secret(user.password_hash)},
                   action="password_changed")
@@ -255,19 +358,19 @@ def update_user(session, user, *, actor, name, role, team_ids, skills, capacity,
     user.timezone = timezone
     user.is_active_user = bool(active)
     if was_active and not user.is_active_user:
-        end_all_sessions(user)
+        end_all_sessions(session, user)
         tokens.revoke_all(session, user, actor=actor)  # for good: reactivating brings none back
     session.flush()
     audit.changed(session, actor, "user", user, before, account(user))
     return user
 
 
-def reset_password(session, user, new_password, *, actor=None):
-    """An admin sets a new password; every session of the user ends."""
+def reset_password(session, user, new_password, *, actor=None, keep_session_key=None):
+    """An admin sets a new password; every session of the user ends (but the admin's own, for their own)."""
     check_password_rules(new_password)
     before = audit.Secret(user.password_hash)
     user.set_password(new_password)
-    end_all_sessions(user)
+    end_all_sessions(session, user, keep_key=keep_session_key)
     session.flush()
     audit.changed(session, actor, "user", user, {"password": before}, {"password": audit.Secret(user.password_hash)},
                   action="password_changed")
