@@ -1,7 +1,6 @@
 """A small form fuzzer: every page an admin reaches that renders a form with a CSRF token gets each of
 its fields posted with NUL, a 100 KB string, huge integers and unusual unicode, the other fields as
 the page filled them in. Whatever is refused, it is refused with a 4xx or a form error, never a 5xx."""
-import re
 from html.parser import HTMLParser
 from urllib.parse import urljoin
 
