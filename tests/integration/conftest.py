@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,17 +30,26 @@ def worker_redis_url(redis_url):
     return urlsplit(redis_url)._replace(path=f"/{TEST_REDIS_DB}").geturl()
 
 
+@contextmanager
+def app_on_redis(app, url):
+    """The app uses this Redis database, emptied before and after; yields a connection to it."""
+    saved = app.config["REDIS_URL"]
+    use_redis(app, url)
+    conn = redis.Redis.from_url(url)
+    conn.flushdb()
+    try:
+        yield conn
+    finally:
+        conn.flushdb()
+        conn.close()
+        use_redis(app, saved)
+
+
 @pytest.fixture
 def rconn(app, worker_redis_url):
     """A connection to the test's own, empty Redis database, which the app uses too."""
-    saved = app.config["REDIS_URL"]
-    use_redis(app, worker_redis_url)
-    conn = redis.Redis.from_url(worker_redis_url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
-    use_redis(app, saved)
+    with app_on_redis(app, worker_redis_url) as conn:
+        yield conn
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import time
 from datetime import timedelta
 
 import pytest
-import redis
 import sqlalchemy as sa
 from rq import Queue
 from rq.job import Job
@@ -45,7 +44,7 @@ from queue_app.services.people import notifications
 from queue_app.services.sla import policies
 from tests.factories import make_policy
 from tests.integration import outbox_jobs
-from tests.integration.conftest import use_redis
+from tests.integration.conftest import app_on_redis
 from tests.integration.test_smtp_intake import make_email
 from tests.integration.conftest import Procs, wait_for
 from tests.integration.test_workers import run_burst
@@ -64,14 +63,8 @@ FAST = dict(OUTBOX_LEASE_SECONDS=LEASE, OUTBOX_RECONCILE_SECONDS=1, OUTBOX_RELAY
 @pytest.fixture
 def own_redis(app, redis_url):
     """The Redis database of REDIS_URL, empty, used by the app (hand-over on commit) too."""
-    saved = app.config["REDIS_URL"]
-    use_redis(app, redis_url)
-    conn = redis.Redis.from_url(redis_url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
-    use_redis(app, saved)
+    with app_on_redis(app, redis_url) as conn:
+        yield conn
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ from queue_app.db import batched_rows, config_cache, filing_lock
 from queue_app.models import InboundEmail
 from queue_app.models.base import utcnow
 from queue_app.services.intake.filing import (
+    copy_key,
     find_known,
+    first_copies,
     peek_message_id,
     process,
     quarantine,
@@ -33,27 +35,6 @@ from queue_app.services.intake.writers import Batched, Row
 from queue_app.services.sla import policies as sla_policies
 
 log = logging.getLogger(__name__)
-
-
-def _key(message_id, digest):
-    """What makes two copies the same email (see find_known)."""
-    return ("id", message_id) if message_id else ("sha256", digest)
-
-
-def _known_keys(session, keys):
-    """The keys among `keys` of emails already stored, in one query."""
-    ids = sorted({value for kind, value in keys if kind == "id"})
-    digests = sorted({value for kind, value in keys if kind == "sha256"})
-    conditions = []
-    if ids:
-        conditions.append(InboundEmail.message_id.in_(ids))
-    if digests:
-        conditions.append(sa.and_(InboundEmail.message_id.is_(None), InboundEmail.sha256.in_(digests)))
-    if not conditions:
-        return set()
-    rows = session.execute(sa.select(InboundEmail.message_id, InboundEmail.sha256)
-                           .where(sa.or_(*conditions), InboundEmail.duplicate_of_id.is_(None)))
-    return {_key(message_id, digest) for message_id, digest in rows}
 
 
 def import_raw_messages(session, raws, *, fallback_mailbox=None, source="file", batch=200, read_ahead=False):
@@ -210,10 +191,10 @@ def _import_batch(session, writer, raws, fallback_mailbox, source, parsed):
     counts = Counter()
     try:
         filing_lock.hold(session)  # files in turn with the live filer (services.intake.filer)
-        known = _known_keys(session, [_key(*key) for key in keys])
+        known = set(first_copies(session, [copy_key(*key) for key in keys]))
         new = []  # (index in the batch, raw, key) of each message not stored before
         for index, (raw, (message_id, digest)) in enumerate(zip(raws, keys)):
-            key = _key(message_id, digest)
+            key = copy_key(message_id, digest)
             if key in known:
                 counts["duplicate"] += 1
                 continue

@@ -196,7 +196,7 @@ def _pending_rows(session, size, ahead):
 def _file_each(session, writer, inbounds, parsed, now):
     """The filing rules for each email of the batch, in order; a copy of an earlier email (same
     Message-ID, or the same bytes without one) is a duplicate of the first."""
-    first = _first_copies(session, inbounds)
+    first = filing.first_copies(session, [_key(inbound) for inbound in inbounds])
     batch = {inbound.id: inbound for inbound in inbounds}
     for inbound, parsed_one in zip(inbounds, parsed):
         original = first.get(_key(inbound))
@@ -212,26 +212,7 @@ def _file_each(session, writer, inbounds, parsed, now):
 
 
 def _key(inbound):
-    return ("id", inbound.message_id) if inbound.message_id else ("sha256", inbound.sha256)
-
-
-def _first_copies(session, inbounds):
-    """(id, work item id) of the first stored copy of each email of the batch, by key."""
-    ids = sorted({i.message_id for i in inbounds if i.message_id})
-    digests = sorted({i.sha256 for i in inbounds if not i.message_id})
-    conditions = []
-    if ids:
-        conditions.append(InboundEmail.message_id.in_(ids))
-    if digests:
-        conditions.append(sa.and_(InboundEmail.message_id.is_(None), InboundEmail.sha256.in_(digests)))
-    first = {}
-    rows = session.execute(sa.select(InboundEmail.id, InboundEmail.message_id, InboundEmail.sha256,
-                                     InboundEmail.work_item_id)
-                           .where(sa.or_(*conditions), InboundEmail.duplicate_of_id.is_(None))
-                           .order_by(InboundEmail.id))
-    for row_id, message_id, digest, item_id in rows:
-        first.setdefault(("id", message_id) if message_id else ("sha256", digest), (row_id, item_id))
-    return first
+    return filing.copy_key(inbound.message_id, inbound.sha256)
 
 
 def _file_one(session, writer, inbound_id):

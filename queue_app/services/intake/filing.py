@@ -106,6 +106,30 @@ def find_known(session, message_id, digest):
                           .options(defer(InboundEmail.raw)).order_by(InboundEmail.id).limit(1))
 
 
+def copy_key(message_id, digest):
+    """What makes two copies the same email (see find_known): the Message-ID, else the bytes."""
+    return ("id", message_id) if message_id else ("sha256", digest)
+
+
+def first_copies(session, keys):
+    """(id, work item id) of the first stored copy of each of these emails (`copy_key`s) we have."""
+    ids = sorted({value for kind, value in keys if kind == "id"})
+    digests = sorted({value for kind, value in keys if kind == "sha256"})
+    conditions = []
+    if ids:
+        conditions.append(InboundEmail.message_id.in_(ids))
+    if digests:
+        conditions.append(sa.and_(InboundEmail.message_id.is_(None), InboundEmail.sha256.in_(digests)))
+    if not conditions:
+        return {}
+    first = {}
+    for row_id, message_id, digest, item_id in session.execute(
+            sa.select(InboundEmail.id, InboundEmail.message_id, InboundEmail.sha256, InboundEmail.work_item_id)
+            .where(sa.or_(*conditions), InboundEmail.duplicate_of_id.is_(None)).order_by(InboundEmail.id)):
+        first.setdefault(copy_key(message_id, digest), (row_id, item_id))
+    return first
+
+
 def received_row(raw, *, source, envelope_from=None, envelope_to=(), mailbox_id=None, imap_uid=None, now=None,
                  message_id=None, sha256=None):
     """The column values of a stored, not yet filed email (an InboundEmail in status `received`)."""
