@@ -29,16 +29,19 @@ again, and its completion is recorded as usual.
 
 **Lost: handed over again under the same id.** No record at all; or a record that is not where
 its status says (`queued` in no queue, `scheduled` in no registry, `started` by a worker that is
-gone or silent for a lease). The stale record is deleted first, only if it is still the one seen,
-so RQ's unique=True takes the new one and still refuses a third. A timer whose run_at is ahead is
-scheduled for run_at again, never run early. The row is claimed first (its attempts counter must
-not have moved, and it must still be in flight), so a job that completed meanwhile is left alone
-and two reconcilers hand a job over once.
+gone or silent for a lease). A job queued in no queue is read again half a second later, since a
+worker that has just popped it looks the same until it marks it started. The stale record is
+deleted first, only if it is still the one seen, so RQ's unique=True takes the new one and still
+refuses a third; a record that changed meanwhile leaves the row as it is for the next pass. A
+timer whose run_at is ahead is scheduled for run_at again, never run early. The row is then
+claimed (its attempts counter must not have moved, and it must still be in flight), so a job that
+completed meanwhile is left alone and two reconcilers hand a job over once.
 
 Every job is idempotent, so the rare double run (a worker frozen longer than a lease, then
 resumed) does no harm; mail is sent at most once (workers.mail_out).
 """
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
@@ -63,6 +66,8 @@ log = logging.getLogger(__name__)
 
 WAITING, RUNNING, FINISHED, GIVEN_UP, HANDED_OVER = "waiting", "running", "finished", "given up", "handed over again"
 STOPPED_BY_RQ = ("failed", "stopped", "canceled")
+# How long a worker may take between popping a job and marking it started.
+DEQUEUE_SETTLE_SECONDS = 0.5
 # RQ's forking worker kills a horse that outlives its timeout by this much.
 HORSE_GRACE = timedelta(seconds=60)
 
@@ -146,6 +151,23 @@ def verdict(seen, workers, now, lease):
     if status in STOPPED_BY_RQ:
         return GIVEN_UP, status
     return None, f"left {status} in Redis"
+
+
+def _look_again_at_dequeued(conn, rows, seen, verdicts, now, lease):
+    """A worker listening on several queues pops a job (BLPOP) a moment before it marks it started,
+    so "queued in no queue" is also what a job being taken looks like. Such jobs are read again
+    after DEQUEUE_SETTLE_SECONDS; only one still queued in no queue (its worker died between the
+    two steps, or Redis lost the list) is lost."""
+    again = [index for index, (found, why) in enumerate(verdicts) if found is None and seen[index].status == "queued"]
+    if not again:
+        return seen, verdicts
+    time.sleep(DEQUEUE_SETTLE_SECONDS)
+    seen, verdicts = list(seen), list(verdicts)
+    fresh = _snapshot(conn, [rows[index] for index in again])
+    workers = _workers(conn, fresh)
+    for index, what in zip(again, fresh):
+        seen[index], verdicts[index] = what, verdict(what, workers, now, lease)
+    return seen, verdicts
 
 
 def _forget(conn, seen):
@@ -237,17 +259,17 @@ def reconcile(session=None, *, now=None, lease=None, batch=500, limit=10_000):
         after = rows[-1].id
         seen = _snapshot(conn, rows)
         workers = _workers(conn, seen)
-        for row, what in zip(rows, seen):
-            found, why = verdict(what, workers, now, lease)
+        verdicts = [verdict(what, workers, now, lease) for what in seen]
+        seen, verdicts = _look_again_at_dequeued(conn, rows, seen, verdicts, now, lease)
+        for row, what, (found, why) in zip(rows, seen, verdicts):
             if found == GIVEN_UP:
                 _give_up(session, conn, row, why, now)
             elif found == FINISHED:
                 _mark_finished(session, row, now)
             elif found is None:
-                if not _claim(session, row, why, now):
+                # Redis first: a record that moved meanwhile leaves the row untouched for the next pass.
+                if not _forget(conn, what) or not _claim(session, row, why, now):
                     found = "changed meanwhile"
-                elif not _forget(conn, what):
-                    found = "changed meanwhile"  # it moved in Redis: the next pass looks again
                 else:
                     hand_over(row.id, row.job_path, row.args, row.run_at)
                     found = HANDED_OVER

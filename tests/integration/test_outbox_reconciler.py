@@ -427,6 +427,35 @@ def test_the_reconciler_leaves_known_and_completed_jobs_alone_and_hands_over_the
     assert result.exit_code == 0 and result.output.strip() == "1 running, 5 waiting"
 
 
+def test_a_job_a_worker_has_just_popped_is_not_handed_over_again(session, own_redis, deliver_on_commit, make_item):
+    """A worker on several queues pops with BLPOP and marks the job started a moment later; in between
+    the job is "queued" in no queue, as a lost one is. The reconciler looks again before it decides."""
+    item = make_item(type="general")
+    session.commit()
+    [row] = rows(session, checks_runner.RUN_JOB)
+    conn, queue = own_redis, get_queue("checks", connection=own_redis)
+    conn.lrem(queue.key, 0, row.rq_job_id)  # popped: still "queued", in no list
+    session.execute(sa.update(OutboxJob).values(enqueued_at=utcnow() - timedelta(minutes=10)))
+    session.commit()
+    job_id = row.rq_job_id
+
+    def marked_started():
+        conn.hset(Job.key_for(job_id), mapping={"status": "started", "worker_name": "busy",
+                                                "started_at": utcformat(utcnow())})
+        conn.hset("rq:worker:busy", mapping={"last_heartbeat": utcformat(utcnow()), "current_job": job_id})
+
+    timer = threading.Timer(reconciler.DEQUEUE_SETTLE_SECONDS / 4, marked_started)
+    timer.start()
+    try:
+        counts = reconciler.reconcile()
+    finally:
+        timer.join()
+    assert counts == {reconciler.RUNNING: 1}
+    [row] = rows(session, checks_runner.RUN_JOB)
+    assert (row.attempts, row.last_error) == (0, None)
+    assert queue.count == 0 and rq_status(conn, row) == "started"
+
+
 def test_a_lost_timer_is_scheduled_again_for_its_instant_not_run_now(session, own_redis, deliver_on_commit,
                                                                     make_item):
     item = make_item(type="general")
