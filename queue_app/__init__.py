@@ -14,7 +14,7 @@ def create_app(config=None):
     """
     from config import config_from_environment
     from queue_app import models  # noqa: F401  (every table registered)
-    from queue_app.db import sealing
+    from queue_app.db import sealing, sqlite_writers
     from queue_app.db import search_index  # noqa: F401  (create_all builds the search index too)
     from queue_app.errors import register_error_handlers
     from queue_app.extensions import csrf, db, login_manager, migrate
@@ -33,6 +33,8 @@ def create_app(config=None):
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = sqlite_writers.engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"], app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}))
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     csrf.init_app(app)
