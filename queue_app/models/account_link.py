@@ -29,7 +29,8 @@ class AccountLink(db.Model):
     to_address: Mapped[str] = mapped_column(sa.String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
-    # Used, or replaced by a newer link (a resent invitation, another reset that was used).
+    # When the link was used. Links that stop working unused (a resent invitation, another reset
+    # link used) are deleted: their mail, if still waiting, is not sent.
     used_at: Mapped[Optional[datetime]]
     sent_at: Mapped[Optional[datetime]]
     send_status: Mapped[str] = mapped_column(sa.String(16), default="queued")
