@@ -19,7 +19,7 @@ import secrets
 import pyotp
 import sqlalchemy as sa
 
-from queue_app.models import MfaRequirement, RecoveryCode
+from queue_app.models import MfaRequirement, RecoveryCode, User
 from queue_app.models.base import utcnow
 from queue_app.models.user import ROLES
 from queue_app.services.audit import record as audit
@@ -109,7 +109,7 @@ def confirm_enrolment(session, user, code, *, now=None):
         raise Conflict("two-step sign-in is already on")
     if not user.mfa_secret:
         raise Invalid("start the set-up first", {"code": "start the set-up first"})
-    if not _use_code(user, code, now):
+    if not _use_code(session, user, code, now):
         raise Invalid(WRONG_CODE, {"code": WRONG_CODE})
     user.mfa_enabled_at = now
     codes = _new_recovery_codes(session, user, now)
@@ -134,16 +134,19 @@ def _step_of(secret, code, now):
     return None
 
 
-def _use_code(user, code, now):
-    """True, and the step remembered, for a right code of a step later than the last one used."""
+def _use_code(session, user, code, now):
+    """True, and the step remembered, for a right code of a step later than the last one used. One
+    guarded UPDATE: two requests with the same code cannot both use it."""
     code = _digits(code)
     if not re.fullmatch(r"\d{6}", code):
         return False
     step = _step_of(user.mfa_secret, code, now)
-    if step is None or (user.mfa_last_step is not None and step <= user.mfa_last_step):
+    if step is None:
         return False
-    user.mfa_last_step = step
-    return True
+    later = sa.or_(User.mfa_last_step.is_(None), User.mfa_last_step < step)
+    used = session.execute(sa.update(User).where(User.id == user.id, later).values(mfa_last_step=step),
+                           execution_options={"synchronize_session": "fetch"})
+    return used.rowcount == 1
 
 
 def _recovery_code():
@@ -195,7 +198,7 @@ def complete_sign_in(session, user, code, *, remote_addr=None, now=None):
     is used up), else None. Either way recorded in the audit trail, as sign_in or sign_in_failed."""
     now = now or utcnow()
     factor = None
-    if user.has_mfa and _use_code(user, code, now):
+    if user.has_mfa and _use_code(session, user, code, now):
         factor = "code"
     elif user.has_mfa and _use_recovery_code(session, user, code, now):
         factor = "recovery_code"
