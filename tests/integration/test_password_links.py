@@ -173,17 +173,24 @@ def reset_limits(app, redis_url, monkeypatch):
     limiter.reset()
 
 
-def test_reset_requests_are_limited_per_address_asked_for_and_per_client(app, client, session, world, reset_limits):
-    for address in ("priya@example.com", "nobody@example.com"):
-        for _ in range(2):
-            assert ask_reset(client, address).status_code == 302
-        refused = ask_reset(client, address)  # the same answer for an address that is nobody's
+def from_address(app, address):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_reset_requests_are_limited_per_address_asked_for_and_per_client(app, session, world, reset_limits):
+    for n, address in enumerate(("priya@example.com", "nobody@example.com")):
+        for i in range(2):
+            assert ask_reset(from_address(app, f"10.0.{n}.{i}"), address).status_code == 302
+        refused = ask_reset(from_address(app, f"10.0.{n}.9"), address)  # the same for an address nobody has
         assert refused.status_code == 429 and "Too many password reset requests" in text(refused)
-    assert ask_reset(client, "tom@example.com").status_code == 429  # four from this client
-    other = app.test_client()
-    other.environ_base["REMOTE_ADDR"] = "10.0.0.3"
-    assert ask_reset(other, "tom@example.com").status_code == 302
-    assert len(links(session)) == 3
+        assert refused.headers["Retry-After"]
+    client = from_address(app, "10.0.5.5")
+    for address in ("tom@example.com", "lena@example.com", "sam@example.com", "x@example.com"):
+        assert ask_reset(client, address).status_code == 302
+    assert ask_reset(client, "y@example.com").status_code == 429  # five from one client
+    assert len(links(session)) == 5  # priya twice, tom, lena, sam
 
 
 # --- invitations --------------------------------------------------------------------------------------------------
