@@ -12,7 +12,6 @@ from queue_app.models import ConfigChange, RecoveryCode, User
 from queue_app.models.base import utcnow
 from queue_app.services.people import mfa, users
 from tests.conftest import Auth, csrf_token_from
-from tests.factories import PASSWORD
 
 
 def text(response):
