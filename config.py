@@ -134,10 +134,22 @@ class Config:
     AUDIT_SEAL_SECONDS = 60
     # Hand jobs to RQ right after each commit (the relay catches up on anything missed).
     OUTBOX_DELIVER_ON_COMMIT = True
+    # Where people reach Backdesk: the links in mail (items, password reset, invitations) start with it.
     BASE_URL = "http://127.0.0.1:5000"
 
     # API tokens expire this many days after they are issued.
     API_TOKEN_DAYS = 90
+
+    # Two-step sign-in: the name authenticator apps show, and how long the step between a right
+    # password and its code (or enrolment, for a role that requires it) may take.
+    MFA_ISSUER = "Backdesk"
+    SIGN_IN_CODE_MINUTES = 5
+    # Password reset links live PASSWORD_RESET_MINUTES, invitations INVITATION_DAYS; reset requests
+    # are limited per email asked for and per client address, per hour.
+    PASSWORD_RESET_MINUTES = 60
+    INVITATION_DAYS = 7
+    PASSWORD_RESET_REQUESTS_PER_ACCOUNT = 3
+    PASSWORD_RESET_REQUESTS_PER_ADDRESS = 10
 
     # Settings read from the environment variable of the same name, with the class value as default.
     ENV_SETTINGS = {
@@ -157,6 +169,9 @@ class Config:
         "SESSION_IDLE_MINUTES": env_int, "SESSION_MAX_HOURS": env_int,
         "SIGN_IN_FAILURES_PER_ACCOUNT": env_int, "SIGN_IN_FAILURES_PER_ADDRESS": env_int,
         "SIGN_IN_WINDOW_MINUTES": env_int, "TRUSTED_PROXIES": env_int,
+        "MFA_ISSUER": env_str, "SIGN_IN_CODE_MINUTES": env_int, "PASSWORD_RESET_MINUTES": env_int,
+        "INVITATION_DAYS": env_int, "PASSWORD_RESET_REQUESTS_PER_ACCOUNT": env_int,
+        "PASSWORD_RESET_REQUESTS_PER_ADDRESS": env_int,
     }
 
     @classmethod
@@ -174,9 +189,13 @@ class Config:
         # Neither the session cookie nor Flask-Login's remember-me cookie outlives a session.
         cfg.PERMANENT_SESSION_LIFETIME = cfg.REMEMBER_COOKIE_DURATION = timedelta(hours=cfg.SESSION_MAX_HOURS)
         for name in ("SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "SIGN_IN_FAILURES_PER_ACCOUNT",
-                     "SIGN_IN_FAILURES_PER_ADDRESS", "SIGN_IN_WINDOW_MINUTES"):
+                     "SIGN_IN_FAILURES_PER_ADDRESS", "SIGN_IN_WINDOW_MINUTES", "SIGN_IN_CODE_MINUTES",
+                     "PASSWORD_RESET_MINUTES", "INVITATION_DAYS", "PASSWORD_RESET_REQUESTS_PER_ACCOUNT",
+                     "PASSWORD_RESET_REQUESTS_PER_ADDRESS"):
             if getattr(cfg, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if not cfg.BASE_URL.startswith(("http://", "https://")):
+            raise ConfigError("BASE_URL must start with http:// or https://")
         for tls_setting in ("SMTP_TLS", "IMAP_TLS"):
             if getattr(cfg, tls_setting) not in ("none", "starttls", "ssl"):
                 raise ConfigError(f"{tls_setting} must be one of none, starttls, ssl")

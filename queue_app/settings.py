@@ -78,3 +78,25 @@ class SessionSettings:
     @classmethod
     def current(cls):
         return cls(idle_minutes=_value("SESSION_IDLE_MINUTES"), max_hours=_value("SESSION_MAX_HOURS"))
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """Two-step sign-in and the links mailed to set a password (reset, invitation).
+
+    `link_key` (the app's SECRET_KEY) derives each link's token from the random salt its row keeps,
+    so the database alone never holds a usable link.
+    """
+
+    issuer: str
+    code_minutes: int
+    reset_minutes: int
+    invitation_days: int
+    base_url: str
+    link_key: str
+
+    @classmethod
+    def current(cls):
+        return cls(issuer=_value("MFA_ISSUER") or "Backdesk", code_minutes=_value("SIGN_IN_CODE_MINUTES"),
+                   reset_minutes=_value("PASSWORD_RESET_MINUTES"), invitation_days=_value("INVITATION_DAYS"),
+                   base_url=(_value("BASE_URL") or "").rstrip("/"), link_key=_value("SECRET_KEY") or "")

@@ -1,4 +1,4 @@
-"""Outbound mail: send one stored Message or Notification, at most once.
+"""Outbound mail: send one stored Message, Notification or password link (AccountLink), at most once.
 
 Mail is the one job whose effect leaves the database, so it cannot be committed together with
 the record that it happened. The choice is at-most-once: a message is never sent twice, and in
@@ -30,9 +30,10 @@ import sqlalchemy as sa
 from flask import current_app
 
 from queue_app.extensions import db
-from queue_app.models import Message, Notification
+from queue_app.models import AccountLink, Message, Notification
 from queue_app.models.base import utcnow
 from queue_app.services.items.events import record_event
+from queue_app.services.people import account_links
 from workers.context import job_context
 from workers.queues import JOB_TIMEOUTS
 
@@ -192,6 +193,41 @@ def send_notification(notification_id):
         raise  # RQ retries with backoff
     note.send_status = "sent"
     note.sent_at = utcnow()
+    return "sent"
+
+
+@job_context
+def send_account_link(link_id):
+    """A password reset or invitation link; sent at most once, and not at all once the link is dead."""
+    link = db.session.get(AccountLink, link_id)
+    if link is None or not link.is_usable(utcnow()):
+        return "skipped"  # replaced by a newer link, used or expired before it went out
+    if not _claim(AccountLink, link_id):
+        return _not_claimed(link, f"{link.purpose} link {link_id}")
+    cfg = current_app.config
+    to_address, subject, body = account_links.mail_for(link)
+    email = EmailMessage()
+    email["From"] = header_value(cfg["MAIL_FROM"])
+    email["To"] = header_value(to_address)
+    email["Subject"] = header_value(subject)
+    email["Date"] = formatdate(localtime=False)
+    email["Auto-Submitted"] = "auto-generated"
+    email.set_content(body)
+    try:
+        if cfg.get("SMTP_HOST"):
+            _deliver_smtp(email, cfg)
+        else:
+            _write_outbox_file(email, f"account-link-{link.id}.eml", cfg)
+    except DeliveryUnknown as exc:
+        log.error("%s link %s: %s; marked unconfirmed, not sent again", link.purpose, link.id, exc)
+        link.send_status = "unconfirmed"
+        return "unconfirmed"
+    except DeliveryFailed:
+        link.send_status = "failed"
+        db.session.commit()
+        raise  # RQ retries with backoff
+    link.send_status = "sent"
+    link.sent_at = utcnow()
     return "sent"
 
 

@@ -118,6 +118,12 @@ class UserForm(Form):
     submit = SubmitField("Save")
 
 
+class MfaPolicyForm(Form):
+    roles = MultiCheckboxField("Roles that must use two-step sign-in", choices=[(r, label(r)) for r in ROLES],
+                               description="People of these roles set it up at their next sign-in, before any page.")
+    submit = SubmitField("Save")
+
+
 class ServiceAccountForm(Form):
     name = StringField("Name", validators=[DataRequired(message="Enter a name."), Length(max=120)],
                        description="The partner system, e.g. Courier Partner.")

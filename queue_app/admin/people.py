@@ -1,4 +1,5 @@
-"""Admin pages for people (role, teams, skills, capacity, time zone, active, password) and teams.
+"""Admin pages for people (role, teams, skills, capacity, time zone, active, password; invitations,
+resetting two-step sign-in, the roles that require it) and teams.
 
 Same shape as the mailbox pages: a post makes one service call, commits, flashes and
 redirects; refused input comes back with the errors next to the fields (status 422).
@@ -8,13 +9,21 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user
 
 from queue_app.admin import bp
-from queue_app.admin.forms import ServiceAccountForm, TeamForm, UserForm, timezone_choices
+from queue_app.admin.forms import (
+    ActionForm,
+    MfaPolicyForm,
+    ServiceAccountForm,
+    TeamForm,
+    UserForm,
+    timezone_choices,
+)
 from queue_app.admin.views import attach_errors
 from queue_app.extensions import db
 from queue_app.models import Calendar, Team, User
 from queue_app.services.assignment import auto
 from queue_app.services.errors import DomainError, Invalid
 from queue_app.models.user import SERVICE
+from queue_app.services.people import account_links, mfa
 from queue_app.services.people import teams as people_teams
 from queue_app.services.people import tokens as people_tokens
 from queue_app.services.people import users as people_users
@@ -68,6 +77,8 @@ def user_form(user=None):
         form.password.data = None
     else:
         form = UserForm()
+    if user is None:
+        del form.password  # a new person chooses their own, from the invitation
     form.teams.choices = [(t.id, t.name) for t in db.session.scalars(sa.select(Team).order_by(Team.name))]
     form.timezone.choices = timezone_choices()
     if user is not None and user.is_service:
@@ -97,14 +108,16 @@ def user_new():
             if not (form.email.data or "").strip():
                 raise Invalid("an email address is needed", {"email": "is required"})
             names = [name for ident, name in form.teams.choices if ident in form.teams.data]
-            created["user"] = people_users.create_user(
-                db.session, email=form.email.data, password=form.password.data or "", role=form.role.data,
-                name=form.name.data.strip(), teams=names, skills=form.skills.data, capacity=form.capacity.data,
-                timezone=form.timezone.data, active=form.active.data, actor=me())
+            created["user"] = account_links.invite(
+                db.session, email=form.email.data, role=form.role.data, name=form.name.data.strip(), teams=names,
+                skills=form.skills.data, capacity=form.capacity.data, timezone=form.timezone.data,
+                active=form.active.data, actor=me())
 
         if save(form, create, {"team": "teams"}):
-            flash(f"{created['user'].name} ({created['user'].email}) can now sign in." if form.active.data
-                  else f"{created['user'].email} was added (inactive).", "success")
+            flash(f"{created['user'].name} ({created['user'].email}) was added and invited by mail to choose a "
+                  "password." if form.active.data else
+                  f"{created['user'].email} was added (inactive); send the invitation once they are active.",
+                  "success")
             return redirect(url_for("admin.user_list"))
     else:
         invalid_form(form)
@@ -152,7 +165,66 @@ def user_edit(user_id):
             return redirect(url_for("admin.user_list"))
     else:
         invalid_form(form)
-    return page("admin/user_edit.html", form, person=person, **token_context(person))
+    return page("admin/user_edit.html", form, person=person, **token_context(person), **access_context(person))
+
+
+def access_context(person):
+    """The sign-in part of a person's page: their invitation and their two-step sign-in."""
+    return {"invitation_pending": account_links.invitation_pending(db.session, person),
+            "invitation": account_links.latest_invitation(db.session, person), "action_form": ActionForm(),
+            "mfa_required": mfa.is_required(db.session, person)}
+
+
+@bp.route("/users/<int:user_id>/invitation", methods=["POST"])
+def user_resend_invitation(user_id):
+    """A new invitation link by mail; the earlier ones stop working."""
+    person = get_or_404(User, user_id)
+    if ActionForm().validate_on_submit():
+        try:
+            account_links.resend_invitation(db.session, person, actor=me())
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
+        else:
+            db.session.commit()
+            flash(f"A new invitation is on its way to {person.email}.", "success")
+    else:
+        flash("The form expired; please try again.", "error")
+    return redirect(url_for("admin.user_edit", user_id=person.id) + "#sign-in")
+
+
+@bp.route("/users/<int:user_id>/two-step/reset", methods=["POST"])
+def user_reset_mfa(user_id):
+    """Remove someone's two-step sign-in (a lost phone); their sessions end."""
+    person = get_or_404(User, user_id)
+    if ActionForm().validate_on_submit():
+        try:
+            people_users.reset_mfa(db.session, person, actor=me())
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message[:1].upper() + exc.message[1:] + ".", "error")
+            return redirect(url_for("admin.user_edit", user_id=person.id) + "#sign-in")
+        db.session.commit()
+        flash(f"Two-step sign-in of {person.email} is reset and their sessions have ended.", "success")
+    else:
+        flash("The form expired; please try again.", "error")
+    return redirect(url_for("admin.user_edit", user_id=person.id) + "#sign-in")
+
+
+@bp.route("/users/two-step", methods=["GET", "POST"])
+def user_mfa_policy():
+    """Which roles must sign in with two steps."""
+    form = MfaPolicyForm()
+    if request.method == "GET":
+        form.roles.data = mfa.required_roles(db.session)
+    if form.validate_on_submit():
+        if save(form, lambda: mfa.set_required_roles(db.session, form.roles.data, actor=me())):
+            flash("Saved. People of these roles without two-step sign-in set it up at their next sign-in.",
+                  "success")
+            return redirect(url_for("admin.user_mfa_policy"))
+    else:
+        invalid_form(form)
+    return page("admin/mfa_policy.html", form)
 
 
 @bp.route("/users/<int:user_id>/tokens", methods=["POST"])

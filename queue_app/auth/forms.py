@@ -39,3 +39,33 @@ class PasswordForm(Form):
                             validators=[DataRequired(), EqualTo("new_password", message="The passwords do not match.")],
                             render_kw={"autocomplete": "new-password"})
     change_password = SubmitField("Change password")
+
+
+class CodeForm(Form):
+    """The second step of signing in, and the confirmation of a two-step set-up."""
+
+    code = StringField("Code", validators=[DataRequired(message="Enter the code."), Length(max=40)],
+                       render_kw={"autocomplete": "one-time-code", "autocapitalize": "off", "spellcheck": "false"})
+    submit = SubmitField("Continue")
+
+
+class ButtonForm(Form):
+    """Only the CSRF token: a POST from a button (set up two-step sign-in, new recovery codes)."""
+
+
+class ForgotPasswordForm(Form):
+    email = StringField("Email", validators=[DataRequired(message="Enter your email address."), Length(max=255)],
+                        render_kw={"autocomplete": "username", "type": "email"})
+    submit = SubmitField("Send me a link")
+
+
+class NewPasswordForm(Form):
+    """A password chosen through a mailed link (reset or invitation)."""
+
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=200)],
+                                 description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+                                 render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField("Repeat the new password",
+                            validators=[DataRequired(), EqualTo("new_password", message="The passwords do not match.")],
+                            render_kw={"autocomplete": "new-password"})
+    submit = SubmitField("Set password")

@@ -1,16 +1,25 @@
-"""Sign in (throttled), sign out here or everywhere, and personal settings."""
-import logging
+"""Sign in (throttled; with a second step for two-step sign-in), sign out here or everywhere, and
+personal settings.
 
-from flask import flash, redirect, render_template, request, url_for
+Between a right password and the second step (a code, or setting up two-step sign-in when the
+role requires it), the browser is not signed in: its Flask session holds only who is half-way and
+until when (SIGN_IN_CODE_MINUTES). No page or API call counts that as signed in.
+"""
+import logging
+import time
+from datetime import timedelta
+
+import segno
+from flask import flash, g, make_response, redirect, render_template, request, url_for
 from flask import session as browser
 from flask_login import current_user, login_required, login_user, logout_user
 
 from queue_app.auth import bp
-from queue_app.auth.forms import LoginForm, PasswordForm, TimezoneForm
+from queue_app.auth.forms import CodeForm, LoginForm, PasswordForm, TimezoneForm
 from queue_app.extensions import db
 from queue_app.services.errors import DomainError, Invalid
-from queue_app.services.people import tokens, users
-from queue_app.settings import TokenSettings
+from queue_app.services.people import mfa, tokens, users
+from queue_app.settings import AccountSettings, TokenSettings
 from queue_app.web import signin_limits
 from queue_app.web.actions import me
 from queue_app.web.browser_sessions import SESSION_KEY, current_key
@@ -45,6 +54,13 @@ def _lockouts_started():
         return []
 
 
+def _count_failed_sign_in(email):
+    """A wrong password or code: counted against the limits, a lockout it starts recorded."""
+    signin_limits.count_failure()
+    for scope, until in _lockouts_started():
+        users.record_lockout(db.session, email, scope=scope, until=until, remote_addr=request.remote_addr)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @signin_limits.failed_sign_ins_limited(page=_locked_out_page)
 def login():
@@ -53,16 +69,136 @@ def login():
     if form.validate_on_submit():
         user = users.sign_in(db.session, form.email.data, form.password.data, remote_addr=request.remote_addr)
         if user is not None:
+            step = mfa.second_step(db.session, user)
+            if step is not None:
+                db.session.commit()  # the right password's audit entry
+                _begin_second_step(user, step, next_url)
+                return redirect(url_for("auth.sign_in_code" if step == mfa.CODE else "auth.sign_in_enrol"))
             _begin_browser_session(user)  # commits the attempt's audit entry too
             return redirect(safe_next(next_url))
-        signin_limits.count_failure()
-        for scope, until in _lockouts_started():
-            users.record_lockout(db.session, form.email.data, scope=scope, until=until,
-                                 remote_addr=request.remote_addr)
+        _count_failed_sign_in(form.email.data)
         db.session.commit()  # the attempt's audit entry
     if form.is_submitted():
         flash(LOGIN_FAILED, "error")
     return render_template("auth/login.html", form=form, next_url=next_url)
+
+
+# --- the second step: a code, or setting up two-step sign-in first -----------------------------------
+
+PENDING = "sign_in_pending"
+TOO_SLOW = "That took too long. Please sign in again."
+
+
+def _begin_second_step(user, step, next_url):
+    """Remember, in this browser only, who gave the right password and until when the next step may come."""
+    logout_user()
+    browser.clear()
+    until = time.time() + timedelta(minutes=AccountSettings.current().code_minutes).total_seconds()
+    browser[PENDING] = {"user": user.get_id(), "step": step, "until": until, "next": next_url}
+
+
+def _pending_user(step):
+    """The user half-way through signing in with `step` to take, or None (none, another step, too late,
+    or the account changed since: its sessions were ended, its two-step sign-in reset)."""
+    if "pending_user" in g:
+        return g.pending_user
+    pending = browser.get(PENDING)
+    user = None
+    if isinstance(pending, dict) and pending.get("step") == step:
+        if time.time() < float(pending.get("until") or 0):
+            user = users.user_for_session_id(db.session, pending.get("user"))
+        else:
+            flash(TOO_SLOW, "info")
+    if user is None:
+        browser.pop(PENDING, None)
+    g.pending_user = user
+    return user
+
+
+def _pending_email():
+    """The account a code is for, as the sign-in limits count it."""
+    pending = browser.get(PENDING)
+    step = pending.get("step") if isinstance(pending, dict) else None
+    user = _pending_user(step) if step else None
+    return user.email if user is not None else ""
+
+
+def _locked_out_code_page(message):
+    return _private(render_template("auth/sign_in_code.html", form=CodeForm(), lockout_message=message))
+
+
+def _private(body, status=200):
+    """A page with a secret or a half-signed-in state on it: never kept by a cache."""
+    response = make_response(body, status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _finish_sign_in(user):
+    next_url = (browser.get(PENDING) or {}).get("next")
+    _begin_browser_session(user)  # commits; clears the half-way state
+    return next_url
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+@signin_limits.failed_sign_ins_limited(page=_locked_out_code_page, email=_pending_email)
+def sign_in_code():
+    """The second step: a code from the authenticator app, or a recovery code."""
+    user = _pending_user(mfa.CODE)
+    if user is None:
+        return redirect(url_for("auth.login"))
+    form = CodeForm()
+    if form.validate_on_submit():
+        factor = mfa.complete_sign_in(db.session, user, form.code.data, remote_addr=request.remote_addr)
+        if factor is not None:
+            left = mfa.recovery_codes_left(db.session, user) if factor == "recovery_code" else None
+            next_url = _finish_sign_in(user)
+            if left is not None:
+                flash(f"You signed in with a recovery code; {left} left. Make new ones in your settings "
+                      "if you are running out.", "info" if left > 2 else "error")
+            return redirect(safe_next(next_url))
+        _count_failed_sign_in(user.email)
+        db.session.commit()
+        form.code.errors.append(mfa.WRONG_CODE)
+    return _private(render_template("auth/sign_in_code.html", form=form))
+
+
+def qr_image(uri):
+    """The QR code of `uri` as an SVG data: address for an <img> (the CSP allows data: images)."""
+    return segno.make(uri, error="m").svg_data_uri(scale=5, border=2)
+
+
+def enrolment_context(user):
+    secret = mfa.start_enrolment(db.session, user)
+    return {"qr": qr_image(mfa.enrolment_uri(user)), "key": mfa.grouped_key(secret)}
+
+
+@bp.route("/login/enrol", methods=["GET", "POST"])
+@signin_limits.failed_sign_ins_limited(page=_locked_out_code_page, email=_pending_email)
+def sign_in_enrol():
+    """Set up two-step sign-in before anything else: the user's role requires it."""
+    user = _pending_user(mfa.ENROL)
+    if user is None:
+        return redirect(url_for("auth.login"))
+    if user.has_mfa:  # set up meanwhile, in another browser
+        browser[PENDING] = {**browser[PENDING], "step": mfa.CODE}
+        return redirect(url_for("auth.sign_in_code"))
+    form = CodeForm()
+    if form.validate_on_submit():
+        try:
+            codes = mfa.confirm_enrolment(db.session, user, form.code.data)
+        except Invalid as exc:
+            db.session.rollback()
+            form.code.errors.append(exc.fields.get("code", exc.message))
+            _count_failed_sign_in(user.email)
+        else:
+            users.finish_enrolment_sign_in(db.session, user, remote_addr=request.remote_addr)
+            next_url = _finish_sign_in(user)
+            return _private(render_template("auth/recovery_codes.html", codes=codes, continue_url=safe_next(next_url),
+                                            first_time=True))
+    context = enrolment_context(user)
+    db.session.commit()  # the secret, kept until confirmed
+    return _private(render_template("auth/sign_in_enrol.html", form=form, **context))
 
 
 @bp.route("/logout", methods=["POST"])
@@ -121,6 +257,7 @@ def settings():
     status = 422 if request.method == "POST" else 200
     this_session = users.session_for_key(db.session, current_user, current_key())
     return render_template("auth/settings.html", tz_form=tz_form, pw_form=pw_form,
+                           mfa_required=mfa.is_required(db.session, current_user),
                            browser_sessions=users.active_sessions(db.session, current_user),
                            this_session_id=this_session.id if this_session else None,
                            **api_token_block()), status

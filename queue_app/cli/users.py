@@ -1,4 +1,4 @@
-"""`flask users create|add-service|token|tokens|revoke-token|list`."""
+"""`flask users create|invite|add-service|token|tokens|revoke-token|reset-two-step|list`."""
 import click
 import sqlalchemy as sa
 from flask.cli import AppGroup
@@ -9,6 +9,7 @@ from queue_app.models import User
 from queue_app.models.base import utcnow
 from queue_app.models.user import ROLES, SCOPES
 from queue_app.services.errors import DomainError
+from queue_app.services.people import account_links
 from queue_app.services.people import tokens as token_service
 from queue_app.services.people import users as user_service
 
@@ -19,18 +20,62 @@ users = AppGroup("users", help="Manage people who log in.")
 @click.argument("email")
 @click.option("--role", type=click.Choice(ROLES), default="executive", show_default=True)
 @click.option("--team", "teams", multiple=True, help="Team name; repeat for several teams.")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--password", default=None, help="Asked for when neither it nor --invite is given.")
+@click.option("--invite", is_flag=True, help="No password: mail an invitation to choose one.")
 @click.option("--name", default=None)
-def create(email, role, teams, password, name):
-    """Create a user."""
+def create(email, role, teams, password, invite, name):
+    """Create a user, with a password or (--invite) an invitation by mail."""
+    if invite and password is not None:
+        raise click.UsageError("give --password or --invite, not both")
+    if not invite and password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        user = user_service.create_user(db.session, email=email, password=password, role=role, name=name, teams=teams,
-                                        actor=cli_actor())
+        if invite:
+            user = account_links.invite(db.session, email=email, role=role, name=name, teams=teams, actor=cli_actor())
+        else:
+            user = user_service.create_user(db.session, email=email, password=password, role=role, name=name,
+                                            teams=teams, actor=cli_actor())
         db.session.commit()
     except DomainError as exc:
         db.session.rollback()
         raise click.ClickException(exc.message) from None
-    click.echo(f"created {user.role} {user.email} in {', '.join(t.name for t in user.teams) or 'no team'}")
+    click.echo(f"created {user.role} {user.email} in {', '.join(t.name for t in user.teams) or 'no team'}"
+               + ("; invitation mailed" if invite else ""))
+
+
+def _user(email):
+    user = user_service.get_user_by_email(db.session, email)
+    if user is None:
+        raise click.ClickException(f"no user {email}")
+    return user
+
+
+@users.command("invite")
+@click.argument("email")
+def invite_again(email):
+    """Mail EMAIL a new invitation (they have not chosen a password yet); earlier links stop working."""
+    user = _user(email)
+    try:
+        account_links.resend_invitation(db.session, user, actor=cli_actor())
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"invitation mailed to {user.email}")
+
+
+@users.command("reset-two-step")
+@click.argument("email")
+def reset_two_step(email):
+    """Remove EMAIL's two-step sign-in (a lost phone) and end their sessions."""
+    user = _user(email)
+    try:
+        user_service.reset_mfa(db.session, user, actor=cli_actor())
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"two-step sign-in of {user.email} reset; their sessions have ended")
 
 
 @users.command("add-service")

@@ -4,6 +4,7 @@ Model modules name each other's classes (in relationship annotations) only for t
 checkers, importing them from this package under TYPE_CHECKING: no model module imports
 another for a relationship, so they form no import cycle (lint-imports counts those imports).
 """
+from queue_app.models.account_link import AccountLink
 from queue_app.models.approval import Approval, team_checkers
 from queue_app.models.audit import AuditChainHead, AuditSeal, ConfigChange
 from queue_app.models.blob import Blob
@@ -17,6 +18,7 @@ from queue_app.models.inbound_email import InboundEmail
 from queue_app.models.mail_field_pattern import MailFieldPattern
 from queue_app.models.mailbox import Mailbox
 from queue_app.models.message import Attachment, Message
+from queue_app.models.mfa import MfaRequirement, RecoveryCode
 from queue_app.models.notification import Notification
 from queue_app.models.outbox import OutboxJob
 from queue_app.models.routing_rule import RoutingRule
@@ -28,6 +30,7 @@ from queue_app.models.user_session import UserSession
 from queue_app.models.work_item import WorkItem
 
 __all__ = [
+    "AccountLink",
     "ApiToken",
     "Approval",
     "Attachment",
@@ -44,8 +47,10 @@ __all__ = [
     "MailFieldPattern",
     "Mailbox",
     "Message",
+    "MfaRequirement",
     "Notification",
     "OutboxJob",
+    "RecoveryCode",
     "RoutingRule",
     "SlaEscalation",
     "SlaPolicy",

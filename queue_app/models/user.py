@@ -49,6 +49,11 @@ class User(UserMixin, db.Model):
     is_active_user: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     # Part of the login cookie: rotating it ends every other session on the server side.
     session_nonce: Mapped[str] = mapped_column(sa.String(32), default=lambda: secrets.token_hex(8))
+    # Two-step sign-in (services.people.mfa): the TOTP secret (set at enrolment, on once confirmed),
+    # and the last time-step a code was accepted for, so no code is accepted twice.
+    mfa_secret: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    mfa_enabled_at: Mapped[Optional[datetime]]
+    mfa_last_step: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     teams: Mapped[list["Team"]] = relationship(secondary=team_members, back_populates="members", order_by="Team.name")
@@ -71,6 +76,10 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self):
         return self.is_active_user
+
+    @property
+    def has_mfa(self):
+        return self.mfa_enabled_at is not None
 
     @property
     def team_ids(self):

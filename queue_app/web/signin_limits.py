@@ -6,6 +6,11 @@ successful sign-in resets nothing, so it cannot clear the address's count for ot
 Past SIGN_IN_FAILURES_PER_ACCOUNT or SIGN_IN_FAILURES_PER_ADDRESS the password is not even
 checked: the page (or the API) answers 429 with the time to wait and a Retry-After header.
 
+The second step of signing in (a two-step code) counts on the same limits: a wrong code is a
+failed sign-in of that account (`failed_sign_ins_limited(email=...)` names it, since the form has
+no email). Requests for a password reset link are limited too (`reset_requests_limited`): each
+one counts, per email asked for and per address, per hour.
+
 When Redis is down the limiter falls back to an in-process counter per worker process (logged
 as a warning, "Rate limit storage unreachable") and retries Redis with a growing back-off: sign-in
 keeps working, but the limits then hold per process rather than across the whole site.
@@ -25,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ACCOUNT = "account"
 ADDRESS = "address"
+SIGN_IN_SCOPE = "sign-in"
 
 
 def init_app(app):
@@ -47,8 +53,12 @@ def _too_many(exc):
     return error_response(429, "Too many failed sign-ins. Try again later.")
 
 
-def account_key():
-    return f"{ACCOUNT}:{email_key(request.form.get('email'))}"
+def posted_email():
+    return request.form.get("email")
+
+
+def account_key(email=posted_email):
+    return f"{ACCOUNT}:{email_key(email())}"
 
 
 def address_key():
@@ -98,14 +108,14 @@ def retry_message(until, now=None):
             f"(after {until:%H:%M} UTC).")
 
 
-def _refusal(page):
+def _refusal(page, message_for=None):
     """on_breach for an attempt during a lockout: 429 with Retry-After and the time to wait, on `page`
     (a function of that message returning the HTML) or, without one, as JSON (the API)."""
 
     def refused(limit):
         until = _until(limit)
         retry_after = max(1, int((until - datetime.now(timezone.utc)).total_seconds()))
-        message = retry_message(until)
+        message = (message_for or retry_message)(until)
         if page is None:
             response = jsonify({"error": "too_many_requests", "message": message, "retry_after": retry_after})
         else:
@@ -117,14 +127,37 @@ def _refusal(page):
     return refused
 
 
-def failed_sign_ins_limited(page=None):
-    """Refuse a view that checks a password once the account or the address has failed too often."""
+def failed_sign_ins_limited(page=None, email=posted_email):
+    """Refuse a view that checks a password (or a sign-in code) once the account or the address has
+    failed too often; `email()` names the account the request is for."""
 
     def decorate(view):
         refused = _refusal(page)
-        view = limiter.limit(_per_address, key_func=address_key, methods=["POST"], deduct_when=_failed,
-                             on_breach=refused)(view)
-        return limiter.limit(_per_account, key_func=account_key, methods=["POST"], deduct_when=_failed,
-                             on_breach=refused)(view)
+        # Shared: the password page and the code page count into the same buckets.
+        view = limiter.shared_limit(_per_address, SIGN_IN_SCOPE, key_func=address_key, methods=["POST"],
+                                    deduct_when=_failed, on_breach=refused)(view)
+        return limiter.shared_limit(_per_account, SIGN_IN_SCOPE, key_func=lambda: account_key(email),
+                                    methods=["POST"], deduct_when=_failed, on_breach=refused)(view)
+
+    return decorate
+
+
+def reset_message(until, now=None):
+    now = now or datetime.now(timezone.utc)
+    minutes = max(1, -(-int((until - now).total_seconds()) // 60))
+    return (f"Too many password reset requests. Try again in {minutes} minute{'s' if minutes != 1 else ''} "
+            f"(after {until:%H:%M} UTC).")
+
+
+def reset_requests_limited(page):
+    """Refuse requests for a reset link past PASSWORD_RESET_REQUESTS_PER_ACCOUNT (for the email asked
+    for, whether or not it is anyone's) or PASSWORD_RESET_REQUESTS_PER_ADDRESS per hour."""
+
+    def decorate(view):
+        refused = _refusal(page, reset_message)
+        view = limiter.limit(lambda: f"{current_app.config['PASSWORD_RESET_REQUESTS_PER_ADDRESS']} per hour",
+                             key_func=address_key, methods=["POST"], on_breach=refused)(view)
+        return limiter.limit(lambda: f"{current_app.config['PASSWORD_RESET_REQUESTS_PER_ACCOUNT']} per hour",
+                             key_func=account_key, methods=["POST"], on_breach=refused)(view)
 
     return decorate

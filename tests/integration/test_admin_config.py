@@ -19,6 +19,7 @@ from queue_app.models import (
 )
 from queue_app.models.base import utcnow
 from queue_app.services.items import lifecycle, state
+from queue_app.services.people import account_links
 from tests.conftest import Auth, csrf_token_from
 
 RECALCULATE = "workers.sla_timers.recalculate_open_items"
@@ -125,14 +126,14 @@ def test_create_a_person_with_teams_skills_and_capacity(app, admin, session, wor
     assert (nina.name, nina.role, nina.timezone, nina.capacity) == ("Nina Park", "executive", "Europe/Berlin", 7)
     assert sorted(nina.skills) == ["general", "return"] and {t.name for t in nina.teams} == {"Returns", "Documents"}
     assert 'data-user="nina@example.com"' in text(admin.get("/admin/users"))
-    assert signed_in(app, "nina@example.com", "a-good-password").get("/").status_code == 200  # she can sign in
+    # No password is typed for her (one posted is ignored): she chooses hers from the invitation mailed.
+    assert not nina.check_password("a-good-password") and account_links.invitation_pending(session, nina)
 
 
 @pytest.mark.parametrize("changes, field, message", [
     ({"email": ""}, "email", "Is required"),
     ({"email": "not-an-email"}, "email", None),
     ({"email": "priya@example.com"}, "email", "Already taken"),
-    ({"password": "short"}, "password", "At least 8 characters"),
     ({"capacity": "-1"}, "capacity", "Number must be between 0 and 1000."),
     ({"capacity": "lots"}, "capacity", "Not a valid integer value."),
     ({"role": "superuser"}, "role", "Not a valid choice."),

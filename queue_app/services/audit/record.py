@@ -1,7 +1,8 @@
 """The only writer of ConfigChange rows (`audit_entries`): every change to what decides who may do
 what (people's roles, teams and memberships, checkers, thresholds, SLA policies and calendars,
 routing rules, mailboxes, mail field patterns, check settings, exchange rates, canned responses,
-API tokens) and every security event (sign-ins, failed sign-ins, lockouts, sign-outs, passwords changed),
+API tokens, two-step sign-in and the roles that require it, password links) and every security event
+(sign-ins and their second step, failed sign-ins, lockouts, sign-outs, passwords changed or reset),
 with actor, time, the object (kind, id and a readable label) and its values before and after.
 
 The service that makes a change calls `changed` once, with `snapshot`s taken before and after
@@ -38,9 +39,13 @@ KINDS = {
     "canned_response": "Canned response",
     "api_token": "API token",
     "sign_in": "Sign-in",
+    "mfa_policy": "Two-step sign-in requirement",
+    "account_link": "Password link",
 }
 ACTIONS = ("created", "updated", "deleted", "sign_in", "sign_in_failed", "sign_in_locked", "sign_out",
-           "password_changed")
+           "password_changed", "sign_in_password", "mfa_enabled", "mfa_reset", "recovery_codes_regenerated",
+           "recovery_code_used", "password_reset_requested", "password_reset", "invitation_sent",
+           "invitation_accepted")
 
 
 class Secret:

@@ -24,7 +24,7 @@ from queue_app.models.user import ROLES, SERVICE
 from queue_app.models.work_item import TYPES
 from queue_app.services.audit import record as audit
 from queue_app.services.errors import Conflict, Invalid, NotFound
-from queue_app.services.people import tokens
+from queue_app.services.people import mfa, tokens
 from queue_app.settings import SessionSettings
 
 MIN_PASSWORD_LENGTH = 8
@@ -80,12 +80,17 @@ def _teams_named(session, names):
     return found
 
 
-def create_user(session, *, email, password, role="executive", name=None, teams=(), skills=None,
+def create_user(session, *, email, password=None, role="executive", name=None, teams=(), skills=None,
                 capacity=20, timezone="UTC", active=True, actor=None):
+    """A person's account. Without `password` it has none anyone knows: they choose theirs from an
+    invitation (services.people.account_links.invite)."""
     email = normalise_email(email)
     if role not in ROLES:
         raise Invalid(f"unknown role {role!r}", {"role": f"must be one of {', '.join(ROLES)}"})
-    check_password_rules(password)
+    if password is None:
+        password = secrets.token_urlsafe(32)
+    else:
+        check_password_rules(password)
     check_timezone(timezone)
     check_capacity(capacity)
     if get_user_by_email(session, email):
@@ -156,7 +161,11 @@ def _check_credentials(session, email, password):
 
 
 def sign_in(session, email, password, *, remote_addr=None, now=None):
-    """`authenticate`, with the attempt recorded in the audit trail: the email tried, never the password."""
+    """`authenticate`, with the attempt recorded in the audit trail: the email tried, never the password.
+
+    When a second step follows (services.people.mfa.second_step: a code, or enrolment first), the
+    right password is recorded as sign_in_password; the sign-in itself only once that step is done.
+    """
     user, reason, account_user = _check_credentials(session, email, password)
     details = {"remote_addr": remote_addr}
     if user is None:
@@ -164,8 +173,19 @@ def sign_in(session, email, password, *, remote_addr=None, now=None):
                              details={**details, "email": (email or "").strip()[:audit.MAX_LABEL], "reason": reason},
                              now=now)
         return None
+    step = mfa.second_step(session, user)
+    if step is not None:
+        audit.security_event(session, user, "sign_in_password", user, email=user.email,
+                             details={**details, "second_step": step}, now=now)
+        return user
     audit.security_event(session, user, "sign_in", user, email=user.email, details=details, now=now)
     return user
+
+
+def finish_enrolment_sign_in(session, user, *, remote_addr=None, now=None):
+    """Record the sign-in of someone who set up two-step sign-in as its second step (their role requires it)."""
+    audit.security_event(session, user, "sign_in", user, email=user.email,
+                         details={"remote_addr": remote_addr, "second_step": "enrolment"}, now=now)
 
 
 def record_lockout(session, email, *, scope, until, remote_addr=None, now=None):
@@ -374,6 +394,16 @@ def reset_password(session, user, new_password, *, actor=None, keep_session_key=
     session.flush()
     audit.changed(session, actor, "user", user, {"password": before}, {"password": audit.Secret(user.password_hash)},
                   action="password_changed")
+
+
+def reset_mfa(session, user, *, actor, now=None):
+    """An admin removes someone's two-step sign-in (a lost phone): every session of theirs ends, and
+    they set it up again (at their next sign-in, if their role requires it). Recorded."""
+    if user.is_service:
+        raise Invalid("a service account never signs in to the web", {"user": "service account"})
+    mfa.turn_off(session, user, actor=actor, now=now)
+    end_all_sessions(session, user, now=now)
+    session.flush()
 
 
 def can_manage_person(actor, user):
