@@ -53,7 +53,8 @@ from workers.mail_out import DeliveryFailed, SendInProgress, send_message
 from workers.queues import get_queue
 
 MAILBOX = "returns@backdesk.example.com"
-LEASE = 2  # seconds: OUTBOX_LEASE_SECONDS of the child processes (their workers beat every second)
+LEASE = 3  # seconds: OUTBOX_LEASE_SECONDS of the child processes (their workers beat every second, so a
+# beat may come up to 2 s late on a loaded machine before a live worker is taken for a dead one)
 FAST = dict(OUTBOX_LEASE_SECONDS=LEASE, OUTBOX_RECONCILE_SECONDS=1, OUTBOX_RELAY_SECONDS=1,
             SLA_SWEEP_SECONDS=3600, INTAKE_POLL_SECONDS=3600, SMTP_HOST="")
 
