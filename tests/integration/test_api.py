@@ -408,6 +408,15 @@ def test_wrong_method_and_unknown_path_are_json(client, world):
     assert_error(client.get(f"{API}/nothing-here", headers=headers), 404)
 
 
+def test_wrong_method_says_which_methods_are_allowed(client, world):
+    """RFC 9110: a 405 carries Allow; the JSON error handler used to drop it."""
+    response = client.open(f"{API}/items/BO-000001/status", method="TRACE", headers=world.headers("sup@example.com"))
+    assert_error(response, 405)
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"POST", "OPTIONS"}
+    response = client.delete(f"{API}/items", headers=world.headers("sup@example.com"))
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST", "OPTIONS"}
+
+
 def _openapi_path(rule):
     return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule[len(API):])
 
