@@ -209,6 +209,7 @@ def test_every_type_can_be_created_with_valid_fields(client, world, work_type):
     ({"subject": "x", "team": "Nowhere"}, "team"),
     ({"subject": "x", "assignee": "ghost@example.com"}, "assignee"),
     ({"subject": "x", "requester_email": "not an email"}, "requester_email"),
+    ({"subject": "0", "requester_name": "0" * 256}, "requester_name"),  # was a 500 on PostgreSQL
 ])
 def test_create_body_errors_name_the_field(client, world, body, field):
     response = client.post(f"{API}/items", json=body, headers=world.headers("sup@example.com"))
