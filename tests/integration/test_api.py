@@ -364,6 +364,22 @@ def test_stale_version_is_409_and_changes_nothing(client, session, world, make_i
                                                                            first.get_json()["version"])
 
 
+def test_a_version_written_as_a_whole_float_is_that_integer(client, session, world, make_item):
+    """JSON Schema counts 3.0 as an integer; the API refused it while the document allowed it."""
+    item = make_item(team=world.team, actor=world.sup)
+    session.commit()
+    sup = world.headers("sup@example.com")
+    version = client.get(f"{API}/items/{item.ref}", headers=sup).get_json()["version"]
+    response = client.post(f"{API}/items/{item.ref}/assign", json={"assignee": "exec1@example.com",
+                                                                   "version": float(version)}, headers=sup)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    stale = client.post(f"{API}/items/{item.ref}/status", json={"status": "open", "version": float(version)},
+                        headers=sup)
+    assert_error(stale, 409, "conflict")
+    assert_error(client.post(f"{API}/items/{item.ref}/status", json={"status": "open", "version": 2.5},
+                             headers=sup), 422, "invalid", "version")
+
+
 def test_note_needs_a_body(client, session, world, make_item):
     item = make_item(team=world.team, actor=world.sup)
     session.commit()
