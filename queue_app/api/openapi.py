@@ -16,12 +16,18 @@ from queue_app.web.security import CONTROL_CHARACTERS, CONTROL_CHARACTERS_SINGLE
 DECIMAL_PATTERN = r"^-?\d+(\.\d{1,2})?$"
 
 
+# What str.strip() takes away, spelled out: `\s` differs between JSON Schema's regular expressions
+# and Python's (U+FEFF, U+0085). Tab, CR and LF are left to the control-character rule.
+WHITE_SPACE = r"\t\n\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
 def _text(max_length=None, *, multiline=False, required=False, **extra):
     """A string as the API reads it: no control characters (tab, CR and LF only in multi-line text);
     a required one holds more than white space, which is stripped."""
     refused = CONTROL_CHARACTERS if multiline else CONTROL_CHARACTERS_SINGLE_LINE
     if required:
-        schema = {"type": "string", "minLength": 1, "pattern": f"^[^{refused}]*[^\\s{refused}][^{refused}]*$"}
+        schema = {"type": "string", "minLength": 1,
+                  "pattern": f"^[^{refused}]*[^{WHITE_SPACE}{refused}][^{refused}]*$"}
     else:
         schema = {"type": "string", "pattern": f"^[^{refused}]*$"}
     if max_length is not None:
@@ -58,7 +64,7 @@ def _empty_or(schema):
 
 def _clearable(schema):
     """A type-specific field as a client sends it: null or blank (white space only) leaves it empty."""
-    blank = f"^[^\\S{CONTROL_CHARACTERS}]*$"  # white space, control characters refused as anywhere
+    blank = f"^[{WHITE_SPACE}]*$"
     return {"anyOf": [schema, {"type": "null"}, {"type": "string", "pattern": blank}],
             "description": schema.get("description", "")}
 
@@ -87,7 +93,7 @@ def _field_schema(spec):
 
 def fields_schemas():
     """Per type: NewFields_<type> (what a client sends) and Fields_<type> (what an item carries);
-    FieldChanges, any type's fields, for a change to an item whose type the request does not say."""
+    AnyFields, any type's fields, where the request does not say the item's type."""
     schemas = {}
     every_field = {}
     for work_type, specs in FIELDS.items():
@@ -106,21 +112,25 @@ def fields_schemas():
             "properties": {name: _nullable(schema) for name, schema in properties.items()},
             "required": [spec.name for spec in specs],
         }
-    schemas["FieldChanges"] = {
-        "type": "object", "additionalProperties": False, "minProperties": 1,
+    schemas["AnyFields"] = {
+        "type": "object", "additionalProperties": False,
         "properties": {name: _clearable(schema) for name, schema in sorted(every_field.items())},
         "description": "Fields of the item's type (see NewFields_<type>); a field of another type is a 422.",
     }
+    schemas["FieldChanges"] = {"allOf": [_ref("AnyFields")], "minProperties": 1}
     return schemas
 
 
 def _fields_by_type(prefix):
-    """`fields` follows `type`: one if/then per work type."""
-    return [
-        {"if": {"properties": {"type": {"const": work_type}}, "required": ["type"]},
-         "then": {"properties": {"fields": _ref(f"{prefix}_{work_type}")}}}
-        for work_type in FIELDS
-    ]
+    """`fields` follows `type`: one if/then per work type; a new item of a type with required fields
+    needs `fields`."""
+    rules = []
+    for work_type, specs in FIELDS.items():
+        then = {"properties": {"fields": _ref(f"{prefix}_{work_type}")}}
+        if prefix == "NewFields" and any(spec.required for spec in specs):
+            then["required"] = ["fields"]
+        rules.append({"if": {"properties": {"type": {"const": work_type}}, "required": ["type"]}, "then": then})
+    return rules
 
 
 def _error_response(description):
@@ -136,7 +146,7 @@ def _body(schema_name):
 
 
 REF_PARAM = {"name": "ref", "in": "path", "required": True, "description": "Work item reference, e.g. BO-000123",
-             "schema": {"type": "string", "pattern": r"^[Bb][Oo]-\d{6,}$"}}
+             "schema": {"type": "string", "pattern": r"^[Bb][Oo]-\d{6,}$"}, "example": "BO-000123"}
 ERRORS = {
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "404": {"$ref": "#/components/responses/NotFound"},
@@ -162,7 +172,7 @@ def _list_parameters():
         query("priority", "Only items with this priority.", {"type": "string", "enum": list(PRIORITIES)}),
         query("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
                                       "default": DEFAULT_LIMIT}),
-        query("cursor", "The `next_cursor` of the previous page (opaque).", {"type": "string"}),
+        query("cursor", "The `next_cursor` of the previous page (opaque).", _text()),
     ]
 
 
@@ -249,14 +259,21 @@ def _component_schemas():
                 "requester_email": _empty_or(email),
                 "requester_name": _optional(_text(MAX_NAME)),
                 "assignee": _empty_or({**email, "description": "Email of a member of the item's team."}),
-                "fields": _optional({"type": "object", "description": "Type-specific fields; see NewFields_<type>."}),
+                "fields": {"anyOf": [_ref("AnyFields"), {"type": "null"}],
+                           "description": "Type-specific fields; see NewFields_<type>. Without `type`, those of "
+                                          "the type routing decides."},
             },
             "allOf": _fields_by_type("NewFields"),
+            "examples": [{"type": "return", "subject": "Broken kettle", "description": "It leaks.", "priority": "high",
+                          "team": "Returns", "requester_email": "ann@example.com", "requester_name": "Ann Customer",
+                          "fields": {"order_number": "ORD-1001", "purchase_date": "2026-11-01", "amount": "49.90",
+                                     "currency": "EUR", "reason": "Wrong size"}}],
         },
         "Assign": {
             "type": "object", "additionalProperties": False, "required": ["assignee"],
             "properties": {"assignee": {**_nullable(email), "description": "null unassigns"},
                            "version": _optional(VERSION)},
+            "examples": [{"assignee": "priya@example.com"}, {"assignee": None, "version": 4}],
         },
         "Reclassify": {
             "type": "object", "additionalProperties": False, "minProperties": 1,
@@ -267,15 +284,18 @@ def _component_schemas():
                            "team": _optional(_text(required=True, description="Team name")),
                            "version": _optional(VERSION)},
             "anyOf": [{"required": [key], "properties": {key: {"type": "string"}}} for key in RECLASSIFY_CHANGES],
+            "examples": [{"priority": "urgent"}, {"team": "Payments", "type": "discrepancy_fix", "version": 4}],
         },
         "ChangeStatus": {
             "type": "object", "additionalProperties": False, "required": ["status"],
             "properties": {"status": {"type": "string", "enum": list(STATUSES)},
                            "comment": _optional(_text(multiline=True)), "version": _optional(VERSION)},
+            "examples": [{"status": "open"}, {"status": "pending_customer", "comment": "Asked for photos."}],
         },
         "NewNote": {
             "type": "object", "additionalProperties": False, "required": ["body"],
             "properties": {"body": _text(MAX_BODY, multiline=True, required=True)},
+            "examples": [{"body": "Called the customer; photos are on the way."}],
         },
         "Note": {
             "type": "object", "required": ["id", "kind", "body", "author", "created_at"],
@@ -319,6 +339,7 @@ def _component_schemas():
             "description": "Only the fields given change; an empty string or null clears a field. Items "
                            "awaiting approval cannot change.",
             "properties": {"fields": _ref("FieldChanges"), "version": _optional(VERSION)},
+            "examples": [{"fields": {"amount": "39.90", "reason": ""}}],
         },
         "Upload": {
             "type": "object", "required": ["file"],
@@ -336,6 +357,7 @@ def _component_schemas():
             "properties": {"decision": {"type": "string", "enum": ["approve", "reject"]},
                            "comment": _optional(_text(MAX_COMMENT, multiline=True, description="Required to reject."))},
             "if": {"properties": {"decision": {"const": "reject"}}, "required": ["decision"]},
+            "examples": [{"decision": "approve"}, {"decision": "reject", "comment": "The receipt is for another order."}],
             "then": {"required": ["comment"],
                      "properties": {"comment": _text(MAX_COMMENT, multiline=True, required=True)}},
         },
@@ -483,7 +505,7 @@ def build_spec():
                     {"name": "limit", "in": "query", "required": False, "description": "Page size.",
                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
                     {"name": "cursor", "in": "query", "required": False,
-                     "description": "The `next_cursor` of the previous page (opaque).", "schema": {"type": "string"}},
+                     "description": "The `next_cursor` of the previous page (opaque).", "schema": _text()},
                 ],
                 "responses": {"200": _json("ApprovalList", "A page of approvals"), "401": ERRORS["401"],
                               "400": QUERY_ERROR, "422": BODY_ERRORS["422"]},

@@ -63,7 +63,6 @@ def fuzz_config(token):
         "seed": SEED,
         "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "database": "none"},
         "auth": {"openapi": {"bearerAuth": {"bearer": token}}},
-        "continue-on-failure": True,
     })
 
 
