@@ -1,7 +1,7 @@
 """Domain errors and HTTP errors mapped to responses in one place: JSON for the API, HTML pages otherwise."""
 import logging
 
-from flask import jsonify, render_template, request
+from flask import jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
@@ -56,7 +56,12 @@ def register_error_handlers(app):
         if exc.code == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
             message = f"The request is too large (limit {limit // (1024 * 1024)} MB)." if limit else message
-        return error_response(exc.code, message)
+        response = make_response(error_response(exc.code, message))
+        # Keep the exception's own headers: a 405 must say which methods are allowed (Allow).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def server_error(exc):

@@ -3,14 +3,40 @@
 Enumerations and the type-specific fields come from the models and
 services.items.work_types.FIELDS, so the document cannot drift from what the API accepts.
 """
-from queue_app.api.schemas import DEFAULT_LIMIT, MAX_LIMIT
+from queue_app.api.schemas import DEFAULT_LIMIT, MAX_LIMIT, RECLASSIFY_CHANGES
+from queue_app.models.base import MAX_ID
 from queue_app.models.approval import APPROVAL_STATUSES
 from queue_app.models.check_result import CHECK_STATUSES
 from queue_app.models.work_item import PRIORITIES, SLA_STATES, STATUSES, TYPES
-from queue_app.services.items.lifecycle import MAX_BODY, MAX_SUBJECT
+from queue_app.services.approvals.decisions import MAX_COMMENT
+from queue_app.services.items.lifecycle import MAX_BODY, MAX_NAME, MAX_SUBJECT
 from queue_app.services.items.work_types import FIELDS
+from queue_app.web.security import CONTROL_CHARACTERS, CONTROL_CHARACTERS_SINGLE_LINE
 
 DECIMAL_PATTERN = r"^-?\d+(\.\d{1,2})?$"
+
+
+# What str.strip() takes away, spelled out: `\s` differs between JSON Schema's regular expressions
+# and Python's (U+FEFF, U+0085). Tab, CR and LF are left to the control-character rule.
+WHITE_SPACE = r"\t\n\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _text(max_length=None, *, multiline=False, required=False, **extra):
+    """A string as the API reads it: no control characters (tab, CR and LF only in multi-line text);
+    a required one holds more than white space, which is stripped."""
+    refused = CONTROL_CHARACTERS if multiline else CONTROL_CHARACTERS_SINGLE_LINE
+    if required:
+        schema = {"type": "string", "minLength": 1,
+                  "pattern": f"^[^{refused}]*[^{WHITE_SPACE}{refused}][^{refused}]*$"}
+    else:
+        schema = {"type": "string", "pattern": f"^[^{refused}]*$"}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return {**schema, **extra}
+
+
+VERSION = {"type": "integer", "minimum": 1, "maximum": MAX_ID,
+           "description": "The item's `version` as read; another one is a 409."}
 
 
 def _ref(name):
@@ -18,15 +44,35 @@ def _ref(name):
 
 
 def _nullable(schema):
-    """JSON Schema 2020-12 spelling of "or null"."""
+    """JSON Schema 2020-12 spelling of "or null" (an enum lists null too)."""
     kind = schema.get("type", "string")
-    return {**schema, "type": [kind, "null"]} if isinstance(kind, str) else {**schema, "type": [*kind, "null"]}
+    schema = {**schema, "type": [kind, "null"] if isinstance(kind, str) else [*kind, "null"]}
+    if "enum" in schema:
+        schema["enum"] = [*schema["enum"], None]
+    return schema
+
+
+def _optional(schema):
+    """A request body key that may be null: the API reads null as not given."""
+    return _nullable(schema)
+
+
+def _empty_or(schema):
+    """A request body key where null or an empty string means not given."""
+    return {"anyOf": [schema, {"enum": ["", None]}], "description": schema.get("description", "")}
+
+
+def _clearable(schema):
+    """A type-specific field as a client sends it: null or blank (white space only) leaves it empty."""
+    blank = f"^[{WHITE_SPACE}]*$"
+    return {"anyOf": [schema, {"type": "null"}, {"type": "string", "pattern": blank}],
+            "description": schema.get("description", "")}
 
 
 def _field_schema(spec):
     schema = {"description": spec.help or spec.title}
     if spec.kind in ("string", "text"):
-        schema.update(type="string", maxLength=spec.max_length)
+        schema.update(_text(spec.max_length, multiline=spec.kind == "text"))
         if spec.pattern:
             schema["pattern"] = spec.pattern
     elif spec.kind == "date":
@@ -46,11 +92,16 @@ def _field_schema(spec):
 
 
 def fields_schemas():
-    """Per type: NewFields_<type> (what a client sends) and Fields_<type> (what an item carries)."""
+    """Per type: NewFields_<type> (what a client sends) and Fields_<type> (what an item carries);
+    AnyFields, any type's fields, where the request does not say the item's type."""
     schemas = {}
+    every_field = {}
     for work_type, specs in FIELDS.items():
         properties = {spec.name: _field_schema(spec) for spec in specs}
-        new = {"type": "object", "additionalProperties": False, "properties": properties,
+        every_field.update(properties)
+        new = {"type": "object", "additionalProperties": False,
+               "properties": {spec.name: properties[spec.name] if spec.required else _clearable(properties[spec.name])
+                              for spec in specs},
                "description": f"Type-specific fields of a {work_type} item."}
         required = [spec.name for spec in specs if spec.required]
         if required:
@@ -61,16 +112,25 @@ def fields_schemas():
             "properties": {name: _nullable(schema) for name, schema in properties.items()},
             "required": [spec.name for spec in specs],
         }
+    schemas["AnyFields"] = {
+        "type": "object", "additionalProperties": False,
+        "properties": {name: _clearable(schema) for name, schema in sorted(every_field.items())},
+        "description": "Fields of the item's type (see NewFields_<type>); a field of another type is a 422.",
+    }
+    schemas["FieldChanges"] = {"allOf": [_ref("AnyFields")], "minProperties": 1}
     return schemas
 
 
 def _fields_by_type(prefix):
-    """`fields` follows `type`: one if/then per work type."""
-    return [
-        {"if": {"properties": {"type": {"const": work_type}}, "required": ["type"]},
-         "then": {"properties": {"fields": _ref(f"{prefix}_{work_type}")}}}
-        for work_type in FIELDS
-    ]
+    """`fields` follows `type`: one if/then per work type; a new item of a type with required fields
+    needs `fields`."""
+    rules = []
+    for work_type, specs in FIELDS.items():
+        then = {"properties": {"fields": _ref(f"{prefix}_{work_type}")}}
+        if prefix == "NewFields" and any(spec.required for spec in specs):
+            then["required"] = ["fields"]
+        rules.append({"if": {"properties": {"type": {"const": work_type}}, "required": ["type"]}, "then": then})
+    return rules
 
 
 def _error_response(description):
@@ -86,11 +146,12 @@ def _body(schema_name):
 
 
 REF_PARAM = {"name": "ref", "in": "path", "required": True, "description": "Work item reference, e.g. BO-000123",
-             "schema": {"type": "string", "pattern": r"^[Bb][Oo]-\d{6,}$"}}
+             "schema": {"type": "string", "pattern": r"^[Bb][Oo]-\d{6,}$"}, "example": "BO-000123"}
 ERRORS = {
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "404": {"$ref": "#/components/responses/NotFound"},
 }
+QUERY_ERROR = {"$ref": "#/components/responses/BadQuery"}
 BODY_ERRORS = {
     "400": {"$ref": "#/components/responses/BadRequest"},
     "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
@@ -105,13 +166,13 @@ def _list_parameters():
     return [
         query("status", "Only items in this status.", {"type": "string", "enum": list(STATUSES)}),
         query("type", "Only items of this type.", {"type": "string", "enum": list(TYPES)}),
-        query("team", "Only items of the team with this name.", {"type": "string"}),
+        query("team", "Only items of the team with this name.", _text(required=True)),
         query("assignee", "An email address, `me` for the caller, or `none` for unassigned items.",
-              {"type": "string"}),
+              _text(required=True)),
         query("priority", "Only items with this priority.", {"type": "string", "enum": list(PRIORITIES)}),
         query("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
                                       "default": DEFAULT_LIMIT}),
-        query("cursor", "The `next_cursor` of the previous page (opaque).", {"type": "string"}),
+        query("cursor", "The `next_cursor` of the previous page (opaque).", _text()),
     ]
 
 
@@ -189,42 +250,52 @@ def _component_schemas():
         "NewItem": {
             "type": "object", "additionalProperties": False, "required": ["subject"],
             "properties": {
-                "type": {"type": "string", "enum": list(TYPES),
-                         "description": "Left out, routing rules decide (default general)."},
-                "subject": {"type": "string", "maxLength": MAX_SUBJECT},
-                "description": {"type": "string", "maxLength": MAX_BODY},
-                "priority": {"type": "string", "enum": list(PRIORITIES)},
-                "team": {"type": "string", "description": "Team name; left out, routing decides."},
-                "requester_email": email,
-                "requester_name": {"type": "string"},
-                "assignee": {**email, "description": "Email of a member of the item's team."},
-                "fields": {"type": "object", "description": "Type-specific fields; see NewFields_<type>."},
+                "type": _optional({"type": "string", "enum": list(TYPES),
+                                   "description": "Left out, routing rules decide (default general)."}),
+                "subject": _text(MAX_SUBJECT, required=True),
+                "description": _optional(_text(MAX_BODY, multiline=True)),
+                "priority": _optional({"type": "string", "enum": list(PRIORITIES)}),
+                "team": _optional(_text(description="Team name; left out or empty, routing decides.")),
+                "requester_email": _empty_or(email),
+                "requester_name": _optional(_text(MAX_NAME)),
+                "assignee": _empty_or({**email, "description": "Email of a member of the item's team."}),
+                "fields": {"anyOf": [_ref("AnyFields"), {"type": "null"}],
+                           "description": "Type-specific fields; see NewFields_<type>. Without `type`, those of "
+                                          "the type routing decides."},
             },
             "allOf": _fields_by_type("NewFields"),
+            "examples": [{"type": "return", "subject": "Broken kettle", "description": "It leaks.", "priority": "high",
+                          "team": "Returns", "requester_email": "ann@example.com", "requester_name": "Ann Customer",
+                          "fields": {"order_number": "ORD-1001", "purchase_date": "2026-11-01", "amount": "49.90",
+                                     "currency": "EUR", "reason": "Wrong size"}}],
         },
         "Assign": {
             "type": "object", "additionalProperties": False, "required": ["assignee"],
             "properties": {"assignee": {**_nullable(email), "description": "null unassigns"},
-                           "version": {"type": "integer"}},
+                           "version": _optional(VERSION)},
+            "examples": [{"assignee": "priya@example.com"}, {"assignee": None, "version": 4}],
         },
         "Reclassify": {
             "type": "object", "additionalProperties": False, "minProperties": 1,
             "description": "At least one of type, priority and team. Changing the team needs a supervisor of "
                            "the item's current team; an assignee who is not a member of the new team is dropped.",
-            "properties": {"type": {"type": "string", "enum": list(TYPES)},
-                           "priority": {"type": "string", "enum": list(PRIORITIES)},
-                           "team": {"type": "string", "description": "Team name"},
-                           "version": {"type": "integer"}},
-            "anyOf": [{"required": ["type"]}, {"required": ["priority"]}, {"required": ["team"]}],
+            "properties": {"type": _optional({"type": "string", "enum": list(TYPES)}),
+                           "priority": _optional({"type": "string", "enum": list(PRIORITIES)}),
+                           "team": _optional(_text(required=True, description="Team name")),
+                           "version": _optional(VERSION)},
+            "anyOf": [{"required": [key], "properties": {key: {"type": "string"}}} for key in RECLASSIFY_CHANGES],
+            "examples": [{"priority": "urgent"}, {"team": "Payments", "type": "discrepancy_fix", "version": 4}],
         },
         "ChangeStatus": {
             "type": "object", "additionalProperties": False, "required": ["status"],
             "properties": {"status": {"type": "string", "enum": list(STATUSES)},
-                           "comment": {"type": "string"}, "version": {"type": "integer"}},
+                           "comment": _optional(_text(multiline=True)), "version": _optional(VERSION)},
+            "examples": [{"status": "open"}, {"status": "pending_customer", "comment": "Asked for photos."}],
         },
         "NewNote": {
             "type": "object", "additionalProperties": False, "required": ["body"],
-            "properties": {"body": {"type": "string", "minLength": 1, "maxLength": MAX_BODY}},
+            "properties": {"body": _text(MAX_BODY, multiline=True, required=True)},
+            "examples": [{"body": "Called the customer; photos are on the way."}],
         },
         "Note": {
             "type": "object", "required": ["id", "kind", "body", "author", "created_at"],
@@ -267,9 +338,8 @@ def _component_schemas():
             "type": "object", "additionalProperties": False, "required": ["fields"],
             "description": "Only the fields given change; an empty string or null clears a field. Items "
                            "awaiting approval cannot change.",
-            "properties": {"fields": {"type": "object", "minProperties": 1,
-                                      "description": "Type-specific fields; see NewFields_<type>."},
-                           "version": {"type": "integer"}},
+            "properties": {"fields": _ref("FieldChanges"), "version": _optional(VERSION)},
+            "examples": [{"fields": {"amount": "39.90", "reason": ""}}],
         },
         "Upload": {
             "type": "object", "required": ["file"],
@@ -285,8 +355,11 @@ def _component_schemas():
         "Decision": {
             "type": "object", "additionalProperties": False, "required": ["decision"],
             "properties": {"decision": {"type": "string", "enum": ["approve", "reject"]},
-                           "comment": {"type": "string", "maxLength": 2000,
-                                       "description": "Required to reject."}},
+                           "comment": _optional(_text(MAX_COMMENT, multiline=True, description="Required to reject."))},
+            "if": {"properties": {"decision": {"const": "reject"}}, "required": ["decision"]},
+            "examples": [{"decision": "approve"}, {"decision": "reject", "comment": "The receipt is for another order."}],
+            "then": {"required": ["comment"],
+                     "properties": {"comment": _text(MAX_COMMENT, multiline=True, required=True)}},
         },
         "Approval": {
             "type": "object",
@@ -364,7 +437,7 @@ def build_spec():
                     "operationId": "listItems", "summary": "Visible work items, newest first",
                     "parameters": _list_parameters(),
                     "responses": {"200": _json("ItemList", "A page of items"), "401": ERRORS["401"],
-                                  "422": BODY_ERRORS["422"]},
+                                  "400": QUERY_ERROR, "422": BODY_ERRORS["422"]},
                 },
             },
             "/items/{ref}": item_ops,
@@ -432,10 +505,10 @@ def build_spec():
                     {"name": "limit", "in": "query", "required": False, "description": "Page size.",
                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
                     {"name": "cursor", "in": "query", "required": False,
-                     "description": "The `next_cursor` of the previous page (opaque).", "schema": {"type": "string"}},
+                     "description": "The `next_cursor` of the previous page (opaque).", "schema": _text()},
                 ],
                 "responses": {"200": _json("ApprovalList", "A page of approvals"), "401": ERRORS["401"],
-                              "422": BODY_ERRORS["422"]},
+                              "400": QUERY_ERROR, "422": BODY_ERRORS["422"]},
             }},
         },
         "components": {
@@ -445,6 +518,8 @@ def build_spec():
             "schemas": _component_schemas(),
             "responses": {
                 "BadRequest": _error_response("Malformed JSON, or a body that is not a JSON object"),
+                "BadQuery": _error_response("A query string with a control character, or with a number larger than "
+                                            "any id (2147483647) outside free text"),
                 "Unauthorized": _error_response("Missing, invalid or revoked token (see WWW-Authenticate)"),
                 "Forbidden": _error_response("The token's user may not do this"),
                 "NotFound": _error_response("No such item, or an item the user may not see"),

@@ -94,6 +94,8 @@ def read_body(spec, required=()):
     data = json_object()
     errors = {}
     for key, value in data.items():
+        if spec.get(key) == "integer" and isinstance(value, float) and value.is_integer():
+            value = data[key] = int(value)  # JSON Schema's integer: 3.0 is 3
         if key not in spec:
             errors[key] = f"unknown key (allowed: {', '.join(spec)})"
         elif value is not None and not _matches(spec[key], value):

@@ -26,9 +26,12 @@ CONTENT_SECURITY_POLICY = "; ".join((
 ))
 HSTS = "max-age=31536000; includeSubDomains"
 
-# C0 controls and DEL; tab, CR and LF are allowed in multi-line text only.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CONTROL_SINGLE_LINE = re.compile(r"[\x00-\x1f\x7f]")
+# C0 controls and DEL; tab, CR and LF are allowed in multi-line text only. The character classes
+# are the API document's too (api/openapi.py), so it describes the text the API refuses.
+CONTROL_CHARACTERS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+CONTROL_CHARACTERS_SINGLE_LINE = r"\x00-\x1f\x7f"
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+_CONTROL_SINGLE_LINE = re.compile(f"[{CONTROL_CHARACTERS_SINGLE_LINE}]")
 _DIGITS = re.compile(r"\d+")
 # Query parameters that are free text or no id (a search may quote a long account number; the
 # queue's change stamp carries sums and timestamps): their numbers are not checked against MAX_ID.

@@ -209,6 +209,7 @@ def test_every_type_can_be_created_with_valid_fields(client, world, work_type):
     ({"subject": "x", "team": "Nowhere"}, "team"),
     ({"subject": "x", "assignee": "ghost@example.com"}, "assignee"),
     ({"subject": "x", "requester_email": "not an email"}, "requester_email"),
+    ({"subject": "0", "requester_name": "0" * 256}, "requester_name"),  # was a 500 on PostgreSQL
 ])
 def test_create_body_errors_name_the_field(client, world, body, field):
     response = client.post(f"{API}/items", json=body, headers=world.headers("sup@example.com"))
@@ -363,6 +364,22 @@ def test_stale_version_is_409_and_changes_nothing(client, session, world, make_i
                                                                            first.get_json()["version"])
 
 
+def test_a_version_written_as_a_whole_float_is_that_integer(client, session, world, make_item):
+    """JSON Schema counts 3.0 as an integer; the API refused it while the document allowed it."""
+    item = make_item(team=world.team, actor=world.sup)
+    session.commit()
+    sup = world.headers("sup@example.com")
+    version = client.get(f"{API}/items/{item.ref}", headers=sup).get_json()["version"]
+    response = client.post(f"{API}/items/{item.ref}/assign", json={"assignee": "exec1@example.com",
+                                                                   "version": float(version)}, headers=sup)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    stale = client.post(f"{API}/items/{item.ref}/status", json={"status": "open", "version": float(version)},
+                        headers=sup)
+    assert_error(stale, 409, "conflict")
+    assert_error(client.post(f"{API}/items/{item.ref}/status", json={"status": "open", "version": 2.5},
+                             headers=sup), 422, "invalid", "version")
+
+
 def test_note_needs_a_body(client, session, world, make_item):
     item = make_item(team=world.team, actor=world.sup)
     session.commit()
@@ -406,6 +423,15 @@ def test_wrong_method_and_unknown_path_are_json(client, world):
     headers = world.headers("sup@example.com")
     assert_error(client.delete(f"{API}/items", headers=headers), 405)
     assert_error(client.get(f"{API}/nothing-here", headers=headers), 404)
+
+
+def test_wrong_method_says_which_methods_are_allowed(client, world):
+    """RFC 9110: a 405 carries Allow; the JSON error handler used to drop it."""
+    response = client.open(f"{API}/items/BO-000001/status", method="TRACE", headers=world.headers("sup@example.com"))
+    assert_error(response, 405)
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"POST", "OPTIONS"}
+    response = client.delete(f"{API}/items", headers=world.headers("sup@example.com"))
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST", "OPTIONS"}
 
 
 def _openapi_path(rule):

@@ -44,6 +44,7 @@ from queue_app.settings import MailSettings
 
 MAX_SUBJECT = 255
 MAX_BODY = 100_000
+MAX_NAME = 255
 
 
 def get_item(session, ref):
@@ -112,6 +113,7 @@ def prepare_item(session, *, actor, source, type=None, subject, description="", 
                    priority=(priority, PRIORITIES))
     subject = _clean_text(subject, "subject", MAX_SUBJECT, required=True)
     description = _clean_text(description, "description", MAX_BODY)
+    requester_name = _clean_text(requester_name, "requester_name", MAX_NAME) or None
 
     decision = route(session, source=source, work_type=type, team=team, priority=priority, recipient=recipient,
                      sender=sender or requester_email, subject=subject, body=description,
