@@ -112,7 +112,7 @@
       })
       .then(function (data) {
         var textarea = byId("reply");
-        if (textarea) { insertAtCursor(textarea, data.text); }
+        if (textarea) { insertAtCursor(textarea, data.text); saveDraft("reply"); }
         announce("Inserted “" + data.title + "”. Edit it before sending.", "info");
       })
       .catch(function () { announce("That canned response could not be loaded; try again.", "error"); })
@@ -121,6 +121,59 @@
 
   // With JavaScript the select inserts by itself; the button is for pages without it.
   document.documentElement.classList.add("js");
+
+  // --- drafts: what is typed in the reply and note boxes is never lost -----------------------
+  //
+  // Kept in localStorage per person and item ("backdesk:draft:<user id>:<ref>:<box>") on every
+  // keystroke, restored on every load of the page (after a status change, a conflict, a reload),
+  // and removed only when the box is sent successfully.
+
+  var DRAFT_BOXES = ["reply", "note"];
+
+  function draftKey(box) {
+    var holder = byId("composers");
+    if (!holder || !holder.dataset.draftKey) { return null; }
+    return "backdesk:draft:" + holder.dataset.draftKey + ":" + box;
+  }
+
+  function storage() {
+    try { return window.localStorage; } catch (e) { return null; }
+  }
+
+  function saveDraft(box) {
+    var key = draftKey(box), field = byId(box), store = storage();
+    if (!key || !field || !store) { return; }
+    try {
+      if (field.value.trim()) { store.setItem(key, field.value); } else { store.removeItem(key); }
+    } catch (e) { /* storage full or disabled: the box still holds the text */ }
+  }
+
+  function clearDraft(box) {
+    var key = draftKey(box), store = storage();
+    if (key && store) { try { store.removeItem(key); } catch (e) { /* nothing to do */ } }
+  }
+
+  function restoreDrafts() {
+    var store = storage();
+    if (!store) { return; }
+    DRAFT_BOXES.forEach(function (box) {
+      var key = draftKey(box), field = byId(box);
+      if (!key || !field) { return; }
+      var kept = null;
+      try { kept = store.getItem(key); } catch (e) { return; }
+      if (field.value.trim()) {
+        saveDraft(box);  // the server gave it back (a conflict): it is the newest text
+      } else if (kept) {
+        field.value = kept;
+        field.classList.add("draft-restored");
+      }
+    });
+  }
+
+  document.addEventListener("input", function (event) {
+    var id = event.target && event.target.id;
+    if (DRAFT_BOXES.indexOf(id) !== -1) { saveDraft(id); }
+  });
 
   // --- htmx: conflicts and refusals are pages worth showing ---------------------------------
 
@@ -136,10 +189,16 @@
     var form = event.detail.elt;
     if (event.detail.successful && event.detail.xhr.status === 200 && form.matches && form.matches("form.composer")) {
       form.reset();
+      DRAFT_BOXES.forEach(function (box) {
+        var field = byId(box);
+        // Emptied, not reset: after a conflict the box's default text is the draft just sent.
+        if (field && form.contains(field)) { field.value = ""; field.classList.remove("draft-restored"); clearDraft(box); }
+      });
     }
   });
 
   document.addEventListener("htmx:afterSettle", function () {
+    restoreDrafts();  // a conflict swaps in a new page body with empty boxes
     var panel = byId("changes");
     if (panel && !panel.dataset.shown) {
       panel.dataset.shown = "1";
@@ -148,6 +207,7 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
+    restoreDrafts();
     var panel = byId("changes");
     if (panel) { panel.dataset.shown = "1"; panel.focus(); }
   });
