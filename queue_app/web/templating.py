@@ -178,6 +178,13 @@ def event_data(data, kind=None):
     return Markup(" ").join(parts) if parts else Markup("")
 
 
+def capitalize_first(text):
+    """The first letter upper-case and the rest as written ("e.g. BO-000123" stays so), unlike
+    Jinja's `capitalize`, which lower-cases the rest."""
+    text = "" if text is None else str(text)
+    return text[:1].upper() + text[1:]
+
+
 def page_context():
     return {"now": utcnow(), "viewer_zone_name": str(viewer_zone())}
 
@@ -192,5 +199,6 @@ def init_app(app):
         "sla_state": sla_state,
         "label": label,
         "event_data": event_data,
+        "capitalize": capitalize_first,
     })
     app.context_processor(page_context)
