@@ -112,7 +112,7 @@
       })
       .then(function (data) {
         var textarea = byId("reply");
-        if (textarea) { insertAtCursor(textarea, data.text); saveDraft("reply"); }
+        if (textarea) { insertAtCursor(textarea, data.text); typed("reply"); }
         announce("Inserted “" + data.title + "”. Edit it before sending.", "info");
       })
       .catch(function () { announce("That canned response could not be loaded; try again.", "error"); })
@@ -124,14 +124,19 @@
 
   // --- drafts: what is typed in the reply and note boxes is never lost -----------------------
   //
-  // Kept in localStorage per person and item ("backdesk:draft:<user id>:<ref>:<box>") on every
-  // keystroke, restored on every load of the page (after a status change, a conflict, a reload),
-  // and removed only when the box is sent successfully.
+  // Saved on the server as the person types (a second after they pause, and when the page is left),
+  // so the page draws it in the box on every load, on any computer. This browser also keeps each
+  // keystroke in localStorage ("backdesk:draft:<user id>:<ref>:<box>", with whether the server has
+  // it yet), which covers a save that did not get through. Sending the reply or note removes both.
 
   var DRAFT_BOXES = ["reply", "note"];
+  var SAVE_DELAY = 1000;
+  var timers = {};
+
+  function composers() { return byId("composers"); }
 
   function draftKey(box) {
-    var holder = byId("composers");
+    var holder = composers();
     if (!holder || !holder.dataset.draftKey) { return null; }
     return "backdesk:draft:" + holder.dataset.draftKey + ":" + box;
   }
@@ -140,40 +145,102 @@
     try { return window.localStorage; } catch (e) { return null; }
   }
 
-  function saveDraft(box) {
-    var key = draftKey(box), field = byId(box), store = storage();
-    if (!key || !field || !store) { return; }
+  function readLocal(box) {
+    var key = draftKey(box), store = storage(), raw = null;
+    if (!key || !store) { return null; }
+    try { raw = store.getItem(key); } catch (e) { return null; }
+    if (raw === null) { return null; }
     try {
-      if (field.value.trim()) { store.setItem(key, field.value); } else { store.removeItem(key); }
-    } catch (e) { /* storage full or disabled: the box still holds the text */ }
+      var kept = JSON.parse(raw);
+      if (kept && typeof kept.text === "string") { return kept; }
+    } catch (e) { /* plain text from before: not on the server yet */ }
+    return {text: raw, synced: false};
+  }
+
+  function writeLocal(box, text, synced) {
+    var key = draftKey(box), store = storage();
+    if (!key || !store) { return; }
+    try {
+      if (text.trim()) { store.setItem(key, JSON.stringify({text: text, synced: synced})); }
+      else { store.removeItem(key); }
+    } catch (e) { /* storage full or disabled: the server still gets it */ }
+  }
+
+  function draftRequest(box, text) {
+    var holder = composers(), token = document.querySelector("#composers input[name=csrf_token]");
+    if (!holder || !holder.dataset.draftUrl || !token) { return null; }
+    var body = new FormData();
+    body.append("csrf_token", token.value);
+    body.append("body", text);
+    return {url: holder.dataset.draftUrl.replace(/BOX$/, box), body: body};
+  }
+
+  function sendDraft(box) {
+    clearTimeout(timers[box]);
+    delete timers[box];
+    var field = byId(box);
+    if (!field) { return; }
+    var text = field.value, request = draftRequest(box, text);
+    if (!request) { return; }
+    fetch(request.url, {method: "POST", body: request.body, credentials: "same-origin"})
+      .then(function (response) {
+        var kept = readLocal(box);
+        if (response.ok && kept && kept.text === text) { writeLocal(box, text, true); }
+      })
+      .catch(function () { /* offline: kept in this browser, sent on the next load */ });
+  }
+
+  function typed(box) {
+    var field = byId(box);
+    if (!field) { return; }
+    writeLocal(box, field.value, false);
+    clearTimeout(timers[box]);
+    timers[box] = setTimeout(function () { sendDraft(box); }, SAVE_DELAY);
+  }
+
+  function flushDrafts() {
+    // The page is being left (a status button, a link): send what is waiting, without waiting.
+    Object.keys(timers).forEach(function (box) {
+      clearTimeout(timers[box]);
+      delete timers[box];
+      var field = byId(box), request = field && draftRequest(box, field.value);
+      if (request && navigator.sendBeacon) { navigator.sendBeacon(request.url, request.body); }
+    });
   }
 
   function clearDraft(box) {
-    var key = draftKey(box), store = storage();
-    if (key && store) { try { store.removeItem(key); } catch (e) { /* nothing to do */ } }
+    clearTimeout(timers[box]);
+    delete timers[box];
+    writeLocal(box, "", true);  // the server removed its copy when the reply or note was sent
   }
 
   function restoreDrafts() {
-    var store = storage();
-    if (!store) { return; }
     DRAFT_BOXES.forEach(function (box) {
-      var key = draftKey(box), field = byId(box);
-      if (!key || !field) { return; }
-      var kept = null;
-      try { kept = store.getItem(key); } catch (e) { return; }
-      if (field.value.trim()) {
-        saveDraft(box);  // the server gave it back (a conflict): it is the newest text
+      var field = byId(box);
+      if (!field || !draftKey(box)) { return; }
+      var kept = readLocal(box);
+      if (kept && !kept.synced) {
+        if (kept.text !== field.value) {
+          field.value = kept.text;  // typed here after the last save that got through: the newest
+          field.classList.add("draft-restored");
+        }
+        sendDraft(box);
+      } else if (field.value.trim()) {
+        writeLocal(box, field.value, true);  // the page drew the saved draft (or a conflict gave it back)
       } else if (kept) {
-        field.value = kept;
-        field.classList.add("draft-restored");
+        writeLocal(box, "", true);  // sent or emptied elsewhere
       }
     });
   }
 
   document.addEventListener("input", function (event) {
     var id = event.target && event.target.id;
-    if (DRAFT_BOXES.indexOf(id) !== -1) { saveDraft(id); }
+    if (DRAFT_BOXES.indexOf(id) !== -1) { typed(id); }
   });
+  window.addEventListener("pagehide", flushDrafts);
+  document.addEventListener("submit", function (event) {
+    if (event.target && event.target.id === "status-form") { flushDrafts(); }
+  }, true);
 
   // --- htmx: conflicts and refusals are pages worth showing ---------------------------------
 

@@ -189,3 +189,27 @@ def test_drafts_survive_a_status_click_a_conflict_and_a_reload_until_sent(new_pa
     expect(executive.locator("#thread .msg-note")).to_contain_text("Courier tracking asked for.")
     executive.reload()
     expect(note).to_have_value("")
+
+
+def test_a_draft_is_kept_on_the_server_so_another_computer_shows_it(new_page, session, world, make_item):
+    item = make_refund_item(session, world, make_item)
+    desk, laptop = new_page(), new_page()  # two browsers of the same person
+    sign_in(desk, "priya@example.com")
+    desk.goto(f"/items/{item.ref}")
+    with desk.expect_response(lambda r: r.url.endswith("/drafts/reply") and r.status == 204):
+        desk.get_by_label("Reply to the requester").fill("Typed at my desk.")
+    desk.get_by_label("Internal note").fill("Left for later.")
+    desk.get_by_role("button", name="Pending customer").click()  # leaving at once: still saved
+    expect(desk.locator("#item-status")).to_have_text("Pending customer")
+    expect(desk.get_by_label("Internal note")).to_have_value("Left for later.")
+
+    sign_in(laptop, "priya@example.com")
+    laptop.goto(f"/items/{item.ref}")
+    expect(laptop.get_by_label("Reply to the requester")).to_have_value("Typed at my desk.")
+    expect(laptop.get_by_label("Internal note")).to_have_value("Left for later.")
+
+    laptop.get_by_role("button", name="Send reply").click()
+    expect(laptop.locator("#thread .msg-outbound")).to_contain_text("Typed at my desk.")
+    desk.reload()
+    expect(desk.get_by_label("Reply to the requester")).to_have_value("")  # sent elsewhere: gone here too
+    expect(desk.get_by_label("Internal note")).to_have_value("Left for later.")
