@@ -1,5 +1,6 @@
 """Forms on the item page. Each carries its CSRF token; the forms that change the item carry the
 item version and the last history event the person saw (see services.items.changes)."""
+from flask_wtf.file import MultipleFileField
 from wtforms import IntegerField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import (
     DataRequired,
@@ -11,6 +12,7 @@ from wtforms.validators import (
 from wtforms.widgets import HiddenInput
 
 from queue_app.models.work_item import PRIORITIES, TYPES
+from queue_app.services.items.attachments import UploadedFile
 from queue_app.services.items.lifecycle import MAX_BODY
 from queue_app.web.forms import Form
 from queue_app.web.templating import label
@@ -76,3 +78,15 @@ class ClassifyForm(VersionedForm):
     priority = SelectField("Priority", choices=[(p, label(p)) for p in PRIORITIES], id="classify-priority")
     team_id = IntegerField("Team", validators=[Optional()], id="classify-team")
     submit = SubmitField("Save classification")
+
+
+class UploadForm(Form):
+    """Files for the item (several at once); the service judges each one (services.items.attachments)."""
+
+    files = MultipleFileField("Files", id="upload-files")
+    submit = SubmitField("Upload")
+
+    def uploads(self):
+        """The chosen files as the service takes them; the parts a browser sends with no file left out."""
+        return [UploadedFile(filename=f.filename, data=f.read(), declared_type=f.mimetype or None)
+                for f in (self.files.data or []) if f is not None and getattr(f, "filename", None)]

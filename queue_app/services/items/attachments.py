@@ -62,8 +62,12 @@ def clean_filename(name):
     return name[-MAX_FILENAME:] or "document"
 
 
-def _megabytes(size):
-    return f"{size / (1024 * 1024):.1f}".rstrip("0").rstrip(".") + " MB"
+def megabytes(size):
+    """A size for people: 10 MB, 1.5 MB, 300 KB, 12 bytes (1 MB = 1024 KB, as the limits are set)."""
+    for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f}".rstrip("0").rstrip(".") + f" {unit}"
+    return f"{size} bytes"
 
 
 def type_label(content_type):
@@ -77,7 +81,7 @@ def refusal(upload, filename, content_type, settings):
     if size == 0:
         return "the file is empty"
     if size > settings.max_document_bytes:
-        return f"the file is {_megabytes(size)}, over the team's limit of {_megabytes(settings.max_document_bytes)}"
+        return f"the file is {megabytes(size)}, over the team's limit of {megabytes(settings.max_document_bytes)}"
     lowered = filename.lower()
     if content_type in EXECUTABLE_TYPES or any(lowered.endswith(ext) for ext in DEFAULT_BLOCKED_EXTENSIONS):
         return "executable programs are not accepted"
