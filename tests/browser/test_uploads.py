@@ -1,0 +1,95 @@
+"""Adding documents in a real browser: the item page's upload box (picker, progress, files listed
+afterwards) and the front-office form's documents."""
+
+import pytest
+import sqlalchemy as sa
+from playwright.sync_api import expect
+
+from queue_app.models import WorkItem
+from tests.browser.conftest import sign_in
+from tests.check_files import pdf, png
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def world(session, make_team, make_user):
+    docs = make_team(name="Documents", work_types=["document_verification", "general"])
+    ana = make_user(email="ana@example.com", name="Ana Exec", teams=[docs])
+    front = make_user(email="front@example.com", name="Fran Front", teams=[docs])
+    session.commit()
+    return type("World", (), dict(docs=docs, ana=ana, front=front))
+
+
+def test_executive_uploads_a_pdf_and_an_image_with_a_progress_bar(page, shot, session, world, make_item):
+    item = make_item(team=world.docs, type="document_verification", assignee=world.ana, subject="Passport check")
+    session.commit()
+    sign_in(page, "ana@example.com")
+    page.goto(f"/items/{item.ref}")
+    expect(page.locator("#upload-drop-hint")).to_be_visible()  # the script took over: drop files here too
+    expect(page.locator("#upload-progress")).to_be_hidden()
+
+    page.get_by_label("Files").set_input_files([
+        {"name": "passport.pdf", "mimeType": "application/pdf", "buffer": pdf()},
+        {"name": "photo.png", "mimeType": "image/png", "buffer": png()},
+    ])
+    expect(page.locator("#upload-chosen li")).to_have_count(2)
+    expect(page.locator("#upload-chosen")).to_contain_text("passport.pdf")
+
+    # Hold the upload at the server's door so the progress bar can be seen while it is on its way.
+    held = []
+    page.route(f"**/items/{item.ref}/attachments", lambda route: held.append(route))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#upload-progress")).to_be_visible()
+    expect(page.locator("#upload-status")).to_have_text("Uploading 2 files…")
+    expect(page.locator("#upload-submit")).to_be_disabled()
+    page.screenshot(path=shot("upload-progress.png"), full_page=True)
+    page.wait_for_function("() => true")  # let the route handler run
+    assert len(held) == 1
+    assert held[0].request.headers.get("x-csrftoken")
+    held[0].continue_()
+
+    expect(page.locator(".flash-success")).to_have_text("Added 2 files: passport.pdf, photo.png. "
+                                                        "The checks run again.")
+    attachments = page.locator("#thread .attachments li")
+    expect(attachments).to_have_count(2)
+    expect(attachments.nth(0)).to_contain_text("passport.pdf")
+    expect(attachments.nth(1)).to_contain_text("photo.png")
+    expect(page.locator("#history")).to_contain_text("passport.pdf")
+    expect(page.locator("#upload-progress")).to_be_hidden()
+    page.screenshot(path=shot("upload-done.png"), full_page=True)
+
+
+def test_a_refused_file_is_said_on_the_page(page, session, world, make_item):
+    item = make_item(team=world.docs, type="document_verification", assignee=world.ana)
+    session.commit()
+    sign_in(page, "ana@example.com")
+    page.goto(f"/items/{item.ref}")
+
+    page.get_by_label("Files").set_input_files([
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"just text"},
+        {"name": "passport.pdf", "mimeType": "application/pdf", "buffer": pdf()},
+    ])
+    page.get_by_role("button", name="Upload").click()
+
+    expect(page.locator(".flash-error")).to_contain_text("notes.txt was not added: the content is text/plain")
+    expect(page.locator(".flash-success")).to_contain_text("Added passport.pdf.")
+    expect(page.locator("#thread .attachments li")).to_have_count(1)
+
+
+def test_front_office_attaches_a_file_on_submit(page, shot, session, world):
+    sign_in(page, "front@example.com")
+    page.goto("/submit")
+    page.get_by_label("Type of request").select_option("general")
+    page.get_by_label("Subject").fill("Delivery note for order ORD-2024")
+    page.get_by_label("Customer email").fill("carla@customer.example.com")
+    page.get_by_label("Documents (optional)").set_input_files(
+        [{"name": "delivery-note.pdf", "mimeType": "application/pdf", "buffer": pdf()}])
+    page.get_by_role("button", name="Submit request").click()
+
+    expect(page.locator("#new-ref")).to_be_visible()
+    expect(page.locator("#new-files")).to_have_text("delivery-note.pdf")
+    page.screenshot(path=shot("submit-with-file.png"), full_page=True)
+    session.expire_all()
+    item = session.scalar(sa.select(WorkItem).where(WorkItem.subject == "Delivery note for order ORD-2024"))
+    assert [a.filename for m in item.messages for a in m.attachments] == ["delivery-note.pdf"]
