@@ -61,6 +61,9 @@ def submit():
             return redirect(url_for("intake.submitted", ref=item.ref))
     elif form.is_submitted():
         flash("Please correct the marked fields.", "error")
+    if form.is_submitted() and any(f and f.filename for f in (form.files.data or [])):
+        flash("Choose the documents again: the browser does not keep chosen files when the form comes back.",
+              "info")
     status = 422 if form.is_submitted() else 200
     return render_template("intake/submit.html", form=form, types=FIELDS, type_labels=TYPE_LABELS), status
 

@@ -283,3 +283,40 @@ def test_a_team_may_allow_other_types(auth, session, world):
     with pytest.raises(Exception) as refused:
         check_settings.update_settings(session, world.docs, allowed_document_types=["application/x-msdownload"])
     assert "cannot be allowed" in str(refused.value)
+
+
+def test_submit_refused_asks_for_the_files_again(auth, session, world):
+    client = signed_in(auth, "olga@example.com")
+    form = text(client.get("/submit"))
+
+    response = client.post("/submit", content_type="multipart/form-data", data={
+        "csrf_token": csrf_token_from(form), "type": "general", "subject": "",
+        "requester_email": "carla@customer.example.com", "files": [(io.BytesIO(pdf()), "scan.pdf")]})
+
+    assert response.status_code == 422
+    assert "Choose the documents again" in text(response)
+    assert session.scalar(sa.select(sa.func.count()).select_from(Attachment)) == 0
+
+
+def test_the_api_refuses_files_from_a_colleague_who_does_not_work_the_item(client, session, world):
+    token = issue_api_token(session, world.ben)
+    session.commit()
+
+    response = client.post(f"{API}/items/{world.item.ref}/attachments", content_type="multipart/form-data",
+                           headers={"Authorization": f"Bearer {token}"},
+                           data={"file": (io.BytesIO(pdf()), "passport.pdf")})
+
+    assert response.status_code == 403 and response.get_json()["error"]["code"] == "forbidden"
+
+
+def test_the_cli_sets_and_shows_the_allowed_document_types(runner, world):
+    result = runner.invoke(args=["checks", "settings", "Documents", "--allowed-document-types",
+                                 "application/pdf,image/gif"])
+    assert result.exit_code == 0, result.output
+    assert "allowed document types: application/pdf, image/gif" in result.output
+
+    bad = runner.invoke(args=["checks", "settings", "Documents", "--allowed-document-types", "text/html"])
+    assert bad.exit_code != 0 and "cannot be allowed: text/html" in bad.output
+
+    back = runner.invoke(args=["checks", "settings", "Documents", "--allowed-document-types", ""])
+    assert "allowed document types: application/pdf, image/png, image/jpeg, image/tiff" in back.output
