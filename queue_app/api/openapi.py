@@ -344,7 +344,8 @@ def _component_schemas():
         "Upload": {
             "type": "object", "required": ["file"],
             "properties": {"file": {"type": "string", "format": "binary",
-                                    "description": "The document (PDF, PNG, JPEG or TIFF for document checks)."}},
+                                    "description": "The document: one of the team's allowed types by content "
+                                                   "(PDF, PNG, JPEG or TIFF by default), within its size limit."}},
         },
         "Attachment": {
             "type": "object", "required": ["id", "filename", "content_type", "size", "sha256", "created_at"],
