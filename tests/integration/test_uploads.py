@@ -320,3 +320,18 @@ def test_the_cli_sets_and_shows_the_allowed_document_types(runner, world):
 
     back = runner.invoke(args=["checks", "settings", "Documents", "--allowed-document-types", ""])
     assert "allowed document types: application/pdf, image/png, image/jpeg, image/tiff" in back.output
+
+
+def test_odd_names_and_claimed_types_are_stored_safely(auth, session, world):
+    client = signed_in(auth, "ana@example.com")
+    token = token_of(client, world.item.ref)
+
+    client.post(f"/items/{world.item.ref}/attachments", content_type="multipart/form-data", data={
+        "csrf_token": token,
+        "files": [(io.BytesIO(pdf()), "..\\..\\evil\u202efdp.exe\x00.pdf", "application/pdf\x00; x=1"),
+                  (io.BytesIO(png()), "...", "image/png" + "x" * 200)]})
+
+    first, second = attachments_of(session, world.item)
+    assert (first.filename, first.content_type) == ("evilfdp.exe.pdf", "application/pdf")
+    assert first.declared_content_type is None
+    assert (second.filename, second.declared_content_type) == ("document", None)

@@ -32,6 +32,7 @@ from queue_app.services.items.events import record_event
 
 # Most files one upload may carry (the request size limit bounds the bytes).
 MAX_FILES = 20
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}")
 _BIDI = {c: None for c in [0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
 
 
@@ -120,7 +121,8 @@ def _add(session, item, actor, files, now):
     accepted = []
     for upload in files:
         filename = clean_filename(upload.filename)
-        declared = (upload.declared_type or "").split(";")[0].strip().lower() or None
+        declared = (upload.declared_type or "").split(";")[0].strip().lower()
+        declared = declared if _MEDIA_TYPE.fullmatch(declared) else None  # kept only as a plain media type
         content_type = sniff_content_type(upload.data, declared or "application/octet-stream", filename)
         reason = refusal(upload, filename, content_type, settings)
         if reason:
@@ -136,7 +138,7 @@ def _add(session, item, actor, files, now):
     session.flush()
     for upload, filename, content_type, declared in accepted:
         attachment = Attachment(message_id=result.message.id, filename=filename, content_type=content_type,
-                                declared_content_type=declared[:127] if declared else None,
+                                declared_content_type=declared,
                                 size=len(upload.data), sha256=store_blob(session, upload.data), created_at=now)
         session.add(attachment)
         session.flush()
