@@ -57,6 +57,10 @@ def test_executive_uploads_a_pdf_and_an_image_with_a_progress_bar(page, shot, se
     expect(attachments.nth(1)).to_contain_text("photo.png")
     expect(page.locator("#history")).to_contain_text("passport.pdf")
     expect(page.locator("#upload-progress")).to_be_hidden()
+    thumb = page.get_by_role("img", name="Preview of photo.png")  # the image is previewed, the PDF is not
+    expect(thumb).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth === 1", arg=thumb.element_handle())
+    expect(page.locator("#thread img.attachment-thumb")).to_have_count(1)
     page.screenshot(path=shot("upload-done.png"), full_page=True)
 
 

@@ -1,6 +1,7 @@
 """Files added by people: the item page's upload (with and without the upload script), the
 front-office form's documents and the API, all through services.items.attachments."""
 import io
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -335,3 +336,24 @@ def test_odd_names_and_claimed_types_are_stored_safely(auth, session, world):
     assert (first.filename, first.content_type) == ("evilfdp.exe.pdf", "application/pdf")
     assert first.declared_content_type is None
     assert (second.filename, second.declared_content_type) == ("document", None)
+
+
+def test_plain_images_are_previewed_in_the_thread_unless_flagged(auth, session, world):
+    client = signed_in(auth, "ana@example.com")
+    post_files(client, world.item.ref, [("photo.png", png()), ("passport.pdf", pdf())])
+    photo, passport = attachments_of(session, world.item)
+    flagged = Message(work_item_id=world.item.id, kind="inbound", from_address="stranger@example.net",
+                      body_text="see this", flagged_for_review=True)
+    session.add(flagged)
+    session.flush()
+    session.add(Attachment(message_id=flagged.id, filename="odd.png", content_type="image/png", size=photo.size,
+                           sha256=photo.sha256))
+    session.commit()
+
+    page = text(client.get(f"/items/{world.item.ref}"))
+
+    previews = re.findall(r'<img class="attachment-thumb" src="([^"]+)" alt="([^"]+)"', page)
+    assert previews == [(f"/items/{world.item.ref}/attachments/{photo.id}/inline", "Preview of photo.png")]
+    shown = client.get(previews[0][0])
+    assert shown.status_code == 200 and shown.headers["Content-Type"] == "image/png"
+    assert shown.data == png()
