@@ -97,3 +97,46 @@ def test_front_office_attaches_a_file_on_submit(page, shot, session, world):
     session.expire_all()
     item = session.scalar(sa.select(WorkItem).where(WorkItem.subject == "Delivery note for order ORD-2024"))
     assert [a.filename for m in item.messages for a in m.attachments] == ["delivery-note.pdf"]
+
+
+def test_files_dropped_on_the_box_are_uploaded(page, session, world, make_item):
+    item = make_item(team=world.docs, type="document_verification", assignee=world.ana)
+    session.commit()
+    sign_in(page, "ana@example.com")
+    page.goto(f"/items/{item.ref}")
+
+    dropped = page.evaluate_handle("""() => {
+        const data = new DataTransfer();
+        data.items.add(new File(["%PDF-1.4\\n%%EOF\\n"], "dropped.pdf", {type: "application/pdf"}));
+        data.items.add(new File(["%PDF-1.4\\n%%EOF\\n"], "second.pdf", {type: "application/pdf"}));
+        return data;
+    }""")
+    page.dispatch_event("#upload-drop", "dragenter", {"dataTransfer": dropped})
+    expect(page.locator("#upload-drop")).to_have_class("dropzone dragging")
+    page.dispatch_event("#upload-drop", "drop", {"dataTransfer": dropped})
+    expect(page.locator("#upload-drop")).to_have_class("dropzone")
+    expect(page.locator("#upload-chosen li")).to_have_count(2)
+    page.get_by_role("button", name="Upload").click()
+
+    expect(page.locator(".flash-success")).to_contain_text("Added 2 files: dropped.pdf, second.pdf.")
+    expect(page.locator("#thread .attachments li")).to_have_count(2)
+
+
+def test_files_over_the_request_limit_are_stopped_before_sending(app, page, session, world, make_item):
+    item = make_item(team=world.docs, type="document_verification", assignee=world.ana)
+    session.commit()
+    sign_in(page, "ana@example.com")
+    saved = app.config["MAX_CONTENT_LENGTH"]
+    app.config["MAX_CONTENT_LENGTH"] = 2048
+    try:
+        page.goto(f"/items/{item.ref}")
+        sent = []
+        page.on("request", lambda request: sent.append(request) if request.method == "POST" else None)
+        page.get_by_label("Files").set_input_files(
+            [{"name": "big.pdf", "mimeType": "application/pdf", "buffer": pdf(padding=4000)}])
+        page.get_by_role("button", name="Upload").click()
+        expect(page.locator("#upload-status")).to_contain_text("over the limit of 2 KB for one upload")
+        expect(page.locator("#upload-progress")).to_be_hidden()
+        assert sent == []
+    finally:
+        app.config["MAX_CONTENT_LENGTH"] = saved
