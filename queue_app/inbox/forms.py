@@ -12,9 +12,8 @@ from wtforms.validators import (
 from wtforms.widgets import HiddenInput
 
 from queue_app.models.work_item import PRIORITIES, TYPES
-from queue_app.services.items.attachments import UploadedFile
 from queue_app.services.items.lifecycle import MAX_BODY
-from queue_app.web.forms import Form
+from queue_app.web.forms import Form, uploads_of
 from queue_app.web.templating import label
 
 
@@ -87,6 +86,4 @@ class UploadForm(Form):
     submit = SubmitField("Upload")
 
     def uploads(self):
-        """The chosen files as the service takes them; the parts a browser sends with no file left out."""
-        return [UploadedFile(filename=f.filename, data=f.read(), declared_type=f.mimetype or None)
-                for f in (self.files.data or []) if f is not None and getattr(f, "filename", None)]
+        return uploads_of(self.files)

@@ -326,10 +326,11 @@ def reclassify(ref):
 
 def upload_panel(item, may_work):
     """What the upload box shows: the form, or why there is none, and the limits that apply."""
+    if not may_work:
+        return {"form": None, "closed": False}
     settings = settings_for(db.session, item.team_id)
     max_request = current_app.config.get("MAX_CONTENT_LENGTH") or 0
-    return {"form": UploadForm(formdata=None) if may_work and item.is_open else None,
-            "closed": may_work and not item.is_open, "max_bytes": settings.max_document_bytes,
+    return {"form": UploadForm(formdata=None) if item.is_open else None, "closed": not item.is_open, "max_bytes": settings.max_document_bytes,
             "max_size": item_files.megabytes(settings.max_document_bytes),
             "types": [item_files.type_label(t) for t in settings.allowed_document_types],
             "accept": ",".join(settings.allowed_document_types),

@@ -9,10 +9,9 @@ from wtforms import EmailField, SelectField, StringField, SubmitField, TextAreaF
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
 
 from queue_app.models.work_item import PRIORITIES
-from queue_app.services.items.attachments import UploadedFile
 from queue_app.services.items.lifecycle import MAX_BODY, MAX_SUBJECT
 from queue_app.services.items.work_types import FIELDS
-from queue_app.web.forms import Form
+from queue_app.web.forms import Form, uploads_of
 
 TYPE_LABELS = {
     "return": "Return",
@@ -69,9 +68,7 @@ class IntakeForm(Form):
     submit = SubmitField("Submit request")
 
     def uploads(self):
-        """The chosen files as the service takes them; an empty file input sends no file."""
-        return [UploadedFile(filename=f.filename, data=f.read(), declared_type=f.mimetype or None)
-                for f in (self.files.data or []) if f is not None and getattr(f, "filename", None)]
+        return uploads_of(self.files)
 
     def type_fields(self, work_type):
         """The bound inputs of one type, in definition order, with their specs."""
