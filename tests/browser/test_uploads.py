@@ -140,3 +140,33 @@ def test_files_over_the_request_limit_are_stopped_before_sending(app, page, sess
         assert sent == []
     finally:
         app.config["MAX_CONTENT_LENGTH"] = saved
+
+
+def test_without_javascript_the_box_is_a_plain_form_and_too_much_is_a_413_page(app, browser, live_server, session,
+                                                                               world, make_item):
+    item = make_item(team=world.docs, type="document_verification", assignee=world.ana)
+    session.commit()
+    context = browser.new_context(base_url=live_server, java_script_enabled=False)
+    context.set_default_timeout(5000)
+    saved = app.config["MAX_CONTENT_LENGTH"]
+    try:
+        page = context.new_page()
+        sign_in(page, "ana@example.com")
+        page.goto(f"/items/{item.ref}")
+        expect(page.locator("#upload-drop-hint")).to_be_hidden()
+        page.get_by_label("Files").set_input_files([
+            {"name": "passport.pdf", "mimeType": "application/pdf", "buffer": pdf()},
+            {"name": "photo.png", "mimeType": "image/png", "buffer": png()}])
+        page.get_by_role("button", name="Upload").click()
+        expect(page.locator(".flash-success")).to_have_text("Added 2 files: passport.pdf, photo.png. "
+                                                            "The checks run again.")
+        expect(page.locator("#thread .attachments li")).to_have_count(2)
+
+        app.config["MAX_CONTENT_LENGTH"] = 100 * 1024
+        page.get_by_label("Files").set_input_files(
+            [{"name": "big.pdf", "mimeType": "application/pdf", "buffer": pdf(padding=400_000)}])
+        page.get_by_role("button", name="Upload").click()
+        expect(page.get_by_text("The request is too large (limit 100 KB).")).to_be_visible()
+    finally:
+        app.config["MAX_CONTENT_LENGTH"] = saved
+        context.close()

@@ -211,7 +211,7 @@ def test_a_request_over_the_app_limit_is_a_clear_413(app, auth, world):
     finally:
         app.config["MAX_CONTENT_LENGTH"] = saved
 
-    assert page.status_code == 413 and "The request is too large" in text(page)
+    assert page.status_code == 413 and "The request is too large (limit 48.8 KB)." in text(page)
     assert as_json.status_code == 413 and as_json.get_json()["error"]["code"] == "too_large"
 
 
