@@ -357,3 +357,19 @@ def test_plain_images_are_previewed_in_the_thread_unless_flagged(auth, session, 
     shown = client.get(previews[0][0])
     assert shown.status_code == 200 and shown.headers["Content-Type"] == "image/png"
     assert shown.data == png()
+
+
+def test_a_claimed_type_never_decides(auth, session, world):
+    check_settings.update_settings(session, world.docs, allowed_document_types="application/pdf,text/plain")
+    session.commit()
+    client = signed_in(auth, "ana@example.com")
+
+    response = post_files(client, world.item.ref, [("mail.eml", EXE_LIKE)], json=True)
+    client.post(f"/items/{world.item.ref}/attachments", content_type="multipart/form-data",
+                headers={"Accept": "application/json"},
+                data={"csrf_token": token_of(client, world.item.ref),
+                      "files": [(io.BytesIO(b"Subject: hi\r\n\r\nplain words"), "mail.eml", "message/rfc822")]})
+
+    assert response.get_json()["refused"][0]["reason"] == "executable programs are not accepted"
+    [stored] = attachments_of(session, world.item)
+    assert (stored.content_type, stored.declared_content_type) == ("text/plain", "message/rfc822")

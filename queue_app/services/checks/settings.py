@@ -31,7 +31,7 @@ DOCUMENT_NUMBER_FORMATS = {
 IBAN = "iban"
 # The types a file added to an item may have (by content), and the most a team may allow.
 DEFAULT_DOCUMENT_TYPES = ("application/pdf", "image/png", "image/jpeg", "image/tiff")
-DOCUMENT_TYPES = (*DEFAULT_DOCUMENT_TYPES, "image/gif", "text/plain", "application/zip", "message/rfc822",
+DOCUMENT_TYPES = (*DEFAULT_DOCUMENT_TYPES, "image/gif", "text/plain", "application/zip",
                   "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
                   "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 

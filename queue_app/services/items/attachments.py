@@ -123,7 +123,8 @@ def _add(session, item, actor, files, now):
         filename = clean_filename(upload.filename)
         declared = (upload.declared_type or "").split(";")[0].strip().lower()
         declared = declared if _MEDIA_TYPE.fullmatch(declared) else None  # kept only as a plain media type
-        content_type = sniff_content_type(upload.data, declared or "application/octet-stream", filename)
+        # From the bytes alone: the sniffer trusts a claimed message/rfc822, which a person's file must not get.
+        content_type = sniff_content_type(upload.data, "application/octet-stream", filename)
         reason = refusal(upload, filename, content_type, settings)
         if reason:
             result.refused.append((filename, reason))
