@@ -33,6 +33,14 @@ def error_response(status, message, code=None, fields=None):
     return render_template(template, status=status, message=message, fields=fields or {}), status
 
 
+def size_text(size):
+    """10 MB, 1.5 MB, 100 KB (1 MB = 1024 KB, as MAX_CONTENT_LENGTH is usually set)."""
+    for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f}".rstrip("0").rstrip(".") + f" {unit}"
+    return f"{size} bytes"
+
+
 def register_error_handlers(app):
     @app.errorhandler(DomainError)
     def domain_error(exc):
@@ -55,7 +63,7 @@ def register_error_handlers(app):
         message = exc.description or exc.name
         if exc.code == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
-            message = f"The request is too large (limit {limit // (1024 * 1024)} MB)." if limit else message
+            message = f"The request is too large (limit {size_text(limit)})." if limit else message
         response = make_response(error_response(exc.code, message))
         # Keep the exception's own headers: a 405 must say which methods are allowed (Allow).
         for name, value in exc.get_headers():

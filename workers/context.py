@@ -43,18 +43,6 @@ def _current_outbox_id():
         return None
 
 
-def _mark_outbox_row_started(outbox_id):
-    """A job from the outbox has reached a worker: the relay need not enqueue it again."""
-    from queue_app.extensions import db
-    from queue_app.models import OutboxJob
-    from queue_app.models.base import utcnow
-
-    if outbox_id is None:
-        return
-    db.session.execute(sa.update(OutboxJob).where(OutboxJob.id == outbox_id, OutboxJob.enqueued_at.is_(None))
-                       .values(enqueued_at=utcnow()))
-
-
 def _mark_outbox_row_completed(outbox_id):
     """The job has done its work: recorded in the job's own transaction, just before it commits, so
     the mark and the effect are committed together or not at all (the reconciler re-hands the rest)."""
@@ -82,8 +70,10 @@ def job_context(func):
 
         def run():
             try:
+                # No mark when the job starts: on SQLite that write would hold the write lock for the
+                # whole job. A relay that hands a running job over again meanwhile is refused by
+                # RQ's unique id, and the completion below records the hand-over too.
                 outbox_id = _current_outbox_id()
-                _mark_outbox_row_started(outbox_id)
                 result = func(*args, **kwargs)
                 _mark_outbox_row_completed(outbox_id)
                 db.session.commit()

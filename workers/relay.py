@@ -3,16 +3,20 @@
 Handing a job over is not completing it: the job marks its row completed itself
 (workers.context.job_context), and workers/reconciler.py hands over again whatever Redis lost.
 """
+import calendar
 import logging
 
 import sqlalchemy as sa
 from redis.exceptions import RedisError
-from rq.exceptions import DuplicateJobError
+from rq.job import JobStatus
+from rq.scripts import _build_hset_args, get_unique_enqueue_script
 
 from queue_app.extensions import db
 from queue_app.models import OutboxJob
 from queue_app.models.base import utcnow
-from workers.queues import get_queue, queue_for, retry_for
+from workers.queues import get_queue, queue_for, redis_connection, retry_for
+
+FAILURE_TTL = 7 * 24 * 3600  # a failed job's record stays a week for `rq requeue`
 
 log = logging.getLogger(__name__)
 
@@ -20,28 +24,50 @@ log = logging.getLogger(__name__)
 def hand_over(outbox_id, job_path, args, run_at=None):
     """Enqueue one outbox job as RQ job `outbox-<id>` (for its run_at, if that is still ahead);
     a job RQ already holds under that id is left as it is."""
-    name = queue_for(job_path)
-    queue = get_queue(name)
-    options = dict(job_id=f"outbox-{outbox_id}", unique=True, failure_ttl=7 * 24 * 3600, retry=retry_for(name))
-    try:
-        if run_at is not None and run_at > utcnow():
-            queue.enqueue_at(run_at, job_path, *args, **options)  # RQ's scheduler moves it to the queue on time
-        else:
-            queue.enqueue(job_path, *args, **options)
-    except DuplicateJobError:
-        pass  # already queued, scheduled or running: the unique id did its job
+    hand_over_many([(outbox_id, job_path, args, run_at)])
+
+
+def hand_over_many(jobs):
+    """Enqueue outbox jobs [(id, job_path, args, run_at)] in one Redis round trip: each as RQ job
+    `outbox-<id>`, queued (RQ's atomic unique enqueue: a job RQ already holds under that id is
+    left as it is) or, for a run_at still ahead, scheduled in the queue's registry (RQ's scheduler
+    moves it to the queue on time; scheduling again only writes the same job again).
+
+    What Queue.enqueue(..., unique=True) and Queue.enqueue_at do, one job at a time with two round
+    trips each, written into one pipeline: a commit of the filer hands over a batch's checks,
+    acknowledgements and timers at once."""
+    if not jobs:
+        return
+    conn = redis_connection()
+    queues, now = {}, utcnow()
+    with conn.pipeline(transaction=False) as pipe:
+        for outbox_id, job_path, args, run_at in jobs:
+            name = queue_for(job_path)
+            queue = queues.get(name) or queues.setdefault(name, get_queue(name, connection=conn))
+            scheduled = run_at is not None and run_at > now
+            job = queue.create_job(job_path, args=tuple(args), job_id=f"outbox-{outbox_id}", failure_ttl=FAILURE_TTL,
+                                   retry=retry_for(name), status=JobStatus.SCHEDULED if scheduled else JobStatus.QUEUED)
+            pipe.sadd(queue.redis_queues_keys, queue.key)
+            if scheduled:
+                queue._persist_job(job, pipe, status=JobStatus.SCHEDULED)
+                pipe.zadd(queue.scheduled_job_registry.key, {job.id: calendar.timegm(run_at.utctimetuple())})
+            else:
+                queue._prepare_for_queue(job)
+                ttl = job.ttl if job.ttl is not None else -1
+                get_unique_enqueue_script(conn)(keys=[job.key, queue.key], args=[job.id, "R", ttl] + _build_hset_args(job),
+                                                client=pipe)
+        pipe.execute()
 
 
 def deliver(jobs):
     """Enqueue just-committed jobs [(id, job_path, args, run_at)], then mark them in a short transaction."""
-    delivered = []
-    for outbox_id, job_path, args, run_at in jobs:
-        hand_over(outbox_id, job_path, args, run_at)
-        delivered.append(outbox_id)
-    if delivered:
-        with db.engine.begin() as conn:
-            conn.execute(sa.update(OutboxJob).where(OutboxJob.id.in_(delivered), OutboxJob.enqueued_at.is_(None))
-                         .values(enqueued_at=utcnow()))
+    if not jobs:
+        return
+    hand_over_many(jobs)
+    with db.engine.begin() as conn:
+        conn.execute(sa.update(OutboxJob).where(OutboxJob.id.in_([job[0] for job in jobs]),
+                                                OutboxJob.enqueued_at.is_(None))
+                     .values(enqueued_at=utcnow()))
 
 
 def relay_pending(session=None, limit=500):

@@ -347,7 +347,8 @@ def _component_schemas():
         "Upload": {
             "type": "object", "required": ["file"],
             "properties": {"file": {"type": "string", "format": "binary",
-                                    "description": "The document (PDF, PNG, JPEG or TIFF for document checks)."}},
+                                    "description": "The document: one of the team's allowed types by content "
+                                                   "(PDF, PNG, JPEG or TIFF by default), within its size limit."}},
         },
         "Attachment": {
             "type": "object", "required": ["id", "filename", "content_type", "size", "sha256", "created_at"],
@@ -486,10 +487,15 @@ def build_spec():
             }},
             "/items/{ref}/attachments": {"post": {
                 "operationId": "addAttachment", "summary": "Upload a file to the item; the checks run again",
+                "description": "The team's allowed document types and size limit apply, the type sniffed from the "
+                               "content; executables and empty files are refused (422, saying why). Only the "
+                               "assignee, a supervisor of the item's team or an admin may add files, and only to "
+                               "an open item.",
                 "parameters": [REF_PARAM],
                 "requestBody": {"required": True,
                                 "content": {"multipart/form-data": {"schema": _ref("Upload")}}},
                 "responses": {"201": _json("Attachment", "The stored file"), **ERRORS, **BODY_ERRORS,
+                              "403": {"$ref": "#/components/responses/Forbidden"},
                               "413": _error_response("The file is larger than the request limit")},
             }},
             "/items/{ref}/approval": {"post": {

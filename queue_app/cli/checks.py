@@ -71,6 +71,8 @@ def list_rates():
 @click.option("--tolerance-percent", help="Of the expected amount; '' back to the default.")
 @click.option("--order-number-format", help="A regular expression; '' back to the default.")
 @click.option("--max-document-bytes")
+@click.option("--allowed-document-types", help="Content types a file added to an item may have, comma-separated; "
+                                               "'' back to the default.")
 @click.option("--document-format", "document_formats", multiple=True, metavar="TYPE=FORMAT",
               help="Number format of a document type: a regular expression or 'iban'; repeatable.")
 def settings(team_name, document_formats, **options):
@@ -103,5 +105,7 @@ def settings(team_name, document_formats, **options):
         if name == "document_number_formats":
             for kind, fmt in sorted(value.items()):
                 click.echo(f"document number format {kind}: {fmt or 'any'}")
+        elif name == "allowed_document_types":
+            click.echo(f"allowed document types: {', '.join(value)}")
         else:
             click.echo(f"{name.replace('_', ' ')}: {value}")

@@ -1,5 +1,6 @@
 """Forms on the item page. Each carries its CSRF token; the forms that change the item carry the
 item version and the last history event the person saw (see services.items.changes)."""
+from flask_wtf.file import MultipleFileField
 from wtforms import IntegerField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import (
     DataRequired,
@@ -12,7 +13,7 @@ from wtforms.widgets import HiddenInput
 
 from queue_app.models.work_item import PRIORITIES, TYPES
 from queue_app.services.items.lifecycle import MAX_BODY
-from queue_app.web.forms import Form
+from queue_app.web.forms import Form, uploads_of
 from queue_app.web.templating import label
 
 
@@ -82,3 +83,13 @@ class ClassifyForm(VersionedForm):
     priority = SelectField("Priority", choices=[(p, label(p)) for p in PRIORITIES], id="classify-priority")
     team_id = IntegerField("Team", validators=[Optional()], id="classify-team")
     submit = SubmitField("Save classification")
+
+
+class UploadForm(Form):
+    """Files for the item (several at once); the service judges each one (services.items.attachments)."""
+
+    files = MultipleFileField("Files", id="upload-files")
+    submit = SubmitField("Upload")
+
+    def uploads(self):
+        return uploads_of(self.files)

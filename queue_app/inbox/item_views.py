@@ -13,7 +13,9 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from flask import (
     abort,
+    current_app,
     flash,
+    jsonify,
     make_response,
     redirect,
     render_template,
@@ -33,12 +35,15 @@ from queue_app.inbox.forms import (
     ReplyForm,
     RerunForm,
     StatusForm,
+    UploadForm,
 )
 from queue_app.models import Attachment, Event, Message, Team
 from queue_app.services import access
 from queue_app.services.approvals import decisions
 from queue_app.services.checks import runner
+from queue_app.services.checks.settings import settings_for
 from queue_app.services.errors import NotFound, PermissionDenied
+from queue_app.services.items import attachments as item_files
 from queue_app.services.items import canned_responses, lifecycle, state, work_types
 from queue_app.services.items import drafts as item_drafts
 from queue_app.services.items import changes as items_changes
@@ -110,6 +115,7 @@ def render_item(item, *, status=200, changes=None, drafts=None):
         reply_form=ReplyForm(formdata=None, reply=drafts.get("reply") or saved.get("reply")),
         classify_form=classify_form, teams=teams, draft_team_id=drafts.get("team_id"),
         ladder=[e for e in events if e.kind in LADDER_EVENTS], changes=changes, drafts=drafts,
+        upload=upload_panel(item, may_work),
     ), status
 
 
@@ -334,6 +340,55 @@ def reclassify(ref):
 
 
 # --- attachments ------------------------------------------------------------------------
+
+def upload_panel(item, may_work):
+    """What the upload box shows: the form, or why there is none, and the limits that apply."""
+    if not may_work:
+        return {"form": None, "closed": False}
+    settings = settings_for(db.session, item.team_id)
+    max_request = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+    return {"form": UploadForm(formdata=None) if item.is_open else None, "closed": not item.is_open, "max_bytes": settings.max_document_bytes,
+            "max_size": item_files.megabytes(settings.max_document_bytes),
+            "types": [item_files.type_label(t) for t in settings.allowed_document_types],
+            "accept": ",".join(settings.allowed_document_types),
+            "max_request": max_request, "max_request_size": item_files.megabytes(max_request) if max_request else None,
+            "max_files": item_files.MAX_FILES}
+
+
+def wants_json_reply():
+    """The upload script asks for JSON (it shows the outcome itself); a plain form post gets a redirect."""
+    return request.accept_mimetypes.best == "application/json"
+
+
+@bp.route("/items/<ref>/attachments", methods=["POST"])
+@login_required
+def upload_files(ref):
+    """Files from the item page (a multipart form, with or without the upload script). Each refused
+    file is a message of its own; the others go in."""
+    item = lifecycle.get_visible_item(db.session, me(), ref)
+    form = UploadForm()
+    outcome = {}
+    if not form.validate_on_submit():
+        flash_form_errors(form)
+    elif not (uploads := form.uploads()):
+        flash("Choose at least one file to upload.", "error")
+    else:
+        attempt(lambda: outcome.update(result=item_files.add_files(db.session, item, actor=me(), files=uploads)))
+    result = outcome.get("result")
+    if result is not None:
+        if result.added:
+            names = ", ".join(a.filename for a in result.added)
+            flash(f"Added {names}. The checks run again." if len(result.added) == 1 else
+                  f"Added {len(result.added)} files: {names}. The checks run again.", "success")
+        for name, reason in result.refused:
+            flash(f"{name} was not added: {reason}.", "error")
+    if wants_json_reply():
+        body = {"redirect": url_for("inbox.item", ref=item.ref),
+                "added": [{"id": a.id, "filename": a.filename} for a in result.added] if result else [],
+                "refused": [{"filename": n, "reason": r} for n, r in result.refused] if result else []}
+        return jsonify(body), 200 if result is not None and result.added else 422
+    return back_to(item)
+
 # Attachments come from strangers' email, so they are never rendered as pages of this site:
 # downloads are always `attachment`, typed by the sniffed content (not the sender's claim),
 # and only the plain image types below are ever shown inline.

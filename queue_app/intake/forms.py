@@ -4,13 +4,14 @@ Their names carry the type ("return-order_number"), so a type's inputs never col
 with another type's (both returns and discrepancy fixes have a currency). Values are
 passed to the service as typed; services.items.work_types is the one place that validates them.
 """
+from flask_wtf.file import MultipleFileField
 from wtforms import EmailField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
 
 from queue_app.models.work_item import PRIORITIES
 from queue_app.services.items.lifecycle import MAX_BODY, MAX_SUBJECT
 from queue_app.services.items.work_types import FIELDS
-from queue_app.web.forms import Form
+from queue_app.web.forms import Form, uploads_of
 
 TYPE_LABELS = {
     "return": "Return",
@@ -61,7 +62,13 @@ class IntakeForm(Form):
     requester_name = StringField("Customer name (optional)", validators=[Optional(), Length(max=255)])
     priority = SelectField("Priority", choices=[("", "Automatic")] + [(p, p.capitalize()) for p in PRIORITIES],
                            validators=[Optional()], description="Leave on Automatic unless you know better.")
+    files = MultipleFileField("Documents (optional)", id="intake-files",
+                              description="The customer's documents, e.g. a passport scan or a delivery note: "
+                                          "PDF or image files. You can choose several.")
     submit = SubmitField("Submit request")
+
+    def uploads(self):
+        return uploads_of(self.files)
 
     def type_fields(self, work_type):
         """The bound inputs of one type, in definition order, with their specs."""

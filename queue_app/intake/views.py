@@ -38,8 +38,8 @@ def submit():
     if form.validate_on_submit():
         work_type = form.type.data
         try:
-            item = front_office.file_request(
-                db.session, actor=current_user._get_current_object(), type=work_type,
+            item, uploaded = front_office.file_request_with_files(
+                db.session, actor=current_user._get_current_object(), files=form.uploads(), type=work_type,
                 subject=form.subject.data, description=form.description.data or "",
                 fields=form.field_values(work_type), priority=form.priority.data or None,
                 requester_email=form.requester_email.data.strip(),
@@ -54,10 +54,16 @@ def submit():
         else:
             session[LAST_SUBMITTED] = {"ref": item.ref, "subject": item.subject, "type": item.type,
                                        "team": item.team.name, "priority": item.priority,
-                                       "requester_email": item.requester_email}
+                                       "requester_email": item.requester_email,
+                                       "files": [a.filename for a in uploaded.added] if uploaded else []}
+            for name, reason in (uploaded.refused if uploaded else []):
+                flash(f"{name} was not added to {item.ref}: {reason}.", "error")
             return redirect(url_for("intake.submitted", ref=item.ref))
     elif form.is_submitted():
         flash("Please correct the marked fields.", "error")
+    if form.is_submitted() and any(f and f.filename for f in (form.files.data or [])):
+        flash("Choose the documents again: the browser does not keep chosen files when the form comes back.",
+              "info")
     status = 422 if form.is_submitted() else 200
     return render_template("intake/submit.html", form=form, types=FIELDS, type_labels=TYPE_LABELS), status
 

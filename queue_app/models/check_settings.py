@@ -27,6 +27,8 @@ class TeamCheckSettings(db.Model):
     # {document_type: regular expression, or "iban"}; types left out keep the default format.
     document_number_formats: Mapped[Optional[dict]] = mapped_column(sa.JSON)
     max_document_bytes: Mapped[Optional[int]]
+    # Content types (sniffed from the bytes) a file added to an item may have; NULL: the default list.
+    allowed_document_types: Mapped[Optional[list]] = mapped_column(sa.JSON)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     team: Mapped["Team"] = relationship()

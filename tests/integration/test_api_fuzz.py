@@ -28,9 +28,10 @@ PEOPLE = ["exec@example.com", "sup@example.com", "other@example.com"]  # the las
 # A schema-valid request can still be refused for what the database holds at the time: a name that
 # matches no team or user (or someone outside the item's team), a status the item is in already or
 # cannot reach, an item that is closed or awaiting approval, an approval that is not pending, a field
-# of another work type, a cursor this API did not hand out (it is opaque). No document can say that
-# in advance, so these 422s, and only these, do not count against positive_data_acceptance. Each is
-# (error.fields key, pattern of its problem).
+# of another work type, a cursor this API did not hand out (it is opaque), a file whose content (sniffed
+# from the bytes) or size the item's team does not accept. No document can say that in advance, so
+# these 422s, and only these, do not count against positive_data_acceptance. Each is (error.fields
+# key, pattern of its problem).
 CLOSED_OR_WAITING = [status for status in STATUSES if status not in OPEN_STATUSES] + ["awaiting_approval"]
 STATE_REFUSALS = [
     ("team", r"no such team"),
@@ -39,6 +40,8 @@ STATE_REFUSALS = [
     ("status", r"unchanged|not allowed from \w+|needs approval|" + "|".join(CLOSED_OR_WAITING)),
     (r"fields\.\w+", r"is not a field of an? \w+ item"),
     ("cursor", r"is not a cursor returned by this API"),
+    ("file", r"the content is \S+; the team accepts .+|the file is empty|executable programs are not accepted|"
+             r"the file is .+, over the team's limit of .+"),
 ]
 
 

@@ -29,6 +29,11 @@ DOCUMENT_NUMBER_FORMATS = {
     "other": None,
 }
 IBAN = "iban"
+# The types a file added to an item may have (by content), and the most a team may allow.
+DEFAULT_DOCUMENT_TYPES = ("application/pdf", "image/png", "image/jpeg", "image/tiff")
+DOCUMENT_TYPES = (*DEFAULT_DOCUMENT_TYPES, "image/gif", "text/plain", "application/zip",
+                  "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class CheckSettings:
     order_number_format: str = DEFAULT_ORDER_NUMBER_FORMAT
     document_number_formats: dict = field(default_factory=lambda: dict(DOCUMENT_NUMBER_FORMATS))
     max_document_bytes: int = 10 * 1024 * 1024
+    allowed_document_types: tuple = DEFAULT_DOCUMENT_TYPES
 
     def document_number_format(self, document_type):
         return self.document_number_formats.get(document_type)
@@ -47,7 +53,7 @@ class CheckSettings:
 
 DEFAULTS = CheckSettings()
 FIELDS = ("base_currency", "return_window_days", "tolerance_absolute", "tolerance_percent", "order_number_format",
-          "document_number_formats", "max_document_bytes")
+          "document_number_formats", "max_document_bytes", "allowed_document_types")
 
 
 def settings_for(session, team_id):
@@ -61,6 +67,8 @@ def merged(row):
         return DEFAULTS
     values = {name: getattr(row, name) for name in FIELDS if name != "document_number_formats"}
     values = {name: value for name, value in values.items() if value is not None}
+    if "allowed_document_types" in values:
+        values["allowed_document_types"] = tuple(values["allowed_document_types"])
     formats = {**DOCUMENT_NUMBER_FORMATS, **(row.document_number_formats or {})}
     return replace(DEFAULTS, document_number_formats=formats, **values)
 
@@ -100,6 +108,17 @@ def _clean(name, value):
             if unknown:
                 raise ValueError(f"unknown document types: {', '.join(sorted(unknown))}")
             value = {k: (v if v in (None, IBAN) else _regex(v, f"{name}.{k}")) for k, v in value.items()}
+        elif name == "allowed_document_types":
+            if isinstance(value, str):
+                value = [part for part in re.split(r"[\s,]+", value) if part]
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ValueError("must list at least one content type")
+            value = [str(v).strip().lower() for v in value]
+            unknown = sorted(set(value) - set(DOCUMENT_TYPES))
+            if unknown:
+                raise ValueError(f"has types that cannot be allowed: {', '.join(unknown)} "
+                                 f"(choose from {', '.join(DOCUMENT_TYPES)})")
+            value = list(dict.fromkeys(value))
         else:
             raise Invalid(f"unknown setting {name!r}", {name: "unknown setting"})
     except (ValueError, InvalidOperation) as exc:

@@ -1,58 +1,163 @@
 """Files added to an item by a person or a partner system (email attachments come through intake).
 
-A file is stored once by SHA-256 (db.blobs), hung on an internal note so the
-thread shows who added it, recorded as an event, and the item's checks run again after
-the commit. Executables are refused outright, as intake refuses them.
+One function takes the files of an upload, whatever the path: the item page (several at once),
+the front-office form (with the new request) and the API (one file). Each file is judged on
+its own by the team's check settings (size limit, allowed types) with the type sniffed from
+the bytes; executables and empty files are refused. A refused file is reported with the
+reason and the other files of the same upload still go in.
+
+The accepted files are stored once by SHA-256 (db.blobs) and hung on one internal note, so the
+thread shows who added them; each is an event, and the item's checks run again once after the
+commit (through the outbox).
 """
 import re
 import unicodedata
+from dataclasses import dataclass, field
 
 from queue_app.db.blobs import store_blob
 from queue_app.models import Attachment, Message
 from queue_app.models.base import utcnow
 from queue_app.services import access
 from queue_app.services.checks import runner
+from queue_app.services.checks.settings import settings_for
 from queue_app.services.errors import Invalid
 from queue_app.services.intake.mail.attachments import (
+    DEFAULT_BLOCKED_EXTENSIONS,
     EXECUTABLE_TYPES,
     MAX_FILENAME,
     sniff_content_type,
 )
+from queue_app.services.items import state
 from queue_app.services.items.events import record_event
 
-MAX_FILE_BYTES = 25 * 1024 * 1024
+# Most files one upload may carry (the request size limit bounds the bytes).
+MAX_FILES = 20
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}")
+_BIDI = {c: None for c in [0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """One file as a path received it: the name the sender gave, the bytes, the type they claimed."""
+
+    filename: str
+    data: bytes
+    declared_type: str | None = None
+
+
+@dataclass
+class UploadResult:
+    added: list = field(default_factory=list)  # Attachment rows
+    refused: list = field(default_factory=list)  # (filename, reason)
+    message: Message | None = None
+
+    def refusal_texts(self):
+        return [f"{name}: {reason}" for name, reason in self.refused]
 
 
 def clean_filename(name):
-    """The last path part, without control characters, at most MAX_FILENAME long."""
-    name = re.split(r"[/\\]", name or "")[-1]
+    """The last path part, without control or bidi characters, at most MAX_FILENAME long."""
+    name = (name or "").translate(_BIDI)
+    name = re.split(r"[/\\]", name)[-1]
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip().strip(".")
     return name[-MAX_FILENAME:] or "document"
 
 
-def attach_file(session, item, *, actor, filename, data, declared_type=None, now=None):
-    now = now or utcnow()
-    access.require_change(actor, item)
+def megabytes(size):
+    """A size for people: 10 MB, 1.5 MB, 300 KB, 12 bytes (1 MB = 1024 KB, as the limits are set)."""
+    for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f}".rstrip("0").rstrip(".") + f" {unit}"
+    return f"{size} bytes"
+
+
+def type_label(content_type):
+    return {"application/pdf": "PDF", "image/png": "PNG", "image/jpeg": "JPEG", "image/tiff": "TIFF",
+            "image/gif": "GIF"}.get(content_type, content_type)
+
+
+def refusal(upload, filename, content_type, settings):
+    """Why this file is not accepted, or None."""
+    size = len(upload.data)
+    if size == 0:
+        return "the file is empty"
+    if size > settings.max_document_bytes:
+        return f"the file is {megabytes(size)}, over the team's limit of {megabytes(settings.max_document_bytes)}"
+    lowered = filename.lower()
+    if content_type in EXECUTABLE_TYPES or any(lowered.endswith(ext) for ext in DEFAULT_BLOCKED_EXTENSIONS):
+        return "executable programs are not accepted"
+    if content_type not in settings.allowed_document_types:
+        allowed = ", ".join(type_label(t) for t in settings.allowed_document_types)
+        return f"the content is {content_type}; the team accepts {allowed}"
+    return None
+
+
+def add_files(session, item, *, actor, files, now=None):
+    """Add an upload's files to an item someone works on (the item page, the API): the actor must
+    be allowed to work the item (services.access) and the item must be open."""
+    access.require_work(actor, item)
     if not item.is_open:
-        raise Invalid(f"{item.ref} is {item.status}; reopen it before adding files", {"status": item.status})
-    if len(data) > MAX_FILE_BYTES:
-        raise Invalid(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB", {"file": "too large"})
-    filename = clean_filename(filename)
-    content_type = sniff_content_type(data, declared_type or "application/octet-stream", filename)
-    if content_type in EXECUTABLE_TYPES:
-        raise Invalid(f"{filename} is an executable program; it is not accepted", {"file": "executable"})
-    message = Message(work_item_id=item.id, kind="note", body_text=f"Added the file {filename}.",
-                      author_id=actor.id, created_at=now)
-    session.add(message)
+        raise Invalid(f"{item.ref} is {item.status.replace('_', ' ')}; reopen it before adding files",
+                      {"status": item.status})
+    return _add(session, item, actor, files, now or utcnow())
+
+
+def add_files_with_request(session, item, *, actor, files, now=None):
+    """The files filed with a new request (the front-office form): whoever filed the item brings
+    its documents, even for a team they are not in."""
+    if item.created_by_id != actor.id:
+        access.require_work(actor, item)
+    return _add(session, item, actor, files, now or utcnow())
+
+
+def _add(session, item, actor, files, now):
+    files = list(files)
+    if not files:
+        raise Invalid("no file: choose at least one file", {"files": "is required"})
+    if len(files) > MAX_FILES:
+        raise Invalid(f"at most {MAX_FILES} files at once", {"files": "too many"})
+    settings = settings_for(session, item.team_id)
+    result = UploadResult()
+    accepted = []
+    for upload in files:
+        filename = clean_filename(upload.filename)
+        declared = (upload.declared_type or "").split(";")[0].strip().lower()
+        declared = declared if _MEDIA_TYPE.fullmatch(declared) else None  # kept only as a plain media type
+        # From the bytes alone: the sniffer trusts a claimed message/rfc822, which a person's file must not get.
+        content_type = sniff_content_type(upload.data, "application/octet-stream", filename)
+        reason = refusal(upload, filename, content_type, settings)
+        if reason:
+            result.refused.append((filename, reason))
+        else:
+            accepted.append((upload, filename, content_type, declared))
+    if not accepted:
+        return result
+    names = ", ".join(name for _, name, _, _ in accepted)
+    text = f"Added the file {names}." if len(accepted) == 1 else f"Added {len(accepted)} files: {names}."
+    result.message = Message(work_item_id=item.id, kind="note", body_text=text, author_id=actor.id, created_at=now)
+    session.add(result.message)
     session.flush()
-    attachment = Attachment(message_id=message.id, filename=filename, content_type=content_type,
-                            declared_content_type=declared_type, size=len(data), sha256=store_blob(session, data),
-                            created_at=now)
-    session.add(attachment)
-    item.last_activity_at = now
+    for upload, filename, content_type, declared in accepted:
+        attachment = Attachment(message_id=result.message.id, filename=filename, content_type=content_type,
+                                declared_content_type=declared,
+                                size=len(upload.data), sha256=store_blob(session, upload.data), created_at=now)
+        session.add(attachment)
+        session.flush()
+        result.added.append(attachment)
+        record_event(session, item, "attachment_added", actor,
+                     {"attachment_id": attachment.id, "filename": filename, "content_type": content_type,
+                      "size": attachment.size, "sha256": attachment.sha256}, now=now)
+    state.touch(item, now)
     session.flush()
-    record_event(session, item, "attachment_added", actor,
-                 {"attachment_id": attachment.id, "filename": filename, "content_type": content_type,
-                  "size": len(data), "sha256": attachment.sha256}, now=now)
     runner.enqueue_checks(session, item)
-    return attachment
+    return result
+
+
+def attach_file(session, item, *, actor, filename, data, declared_type=None, now=None):
+    """One file (the API): the Attachment, or Invalid saying why the file was refused."""
+    result = add_files(session, item, actor=actor, now=now,
+                       files=[UploadedFile(filename=filename, data=data, declared_type=declared_type)])
+    if result.refused:
+        name, reason = result.refused[0]
+        raise Invalid(f"{name}: {reason}", {"file": reason})
+    return result.added[0]

@@ -41,6 +41,14 @@ def _extension(filename):
     return name[name.rfind("."):] if "." in name else ""
 
 
+def type_name(content_type):
+    return ALLOWED_TYPES.get(content_type, content_type)
+
+
+def _or_list(names):
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def _files_message(problems):
     return "; ".join(f"{name}: {text}" for name, text in problems)
 
@@ -57,26 +65,29 @@ def document_attached(ctx):
 
 @check("document_file_type", title="File type")
 def document_file_type(ctx):
-    """Allowed: PDF, PNG, JPEG, TIFF by content. A name promising another type is a warning."""
+    """Allowed by content: the team's document types (default PDF, PNG, JPEG, TIFF). A name promising
+    another type is a warning."""
     if not ctx.attachments:
         return NO_DOCUMENT
+    allowed = ctx.settings.allowed_document_types
+    allowed_text = _or_list([type_name(t) for t in allowed])
     files, refused, misnamed = [], [], []
     for attachment in ctx.attachments:
         content_type = sniffed_type(attachment)
         named_as = EXTENSION_TYPES.get(_extension(attachment.filename))
         files.append({"attachment_id": attachment.id, "filename": attachment.filename,
-                      "content_type": content_type, "allowed": content_type in ALLOWED_TYPES})
-        if content_type not in ALLOWED_TYPES:
-            refused.append((attachment.filename, f"is {content_type}, not one of PDF, PNG, JPEG or TIFF"))
+                      "content_type": content_type, "allowed": content_type in allowed})
+        if content_type not in allowed:
+            refused.append((attachment.filename, f"is {content_type}, not one of {allowed_text}"))
         elif named_as is not None and named_as != content_type:
             misnamed.append((attachment.filename, f"is named as {ALLOWED_TYPES[named_as]} but the content is "
-                                                  f"{ALLOWED_TYPES[content_type]}"))
+                                                  f"{type_name(content_type)}"))
     if refused:
         return CheckOutcome("failed", f"File type not allowed: {_files_message(refused)}", {"files": files})
     if misnamed:
         return CheckOutcome("warning", f"File name and content disagree: {_files_message(misnamed)}",
                             {"files": files})
-    kinds = ", ".join(sorted({ALLOWED_TYPES[f['content_type']] for f in files}))
+    kinds = ", ".join(sorted({type_name(f['content_type']) for f in files}))
     return CheckOutcome("passed", f"Allowed file type ({kinds})", {"files": files})
 
 

@@ -1,8 +1,8 @@
 """item drafts: what a person typed in an item's reply or note box and has not sent
 
 Revision ID: 8b2f4c6d1e90
-Revises: 6e1d4a8c2f37
-Create Date: 2026-12-07 21:00:00.000000+00:00
+Revises: 5b8e3f1a9c62
+Create Date: 2026-12-07 21:10:00.000000+00:00
 
 """
 from alembic import op
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '8b2f4c6d1e90'
-down_revision = '6e1d4a8c2f37'
+down_revision = '5b8e3f1a9c62'
 branch_labels = None
 depends_on = None
 
