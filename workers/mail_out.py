@@ -264,5 +264,8 @@ def send_message(message_id):
         raise  # RQ retries with backoff; the retry claims `failed` again
     message.send_status = "sent"
     message.sent_at = utcnow()
-    record_event(db.session, message.work_item, "mail_sent", "worker", {"message_id": message.id, "via": where})
+    # Who it went to; never where the file landed on the server (the history is shown to people).
+    record_event(db.session, message.work_item, "mail_sent", "worker",
+                 {"message_id": message.id, "sent_to": message.to_addresses,
+                  "via": "smtp" if where == "smtp" else "file"})
     return where

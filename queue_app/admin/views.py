@@ -29,6 +29,7 @@ from queue_app.services.errors import DomainError
 from queue_app.services.intake import filing
 from queue_app.services.intake import mailboxes as intake_mailboxes
 from queue_app.services.intake import quarantine as intake_quarantine
+from queue_app.services.reporting import admin_overview
 from queue_app.web.actions import flash_form_errors, me
 
 PAGE_SIZE = 50
@@ -129,7 +130,8 @@ def decode_cursor(cursor):
 
 @bp.route("/")
 def index():
-    return redirect(url_for("admin.quarantine"))
+    """The admin landing page: what needs an admin now, each with a link to where it is dealt with."""
+    return render_template("admin/index.html", overview=admin_overview.overview(db.session))
 
 
 @bp.route("/quarantine")

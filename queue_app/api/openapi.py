@@ -14,6 +14,8 @@ from queue_app.services.items.work_types import FIELDS
 from queue_app.web.security import CONTROL_CHARACTERS, CONTROL_CHARACTERS_SINGLE_LINE
 
 DECIMAL_PATTERN = r"^-?\d+(\.\d{1,2})?$"
+# More than 0 (a refund): a non-zero digit before the point, or zeros and then a non-zero fraction.
+POSITIVE_DECIMAL_PATTERN = r"^(0*[1-9]\d*(\.\d{1,2})?|0+\.(0[1-9]|[1-9]\d?))$"
 
 
 # What str.strip() takes away, spelled out: `\s` differs between JSON Schema's regular expressions
@@ -78,8 +80,9 @@ def _field_schema(spec):
     elif spec.kind == "date":
         schema.update(type="string", format="date")
     elif spec.kind == "decimal":
-        schema.update(type="string", pattern=DECIMAL_PATTERN,
-                      description=f"{spec.title}: a decimal string with at most 2 decimal places, e.g. \"12.50\"")
+        schema.update(type="string", pattern=POSITIVE_DECIMAL_PATTERN if spec.positive else DECIMAL_PATTERN,
+                      description=f"{spec.title}: a decimal string with at most 2 decimal places, e.g. \"12.50\""
+                                  + ("; more than 0" if spec.positive else ""))
     elif spec.kind == "currency":
         schema.update(type="string", pattern="^[A-Za-z]{3}$", description="ISO 4217 code, e.g. EUR")
     elif spec.kind == "choice":

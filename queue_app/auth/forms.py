@@ -1,7 +1,7 @@
 """Forms for signing in and for a person's own settings."""
 from zoneinfo import available_timezones
 
-from wtforms import PasswordField, SelectField, StringField, SubmitField
+from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from queue_app.services.people.users import MIN_PASSWORD_LENGTH
@@ -14,18 +14,29 @@ class LoginForm(Form):
     submit = SubmitField("Sign in")
 
 
-def timezone_choices():
-    return [(name, name.replace("_", " ")) for name in sorted(available_timezones())]
+def timezone_names():
+    return sorted(available_timezones())
+
+
+def typed_timezone(value):
+    """What was typed, as the zone's own name when it names one ("europe/berlin", "America/New York");
+    anything else is left as typed, for the service to refuse."""
+    text = (value or "").strip()
+    wanted = text.replace(" ", "_").casefold()
+    return next((name for name in timezone_names() if name.casefold() == wanted), text)
 
 
 class TimezoneForm(Form):
-    timezone = SelectField("Time zone", validators=[DataRequired()],
-                           description="All times on every page are shown in this zone.")
+    """Typed with suggestions (an <input list> over the ~600 zone names), checked by the service."""
+    timezone = StringField("Time zone", validators=[DataRequired(), Length(max=64)], filters=[typed_timezone],
+                           description="Type to search, e.g. Europe/Berlin. All times on every page are shown "
+                                       "in this zone.",
+                           render_kw={"list": "timezone-names", "autocomplete": "off", "spellcheck": "false"})
     save_timezone = SubmitField("Save time zone")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.timezone.choices = timezone_choices()
+        self.zone_names = timezone_names()
 
 
 class PasswordForm(Form):

@@ -11,9 +11,13 @@ from flask import current_app
 
 from queue_app.extensions import db
 from queue_app.models import (
+    Approval,
     Calendar,
     CannedResponse,
     Mailbox,
+    Message,
+    Notification,
+    OutboxJob,
     RoutingRule,
     SlaPolicy,
     Team,
@@ -22,26 +26,50 @@ from queue_app.models import (
 )
 from queue_app.models.base import utcnow
 from queue_app.models.calendar import round_the_clock_hours
-from queue_app.services.items import lifecycle, state
+from queue_app.services.approvals import reminders
+from queue_app.services.checks import exchange_rates
+from queue_app.services.items import lifecycle
+from queue_app.services.people import notifications
 from queue_app.services.people import users as user_service
+from queue_app.services.sla import clock as sla_clock
+from queue_app.services.sla import ladder, policies
 
-TEAMS = {
-    "Returns": ["return"],
-    "Documents": ["document_verification"],
-    "Reconciliation": ["discrepancy_fix"],
-    "Escalations": ["escalation", "general"],
+# The jobs that mail someone: the seeded history's are recorded as done (see _settle).
+MAIL_JOBS = (notifications.SEND_JOB, "workers.mail_out.send_message")
+
+# Business calendars: (time zone, weekly hours, holiday country).
+OFFICE_DAYS = ("mon", "tue", "wed", "thu", "fri")
+CALENDARS = {
+    "Berlin office": ("Europe/Berlin", ["08:00-18:00"], "DE"),
+    "London office": ("Europe/London", ["09:00-17:30"], "GB"),
+    "Round the clock": ("UTC", None, None),
 }
+# Team: (work types, calendar, auto-assignment policy, approval threshold in EUR).
+TEAMS = {
+    "Returns": (["return"], "Berlin office", "least_loaded", Decimal("1000.00")),
+    "Documents": (["document_verification"], "Berlin office", "skills", None),
+    "Reconciliation": (["discrepancy_fix"], "London office", "round_robin", Decimal("1000.00")),
+    "Escalations": (["escalation", "general"], "Round the clock", "sla_aware", None),
+}
+# (email, name, role, teams, capacity): executives take work up to their capacity.
 PEOPLE = [
-    ("admin@backdesk.example.com", "Ada Admin", "admin", list(TEAMS)),
-    ("sam.supervisor@backdesk.example.com", "Sam Supervisor", "supervisor", ["Returns", "Documents"]),
-    ("rita.supervisor@backdesk.example.com", "Rita Supervisor", "supervisor", ["Reconciliation", "Escalations"]),
-    ("priya@backdesk.example.com", "Priya Nair", "executive", ["Returns"]),
-    ("tom@backdesk.example.com", "Tom Becker", "executive", ["Returns", "Escalations"]),
-    ("lena@backdesk.example.com", "Lena Vogel", "executive", ["Documents"]),
-    ("omar@backdesk.example.com", "Omar Haddad", "executive", ["Documents", "Reconciliation"]),
-    ("mei@backdesk.example.com", "Mei Chen", "executive", ["Reconciliation"]),
-    ("diego@backdesk.example.com", "Diego Silva", "executive", ["Escalations"]),
+    ("admin@backdesk.example.com", "Ada Admin", "admin", list(TEAMS), 20),
+    ("sam.supervisor@backdesk.example.com", "Sam Supervisor", "supervisor", ["Returns", "Documents"], 20),
+    ("rita.supervisor@backdesk.example.com", "Rita Supervisor", "supervisor", ["Reconciliation", "Escalations"], 20),
+    ("priya@backdesk.example.com", "Priya Nair", "executive", ["Returns"], 15),
+    ("tom@backdesk.example.com", "Tom Becker", "executive", ["Returns", "Escalations"], 10),
+    ("lena@backdesk.example.com", "Lena Vogel", "executive", ["Documents"], 12),
+    ("omar@backdesk.example.com", "Omar Haddad", "executive", ["Documents", "Reconciliation"], 10),
+    ("mei@backdesk.example.com", "Mei Chen", "executive", ["Reconciliation"], 12),
+    ("diego@backdesk.example.com", "Diego Silva", "executive", ["Escalations"], 12),
 ]
+# SLA targets in business minutes: work type -> (first response, resolution); urgent items have their own.
+TARGETS = {"return": (240, 1440), "document_verification": (120, 960), "discrepancy_fix": (240, 2880),
+           "escalation": (60, 480), "general": (480, 4320)}
+URGENT_TARGETS = (30, 240)
+WARN_AT_PERCENT = 75
+# 1 unit of the currency in EUR, the checks' base currency.
+EXCHANGE_RATES = {"USD": "0.9240", "GBP": "1.1710", "INR": "0.0110"}
 REQUESTERS = ["anna.k@example.com", "j.murphy@example.org", "sales-desk@example.net", "m.rossi@example.it",
               "kenji@example.jp", "olga.p@example.com", "front.office@example.com"]
 SUBJECTS = {
@@ -109,60 +137,75 @@ def seed_demo(items, if_empty, seed):
         raise click.ClickException("the database already has users; seed-demo only fills an empty database")
     rng = random.Random(seed)
     now = utcnow()
-    calendar = Calendar(name="Round the clock", timezone="UTC", hours=round_the_clock_hours())
-    db.session.add(calendar)
+    calendars = {}
+    for name, (zone, hours, country) in CALENDARS.items():
+        week = round_the_clock_hours() if hours is None else \
+            {day: list(hours) if day in OFFICE_DAYS else [] for day in round_the_clock_hours()}
+        calendars[name] = Calendar(name=name, timezone=zone, hours=week, holiday_country=country)
+        db.session.add(calendars[name])
     teams = {}
-    for name, types in TEAMS.items():
-        teams[name] = Team(name=name, work_types=types, calendar=calendar,
-                           approval_threshold=Decimal("1000.00") if name in ("Returns", "Reconciliation") else None)
+    for name, (types, calendar_name, policy, threshold) in TEAMS.items():
+        teams[name] = Team(name=name, work_types=types, calendar=calendars[calendar_name], auto_assign=policy,
+                           approval_threshold=threshold)
         db.session.add(teams[name])
     db.session.flush()
 
     logins, people = [], {}
-    for email, name, role, team_names in PEOPLE:
+    for email, name, role, team_names, capacity in PEOPLE:
         password = secrets.token_urlsafe(9)
+        skills = sorted({t for team_name in team_names for t in TEAMS[team_name][0]})
         people[email] = user_service.create_user(db.session, email=email, password=password, role=role, name=name,
-                                                 teams=team_names, actor="seed-demo")
+                                                 teams=team_names, skills=skills, capacity=capacity,
+                                                 actor="seed-demo")
         logins.append((email, password, role))
+    admin = people["admin@backdesk.example.com"]
 
-    for work_type, first, resolution in [("return", 240, 1440), ("document_verification", 120, 960),
-                                         ("discrepancy_fix", 240, 2880), ("escalation", 60, 480),
-                                         ("general", 480, 4320)]:
-        db.session.add(SlaPolicy(name=f"{work_type.replace('_', ' ').capitalize()} standard", match_type=work_type,
-                                 calendar=calendar, first_response_minutes=first, resolution_minutes=resolution))
-    db.session.add(SlaPolicy(name="Urgent anything", match_priority="urgent", calendar=calendar,
-                             first_response_minutes=30, resolution_minutes=240))
+    # Each work type's policy runs on its team's calendar; urgent items have a policy per team.
+    for team in teams.values():
+        for work_type in team.work_types:
+            first, resolution = TARGETS[work_type]
+            db.session.add(SlaPolicy(name=f"{work_type.replace('_', ' ').capitalize()} standard",
+                                     match_type=work_type, calendar=team.calendar, warn_at_percent=WARN_AT_PERCENT,
+                                     first_response_minutes=first, resolution_minutes=resolution))
+        db.session.add(SlaPolicy(name=f"Urgent {team.name}", match_priority="urgent", match_team_id=team.id,
+                                 calendar=team.calendar, warn_at_percent=WARN_AT_PERCENT,
+                                 first_response_minutes=URGENT_TARGETS[0], resolution_minutes=URGENT_TARGETS[1]))
+    for currency, rate in EXCHANGE_RATES.items():
+        exchange_rates.set_rate(db.session, currency, "EUR", Decimal(rate), valid_from=now.date() - timedelta(days=90),
+                                actor=admin)
     for address, work_type, team_name in [("returns@backdesk.example.com", "return", "Returns"),
                                           ("docs@backdesk.example.com", "document_verification", "Documents"),
                                           ("recon@backdesk.example.com", "discrepancy_fix", "Reconciliation"),
                                           ("help@backdesk.example.com", "general", "Escalations")]:
         db.session.add(Mailbox(address=address, type=work_type, team=teams[team_name]))
     for title, team_name, body in CANNED:
-        db.session.add(CannedResponse(title=title, body=body, team=teams.get(team_name),
-                                      created_by=people["admin@backdesk.example.com"]))
+        db.session.add(CannedResponse(title=title, body=body, team=teams.get(team_name), created_by=admin))
     db.session.add(RoutingRule(name="Refund keywords go to Returns", position=10, keywords=["refund", "return"],
                                source="email", set_type="return", set_team_id=teams["Returns"].id))
     db.session.flush()
 
     today = now.date()
-    admin = people["admin@backdesk.example.com"]
+    arrivals = []
     for i in range(items):
         work_type = rng.choice(list(SUBJECTS))
         team = next(t for t in teams.values() if work_type in t.work_types)
         fields = _fields(rng, work_type, today)
         subject = rng.choice(SUBJECTS[work_type]).format(n=fields.get("order_number", "ORD-1"),
                                                          a=fields.get("account", "ACC-1"))
-        created = now - timedelta(minutes=rng.randint(5, 60 * 36))
+        priority = rng.choices(["low", "normal", "high", "urgent"], [2, 6, 2, 1])[0]
+        stage = rng.choices(["done", "arrived", "working", "waiting", "late"], [45, 22, 20, 10, 3])[0]
+        created = _created_at(rng, stage, team.calendar, work_type, priority, now)
+        arrivals.append((created, i, work_type, team, fields, subject, priority, stage))
+    # In the order they arrived, so finished work has freed its assignee's capacity for the next.
+    for created, i, work_type, team, fields, subject, priority, stage in sorted(arrivals, key=lambda a: a[:2]):
         item = lifecycle.create_item(
             db.session, actor=admin, source=rng.choice(["email", "form", "api"]), type=work_type, subject=subject,
-            description=f"Demo item {i + 1}: {subject}.", fields=fields,
-            priority=rng.choices(["low", "normal", "high", "urgent"], [2, 6, 2, 1])[0], team=team,
+            description=f"Demo item {i + 1}: {subject}.", fields=fields, priority=priority, team=team,
             requester_email=rng.choice(REQUESTERS), now=created,
-        )
-        members = [m for m in team.members if m.role == "executive"]
-        if members and rng.random() < 0.7:
-            state.assign(db.session, item, rng.choice(members), actor=admin, now=created + timedelta(minutes=3))
-            _advance(rng, item, admin, created)
+        )  # the team's policy assigns it, up to each person's capacity
+        if item.assignee is not None and stage != "arrived":
+            _advance(rng, item, stage, created, now)
+    _settle(now)
     db.session.commit()
     path = _save_logins(logins)
     count = db.session.scalar(sa.select(sa.func.count()).select_from(WorkItem))
@@ -172,21 +215,67 @@ def seed_demo(items, if_empty, seed):
         click.echo(f"  {email:34} {password}  ({role})")
 
 
-def _advance(rng, item, actor, created):
-    """Move some assigned items along so every status appears in the demo."""
-    roll = rng.random()
-    at = created + timedelta(minutes=rng.randint(10, 120))
-    if roll < 0.25:
+def _targets(work_type, priority):
+    return URGENT_TARGETS if priority == "urgent" else TARGETS[work_type]
+
+
+def _created_at(rng, stage, calendar, work_type, priority, now):
+    """When the item arrived: finished work days ago; open work recently enough, in the team's business
+    time, that most of it is not yet due (the clock would otherwise start the demo with a wave of breaches)."""
+    if stage == "done":
+        return now - timedelta(hours=rng.uniform(30, 24 * 10))
+    first, resolution = _targets(work_type, priority)
+    if stage == "late":  # a few are past their resolution deadline
+        minutes = rng.uniform(1.05, 1.4) * resolution
+    else:  # young enough that even an unanswered one is not yet warned about
+        minutes = rng.uniform(0.05, 0.6) * first * WARN_AT_PERCENT / 100
+    return min(sla_clock.add_business_minutes(calendar, now, -minutes), now - timedelta(minutes=2))
+
+
+def _between(rng, start, end, low, high):
+    """An instant between low and high of the way from start to end."""
+    return start + (end - start) * rng.uniform(low, high)
+
+
+def _advance(rng, item, stage, created, now):
+    """Move an assigned item along, every step between its arrival and now: opened, answered, then
+    waiting on someone, or resolved (some closed)."""
+    worker = item.assignee
+    end = now - timedelta(minutes=1)
+    opened = _between(rng, created, end, 0.02, 0.1)
+    lifecycle.change_status(db.session, item, "open", actor=worker, now=opened)
+    answered = _between(rng, opened, end, 0.05, 0.3)
+    if item.requester_email:
+        lifecycle.add_reply(db.session, item, actor=worker, now=answered,
+                            body="Dear customer,\n\nThank you for your message; we are looking into it.\n\n"
+                                 f"Kind regards,\n{worker.name}")
+    if stage in ("working", "late"):
         return
-    lifecycle.change_status(db.session, item, "open", actor=actor, now=at)
-    if roll < 0.45:
-        return
-    if roll < 0.6:
+    if stage == "waiting":
         lifecycle.change_status(db.session, item, rng.choice(["pending_customer", "pending_third_party"]),
-                                 actor=actor, now=at + timedelta(minutes=30))
+                                 actor=worker, now=_between(rng, answered, end, 0.1, 0.6))
         return
-    lifecycle.add_note(db.session, item, actor=actor, body="Checked the details; looks fine.",
-                        now=at + timedelta(minutes=20))
-    lifecycle.change_status(db.session, item, "resolved", actor=actor, now=at + timedelta(minutes=60))
-    if item.status == "resolved" and roll > 0.85:
-        lifecycle.change_status(db.session, item, "closed", actor=actor, now=at + timedelta(minutes=90))
+    noted = _between(rng, answered, end, 0.1, 0.5)
+    lifecycle.add_note(db.session, item, actor=worker, body="Checked the details; looks fine.", now=noted)
+    resolved = _between(rng, noted, end, 0.1, 0.6)
+    lifecycle.change_status(db.session, item, "resolved", actor=worker, now=resolved)  # or awaits approval
+    if item.status == "resolved" and rng.random() < 0.4:
+        lifecycle.change_status(db.session, item, "closed", actor=worker, now=_between(rng, resolved, end, 0.2, 0.9))
+
+
+def _settle(now):
+    """The seeded past stays the past: SLA steps and approval notices already due are taken now, and
+    every mail the history wrote (notifications, replies) is recorded as sent, not queued. Starting the
+    demo then mails nobody; the timers left are those still to come."""
+    for item_id in ladder.due_item_ids(db.session, now, limit=None):
+        ladder.process_due(db.session, db.session.get(WorkItem, item_id), now=now, fired_by="seed-demo")
+    for approval_id in db.session.scalars(sa.select(Approval.id).where(Approval.status == "pending")):
+        reminders.remind(db.session, approval_id, now)
+    db.session.flush()
+    db.session.execute(sa.update(Notification).where(Notification.send_status == "queued")
+                       .values(send_status="sent", sent_at=Notification.created_at))
+    db.session.execute(sa.update(Message).where(Message.kind == "outbound", Message.send_status == "queued")
+                       .values(send_status="sent", sent_at=Message.created_at))
+    done = sa.or_(OutboxJob.job_path.in_(MAIL_JOBS), sa.and_(OutboxJob.job_path == policies.TIMER_JOB,
+                                                             OutboxJob.run_at <= now))  # stale timers
+    db.session.execute(sa.update(OutboxJob).where(done, OutboxJob.completed_at.is_(None)).values(completed_at=now))

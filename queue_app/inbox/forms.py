@@ -24,6 +24,12 @@ class NoteForm(Form):
     submit = SubmitField("Add note")
 
 
+class DraftForm(Form):
+    """A reply or note being typed, kept as the person's draft (posted by the item page as they type)."""
+
+    body = TextAreaField("Draft", validators=[Length(max=MAX_BODY)])
+
+
 class VersionedForm(Form):
     """The version and the last event the person saw, so a change made meanwhile is shown to them
     instead of overwritten. seen_event is optional: a form from an older page compares versions only."""

@@ -29,6 +29,7 @@ from queue_app.extensions import db
 from queue_app.inbox import bp
 from queue_app.inbox.forms import (
     ClassifyForm,
+    DraftForm,
     FieldsForm,
     NoteForm,
     ReplyForm,
@@ -44,6 +45,7 @@ from queue_app.services.checks.settings import settings_for
 from queue_app.services.errors import NotFound, PermissionDenied
 from queue_app.services.items import attachments as item_files
 from queue_app.services.items import canned_responses, lifecycle, state, work_types
+from queue_app.services.items import drafts as item_drafts
 from queue_app.services.items import changes as items_changes
 from queue_app.web.actions import attempt, flash_form_errors, me
 from queue_app.web.forms import NOT_ALLOWED, DecisionForm
@@ -80,6 +82,7 @@ def render_item(item, *, status=200, changes=None, drafts=None):
     "comment", "fields" (name -> text), "type", "priority" and "team_id".
     """
     drafts = drafts or {}
+    saved = item_drafts.for_item(db.session, me(), item)  # what they typed and have not sent
     events = db.session.scalars(sa.select(Event).where(Event.work_item_id == item.id).order_by(Event.id)).all()
     approval = decisions.pending_approval(db.session, item)
     manages = access.manages_team(current_user, item.team_id)
@@ -108,7 +111,8 @@ def render_item(item, *, status=200, changes=None, drafts=None):
             work_types.FIELDS[item.type]),
         may_reply=may_reply, canned=canned_responses.list_for_item(db.session, item) if may_reply else [],
         may_manage_canned=current_user.role in ("supervisor", "admin"),
-        note_form=NoteForm(formdata=None), reply_form=ReplyForm(formdata=None, reply=drafts.get("reply")),
+        note_form=NoteForm(formdata=None, note=saved.get("note")),
+        reply_form=ReplyForm(formdata=None, reply=drafts.get("reply") or saved.get("reply")),
         classify_form=classify_form, teams=teams, draft_team_id=drafts.get("team_id"),
         ladder=[e for e in events if e.kind in LADDER_EVENTS], changes=changes, drafts=drafts,
         upload=upload_panel(item, may_work),
@@ -189,6 +193,19 @@ def add_reply(ref):
                                                 expected_version=changes.expected_version),
                    f"Reply queued for {item.requester_email}.")
     return posted(item, done)
+
+
+@bp.route("/items/<ref>/drafts/<box>", methods=["POST"])
+@login_required
+def save_draft(ref, box):
+    """Keep what is typed in the reply or note box (the page posts it as they type): 204, or 422 with why."""
+    item = lifecycle.get_visible_item(db.session, me(), ref)
+    form = DraftForm()
+    if not form.validate_on_submit():
+        return {"errors": form.errors}, 422
+    item_drafts.save(db.session, me(), item, box, form.body.data)
+    db.session.commit()
+    return "", 204
 
 
 @bp.route("/items/<ref>/canned/<int:response_id>")

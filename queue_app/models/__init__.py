@@ -10,6 +10,7 @@ from queue_app.models.audit import AuditChainHead, AuditSeal, ConfigChange
 from queue_app.models.blob import Blob
 from queue_app.models.calendar import Calendar
 from queue_app.models.canned_response import CannedResponse
+from queue_app.models.draft import DRAFT_BOXES, Draft
 from queue_app.models.check_result import CheckResult
 from queue_app.models.check_settings import TeamCheckSettings
 from queue_app.models.event import Event
@@ -41,6 +42,8 @@ __all__ = [
     "CannedResponse",
     "CheckResult",
     "ConfigChange",
+    "DRAFT_BOXES",
+    "Draft",
     "Event",
     "ExchangeRate",
     "InboundEmail",

@@ -112,7 +112,7 @@
       })
       .then(function (data) {
         var textarea = byId("reply");
-        if (textarea) { insertAtCursor(textarea, data.text); }
+        if (textarea) { insertAtCursor(textarea, data.text); typed("reply"); }
         announce("Inserted “" + data.title + "”. Edit it before sending.", "info");
       })
       .catch(function () { announce("That canned response could not be loaded; try again.", "error"); })
@@ -121,6 +121,126 @@
 
   // With JavaScript the select inserts by itself; the button is for pages without it.
   document.documentElement.classList.add("js");
+
+  // --- drafts: what is typed in the reply and note boxes is never lost -----------------------
+  //
+  // Saved on the server as the person types (a second after they pause, and when the page is left),
+  // so the page draws it in the box on every load, on any computer. This browser also keeps each
+  // keystroke in localStorage ("backdesk:draft:<user id>:<ref>:<box>", with whether the server has
+  // it yet), which covers a save that did not get through. Sending the reply or note removes both.
+
+  var DRAFT_BOXES = ["reply", "note"];
+  var SAVE_DELAY = 1000;
+  var timers = {};
+
+  function composers() { return byId("composers"); }
+
+  function draftKey(box) {
+    var holder = composers();
+    if (!holder || !holder.dataset.draftKey) { return null; }
+    return "backdesk:draft:" + holder.dataset.draftKey + ":" + box;
+  }
+
+  function storage() {
+    try { return window.localStorage; } catch (e) { return null; }
+  }
+
+  function readLocal(box) {
+    var key = draftKey(box), store = storage(), raw = null;
+    if (!key || !store) { return null; }
+    try { raw = store.getItem(key); } catch (e) { return null; }
+    if (raw === null) { return null; }
+    try {
+      var kept = JSON.parse(raw);
+      if (kept && typeof kept.text === "string") { return kept; }
+    } catch (e) { /* plain text from before: not on the server yet */ }
+    return {text: raw, synced: false};
+  }
+
+  function writeLocal(box, text, synced) {
+    var key = draftKey(box), store = storage();
+    if (!key || !store) { return; }
+    try {
+      if (text.trim()) { store.setItem(key, JSON.stringify({text: text, synced: synced})); }
+      else { store.removeItem(key); }
+    } catch (e) { /* storage full or disabled: the server still gets it */ }
+  }
+
+  function draftRequest(box, text) {
+    var holder = composers(), token = document.querySelector("#composers input[name=csrf_token]");
+    if (!holder || !holder.dataset.draftUrl || !token) { return null; }
+    var body = new FormData();
+    body.append("csrf_token", token.value);
+    body.append("body", text);
+    return {url: holder.dataset.draftUrl.replace(/BOX$/, box), body: body};
+  }
+
+  function sendDraft(box) {
+    clearTimeout(timers[box]);
+    delete timers[box];
+    var field = byId(box);
+    if (!field) { return; }
+    var text = field.value, request = draftRequest(box, text);
+    if (!request) { return; }
+    fetch(request.url, {method: "POST", body: request.body, credentials: "same-origin"})
+      .then(function (response) {
+        var kept = readLocal(box);
+        if (response.ok && kept && kept.text === text) { writeLocal(box, text, true); }
+      })
+      .catch(function () { /* offline: kept in this browser, sent on the next load */ });
+  }
+
+  function typed(box) {
+    var field = byId(box);
+    if (!field) { return; }
+    writeLocal(box, field.value, false);
+    clearTimeout(timers[box]);
+    timers[box] = setTimeout(function () { sendDraft(box); }, SAVE_DELAY);
+  }
+
+  function flushDrafts() {
+    // The page is being left (a status button, a link): send what is waiting, without waiting.
+    Object.keys(timers).forEach(function (box) {
+      clearTimeout(timers[box]);
+      delete timers[box];
+      var field = byId(box), request = field && draftRequest(box, field.value);
+      if (request && navigator.sendBeacon) { navigator.sendBeacon(request.url, request.body); }
+    });
+  }
+
+  function clearDraft(box) {
+    clearTimeout(timers[box]);
+    delete timers[box];
+    writeLocal(box, "", true);  // the server removed its copy when the reply or note was sent
+  }
+
+  function restoreDrafts() {
+    DRAFT_BOXES.forEach(function (box) {
+      var field = byId(box);
+      if (!field || !draftKey(box)) { return; }
+      var kept = readLocal(box);
+      if (kept && !kept.synced) {
+        if (kept.text !== field.value) {
+          field.value = kept.text;  // typed here after the last save that got through: the newest
+          field.classList.add("draft-restored");
+        }
+        sendDraft(box);
+      } else if (field.value.trim()) {
+        writeLocal(box, field.value, true);  // the page drew the saved draft (or a conflict gave it back)
+      } else if (kept) {
+        writeLocal(box, "", true);  // sent or emptied elsewhere
+      }
+    });
+  }
+
+  document.addEventListener("input", function (event) {
+    var id = event.target && event.target.id;
+    if (DRAFT_BOXES.indexOf(id) !== -1) { typed(id); }
+  });
+  window.addEventListener("pagehide", flushDrafts);
+  document.addEventListener("submit", function (event) {
+    if (event.target && event.target.id === "status-form") { flushDrafts(); }
+  }, true);
 
   // --- htmx: conflicts and refusals are pages worth showing ---------------------------------
 
@@ -136,10 +256,16 @@
     var form = event.detail.elt;
     if (event.detail.successful && event.detail.xhr.status === 200 && form.matches && form.matches("form.composer")) {
       form.reset();
+      DRAFT_BOXES.forEach(function (box) {
+        var field = byId(box);
+        // Emptied, not reset: after a conflict the box's default text is the draft just sent.
+        if (field && form.contains(field)) { field.value = ""; field.classList.remove("draft-restored"); clearDraft(box); }
+      });
     }
   });
 
   document.addEventListener("htmx:afterSettle", function () {
+    restoreDrafts();  // a conflict swaps in a new page body with empty boxes
     var panel = byId("changes");
     if (panel && !panel.dataset.shown) {
       panel.dataset.shown = "1";
@@ -148,6 +274,7 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
+    restoreDrafts();
     var panel = byId("changes");
     if (panel) { panel.dataset.shown = "1"; panel.focus(); }
   });

@@ -39,7 +39,8 @@ class AbsenceForm(Form):
 
 
 class RedistributeForm(Form):
-    items = RadioField("Move the open items", choices=ITEM_CHOICES[1:], default="queue")
+    # Its own ids: the absence form on the same page has an `items` field too (items-0, items-1, ...).
+    items = RadioField("Move the open items", choices=ITEM_CHOICES[1:], default="queue", id="move-items")
     submit = SubmitField("Move them now")
 
 

@@ -33,6 +33,9 @@ LABELS = {
 CODES = set(STATUSES) | set(TYPES) | set(PRIORITIES) | set(SLA_STATES) | set(SOURCES) | set(policies.TARGETS)
 # Events whose data maps each changed attribute to [old, new].
 CHANGE_EVENTS = {"reclassified"}
+# Event data kept for the record but not shown: how a mail left (older events hold the server path
+# of the .eml written without SMTP).
+HIDDEN_EVENT_DATA = {"mail_sent": {"via"}}
 _ZONE_KEY = "backdesk.viewer_zone"
 _CODE_LABELS = {}
 
@@ -173,9 +176,18 @@ def _display_change(value):
 def event_data(data, kind=None):
     """An event's data as "key: value" pairs, datetimes shown in the viewer's zone."""
     show = _display_change if kind in CHANGE_EVENTS else _display_value
+    hidden = HIDDEN_EVENT_DATA.get(kind, ())
     parts = [Markup("<span><span class=\"k\">{}</span> {}</span>").format(label(k), show(v))
-             for k, v in (data or {}).items() if v not in (None, "", [], {}) and not k.endswith("_id")]
+             for k, v in (data or {}).items()
+             if v not in (None, "", [], {}) and not k.endswith("_id") and k not in hidden]
     return Markup(" ").join(parts) if parts else Markup("")
+
+
+def capitalize_first(text):
+    """The first letter upper-case and the rest as written ("e.g. BO-000123" stays so), unlike
+    Jinja's `capitalize`, which lower-cases the rest."""
+    text = "" if text is None else str(text)
+    return text[:1].upper() + text[1:]
 
 
 def page_context():
@@ -192,5 +204,6 @@ def init_app(app):
         "sla_state": sla_state,
         "label": label,
         "event_data": event_data,
+        "capitalize": capitalize_first,
     })
     app.context_processor(page_context)

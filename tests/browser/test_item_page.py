@@ -152,3 +152,64 @@ def test_item_page_fits_tablet_and_laptop(new_page, shot, session, world, make_i
         box = page.get_by_label(label).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, label
     page.screenshot(path=shot(f"item-{width}x{height}.png"), full_page=True)
+
+
+def test_drafts_survive_a_status_click_a_conflict_and_a_reload_until_sent(new_page, session, world, make_item):
+    item = make_refund_item(session, world, make_item)
+    executive, supervisor = new_page(), new_page()
+    sign_in(executive, "priya@example.com")
+    sign_in(supervisor, "sam@example.com")
+    executive.goto(f"/items/{item.ref}")
+    reply, note = executive.get_by_label("Reply to the requester"), executive.get_by_label("Internal note")
+    reply.fill("Your refund is on its way.")
+    note.fill("Courier tracking asked for.")
+
+    executive.get_by_role("button", name="Pending customer").click()  # a full page load
+    expect(executive.locator("#item-status")).to_have_text("Pending customer")
+    expect(reply).to_have_value("Your refund is on its way.")
+    expect(note).to_have_value("Courier tracking asked for.")
+
+    supervisor.goto(f"/items/{item.ref}")
+    supervisor.get_by_role("button", name="Open").click()
+    expect(supervisor.locator("#item-status")).to_have_text("Open")
+    executive.get_by_role("button", name="Pending third party").click()  # stale: a 409
+    expect(executive.locator("#changes")).to_contain_text("What you submitted was not saved")
+    expect(executive.locator("#changes")).not_to_contain_text("Nothing you entered was saved or lost")
+    expect(reply).to_have_value("Your refund is on its way.")
+    expect(note).to_have_value("Courier tracking asked for.")
+
+    executive.goto(f"/items/{item.ref}")
+    executive.get_by_role("button", name="Send reply").click()
+    expect(executive.locator("#thread .msg-outbound")).to_contain_text("Your refund is on its way.")
+    expect(reply).to_have_value("")
+    executive.reload()
+    expect(reply).to_have_value("")  # sent, so cleared
+    expect(note).to_have_value("Courier tracking asked for.")  # not sent, so kept
+    executive.get_by_role("button", name="Add note").click()
+    expect(executive.locator("#thread .msg-note")).to_contain_text("Courier tracking asked for.")
+    executive.reload()
+    expect(note).to_have_value("")
+
+
+def test_a_draft_is_kept_on_the_server_so_another_computer_shows_it(new_page, session, world, make_item):
+    item = make_refund_item(session, world, make_item)
+    desk, laptop = new_page(), new_page()  # two browsers of the same person
+    sign_in(desk, "priya@example.com")
+    desk.goto(f"/items/{item.ref}")
+    with desk.expect_response(lambda r: r.url.endswith("/drafts/reply") and r.status == 204):
+        desk.get_by_label("Reply to the requester").fill("Typed at my desk.")
+    desk.get_by_label("Internal note").fill("Left for later.")
+    desk.get_by_role("button", name="Pending customer").click()  # leaving at once: still saved
+    expect(desk.locator("#item-status")).to_have_text("Pending customer")
+    expect(desk.get_by_label("Internal note")).to_have_value("Left for later.")
+
+    sign_in(laptop, "priya@example.com")
+    laptop.goto(f"/items/{item.ref}")
+    expect(laptop.get_by_label("Reply to the requester")).to_have_value("Typed at my desk.")
+    expect(laptop.get_by_label("Internal note")).to_have_value("Left for later.")
+
+    laptop.get_by_role("button", name="Send reply").click()
+    expect(laptop.locator("#thread .msg-outbound")).to_contain_text("Typed at my desk.")
+    desk.reload()
+    expect(desk.get_by_label("Reply to the requester")).to_have_value("")  # sent elsewhere: gone here too
+    expect(desk.get_by_label("Internal note")).to_have_value("Left for later.")

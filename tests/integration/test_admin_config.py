@@ -464,6 +464,18 @@ def test_an_executive_sets_their_own_absence_and_returns_their_items(app, sessio
     assert not session.get(User, world.priya.id).is_out_of_office(utcnow())
 
 
+def test_the_absence_page_has_each_id_once_so_labels_tick_their_own_form(app, session, world, make_item):
+    item = make_item(team=session.get(Team, world.returns.id))
+    state.assign(session, item, session.get(User, world.priya.id), actor=None, check_access=False)
+    session.commit()
+    page = text(signed_in(app, "priya@example.com").get(f"/supervisor/people/{world.priya.id}/absence"))
+    assert "Move the open items now" in page  # both forms are there
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), sorted(i for i in set(ids) if ids.count(i) > 1)
+    for target in re.findall(r'<label for="([^"]+)"', page):
+        assert ids.count(target) == 1, target
+
+
 def test_absence_times_are_in_the_viewers_zone(app, session, world):
     session.get(User, world.priya.id).timezone = "Asia/Tokyo"
     session.commit()

@@ -5,7 +5,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from queue_app.models import Event, InboundEmail, Mailbox, Message, Team, WorkItem
+from queue_app.models import Event, InboundEmail, Mailbox, Message, OutboxJob, Team, WorkItem
+from queue_app.models.base import utcnow
 from queue_app.services.intake import filing
 from queue_app.services.intake import mailboxes as intake_mailboxes
 from tests.conftest import Auth, csrf_token_from
@@ -83,7 +84,7 @@ def test_only_admins_get_in(app, client, session, world):
             response = other.post(url, data={"csrf_token": csrf, "mailbox_id": box.id, "address": "x@desk.example.com",
                                              "type": "general", "team": "Returns", "priority": "normal"})
             assert response.status_code == 403, (email, url)
-        assert 'href="/admin/quarantine"' not in text(other.get("/"))  # no Admin link in the nav
+        assert 'href="/admin/"' not in text(other.get("/"))  # no Admin link in the nav
 
     inbound = reload(session, inbound)
     assert inbound.status == "quarantined" and inbound.attempts == 1
@@ -94,10 +95,43 @@ def test_admin_sees_the_admin_link_and_the_quarantine_count(admin_client, sessio
     quarantined(session, email_bytes(subject="one"))
     quarantined(session, email_bytes(subject="two"))
     home = text(admin_client.get("/"))
-    assert re.search(r'<a href="/admin/quarantine"[^>]*>Admin</a>', home)
+    assert re.search(r'<a href="/admin/"[^>]*>Admin</a>', home)
     page = text(admin_client.get("/admin/mailboxes"))
     count = re.search(r'id="quarantine-count">(.*?)</span></a>', page, re.S).group(1)
     assert re.sub(r"<[^>]+>|\(|waiting\)", "", count).strip() == "2"
+
+
+def test_the_admin_landing_page_shows_what_needs_an_admin_with_links(admin_client, session, world, make_item):
+    page = text(admin_client.get("/admin/"))
+    assert page.count("class=\"overview-count\">0<") >= 3  # on a quiet desk
+    quarantined(session, email_bytes(subject="one"))
+    quarantined(session, email_bytes(subject="two"))
+    item = make_item(team=session.get(Team, world.returns.id))
+    item.sla_state = "breached"
+    session.add(OutboxJob(job_path="workers.mail_out.send_message", args=[1], failed_at=utcnow(),
+                          last_error="SMTP refused"))
+    session.commit()
+
+    response = admin_client.get("/admin/")
+    assert response.status_code == 200  # a page of its own, not a redirect to the quarantine
+    page = text(response)
+
+    def count(card):
+        block = re.search(rf'<li class="[^"]*" id="overview-{card}".*?</li>', page, re.S).group(0)
+        return block, re.search(r'class="overview-count">([^<]+)<', block).group(1)
+
+    block, n = count("quarantine")
+    assert n == "2" and 'href="/admin/quarantine"' in block and "needs-you" in block
+    block, n = count("approvals")
+    assert n == "0" and 'href="/supervisor/approvals"' in block and "needs-you" not in block
+    block, n = count("breached")
+    assert n == "1" and "/supervisor/reports?report=breaches" in block
+    block, n = count("jobs")
+    assert n == "1" and "outbox status" in block
+    block, n = count("audit")
+    assert n == "0" and 'href="/admin/audit"' in block  # each commit seals what it wrote
+    assert "Nothing needs you right now." not in page
+    assert 'aria-current="page">Overview</a>' in page
 
 
 # --- the quarantine list and detail ------------------------------------------------------------------------

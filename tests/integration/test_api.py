@@ -450,6 +450,16 @@ def _refs(node):
             yield from _refs(value)
 
 
+def test_openapi_document_says_a_refund_amount_is_more_than_0(client):
+    schemas = client.get(f"{API}/openapi.json").get_json()["components"]["schemas"]
+    amount = schemas["NewFields_return"]["properties"]["amount"]
+    pattern = re.compile(amount.get("pattern") or amount["anyOf"][0]["pattern"])
+    assert [v for v in ("49.90", "5", "0.01", "0.5", "100.00") if not pattern.search(v)] == []
+    assert [v for v in ("-5.10", "0", "0.00", "00.0", "1.234", "") if pattern.search(v)] == []
+    expected = schemas["NewFields_discrepancy_fix"]["properties"]["expected_amount"]
+    assert re.search(expected.get("pattern") or expected["anyOf"][0]["pattern"], "-5.10")  # may be negative
+
+
 def test_openapi_document_describes_every_endpoint(client, app):
     response = client.get(f"{API}/openapi.json")
     assert response.status_code == 200 and response.mimetype == "application/json"

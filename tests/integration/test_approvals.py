@@ -317,3 +317,35 @@ def test_a_checker_decides_on_the_item_page_and_others_see_no_approvals_page(app
     plain = logged_in(app, "plain@example.com")
     assert plain.get("/supervisor/approvals").status_code == 403
     assert 'id="approvals-link"' not in text(plain.get("/"))
+
+
+def test_the_approvals_queue_is_oldest_request_first_not_by_id(app, session, world):
+    from datetime import timedelta
+
+    from queue_app.models.base import utcnow
+
+    items = [refund(session, world) for _ in range(3)]
+    for item in items:
+        lifecycle.change_status(session, session.get(WorkItem, item.id), "resolved",
+                                 actor=session.get(User, world.maker.id))
+    session.commit()
+    now = utcnow()
+    for item, hours in zip(items, (1, 3, 2)):  # the first asked most recently
+        session.scalar(sa.select(Approval).where(Approval.work_item_id == item.id)).requested_at = \
+            now - timedelta(hours=hours)
+    session.commit()
+    oldest_first = [items[1].ref, items[2].ref, items[0].ref]
+
+    page = text(logged_in(app, "sup@example.com").get("/supervisor/approvals"))
+    table = re.search(r'<table[^>]*id="approvals".*?</table>', page, re.S).group(0)
+    assert re.findall(r'<tr data-ref="(BO-\d+)"', table) == oldest_first
+
+    sup = session.get(User, world.sup.id)
+    walked, after_id = [], None
+    for _ in range(4):  # one a page: the cursor carries on in the same order
+        rows = decisions.pending_queue(session, sup, after_id=after_id, limit=1)
+        if not rows:
+            break
+        walked.append(rows[0].work_item.ref)
+        after_id = rows[0].id
+    assert walked == oldest_first

@@ -151,3 +151,10 @@ def test_another_teams_response_or_item_is_not_found(client, auth, session, worl
     assert client.get(f"/items/{docs_item.ref}/canned/{mine.id}").status_code == 404
     page = client.get(f"/items/{item.ref}", query_string={"canned": docs_only.id})
     assert page.status_code == 200 and "not available for this item" in text(page)
+
+
+def test_placeholder_help_keeps_the_reference_in_capitals(client, auth, world):
+    auth.login("sam@example.com")
+    page = text(client.get("/admin/canned/new"))
+    assert "The item&#39;s reference, e.g. BO-000123" in page or "The item's reference, e.g. BO-000123" in page
+    assert "bo-000123" not in page

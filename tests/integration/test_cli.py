@@ -111,6 +111,54 @@ def test_seed_demo_fills_an_empty_database(runner, session, app):
     assert user_service.authenticate(session, email, password) is not None
 
 
+def test_seed_demo_is_realistic_and_floods_nobody(runner, session, app):
+    from queue_app.models import Event, ExchangeRate, Message, Notification, SlaPolicy
+    from queue_app.models.base import utcnow
+    from queue_app.models.work_item import OPEN_STATUSES
+    from queue_app.services.sla import ladder
+
+    result = invoke(runner, "seed-demo", "--items", "80")
+    assert result.exit_code == 0, result.output
+    now = utcnow()
+    session.expire_all()
+
+    # Nothing happened in the future.
+    assert session.scalar(sa.select(sa.func.count()).where(WorkItem.resolved_at > now)) == 0
+    assert session.scalar(sa.select(sa.func.count()).where(Event.at > now)) == 0
+    assert session.scalar(sa.select(sa.func.count()).where(WorkItem.created_at > now)) == 0
+
+    # Teams on their auto-assignment policies, policies on the teams' business calendars, rates for the checks.
+    teams = session.scalars(sa.select(Team)).all()
+    assert all(t.auto_assign != "manual" for t in teams)
+    assert any(not t.calendar.is_round_the_clock for t in teams)
+    policies = session.scalars(sa.select(SlaPolicy)).all()
+    assert policies and all(p.calendar is not None for p in policies)
+    team_calendars = {t.calendar_id for t in teams}
+    assert {p.calendar_id for p in policies} <= team_calendars
+    assert {r.from_currency for r in session.scalars(sa.select(ExchangeRate))} >= {"USD", "GBP", "INR"}
+
+    # Nobody holds more open work than their capacity.
+    for user in session.scalars(sa.select(User)):
+        held = session.scalar(sa.select(sa.func.count()).where(WorkItem.assignee_id == user.id,
+                                                                 WorkItem.status.in_(OPEN_STATUSES)))
+        assert held <= user.capacity, (user.email, held, user.capacity)
+
+    # Most open items are not yet due; nothing is due right now, and no mail waits to go out.
+    open_items = session.scalars(sa.select(WorkItem).where(WorkItem.status.in_(OPEN_STATUSES))).all()
+    breached = [i for i in open_items if i.sla_state == "breached"]
+    assert open_items and len(breached) <= len(open_items) // 10, (len(breached), len(open_items))
+    assert ladder.due_item_ids(session, now) == []
+    assert session.scalar(sa.select(sa.func.count()).where(Notification.send_status == "queued")) == 0
+    assert session.scalar(sa.select(sa.func.count()).where(Message.kind == "outbound",
+                                                           Message.send_status == "queued")) == 0
+    live_mail = sa.select(sa.func.count()).where(OutboxJob.job_path.like("workers.mail_out.%"),
+                                                 OutboxJob.completed_at.is_(None))
+    assert session.scalar(live_mail) == 0
+    past_timers = sa.select(sa.func.count()).where(OutboxJob.job_path == "workers.sla_timers.fire_sla_timer",
+                                                   OutboxJob.run_at <= now, OutboxJob.completed_at.is_(None))
+    assert session.scalar(past_timers) == 0
+
+
 def test_seed_demo_if_empty_leaves_a_filled_database_alone(runner, session, make_user):
     make_user(email="someone@example.com")
     session.commit()

@@ -74,9 +74,10 @@ def search_objects():
     with db.engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             rows = conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger') "
-                                        "AND name LIKE '%fts%'"))
+                                        "AND name LIKE '%\\_fts%' ESCAPE '\\'"))  # not item_drafts
         else:
-            rows = conn.execute(sa.text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%fts%'"))
+            rows = conn.execute(sa.text("SELECT indexname FROM pg_indexes "
+                                        "WHERE indexname LIKE '%\\_fts%' ESCAPE '\\'"))
         return {name for name, in rows if not name.startswith(("work_items_fts_", "messages_fts_"))
                 or name.endswith(("_ai", "_ad", "_au"))}
 

@@ -130,6 +130,26 @@ def test_time_zone_setting_is_used_for_every_time_shown(client, auth, session, w
     assert session.get(User, world.priya.id).timezone == "Asia/Tokyo"
 
 
+def test_time_zone_is_typed_with_suggestions_and_checked_on_the_server(client, auth, session, world):
+    auth.login("priya@example.com")
+    page = text(client.get("/settings"))
+    assert re.search(r'<input[^>]*id="timezone"[^>]*list="timezone-names"', page) or \
+        re.search(r'<input[^>]*list="timezone-names"[^>]*id="timezone"', page)
+    assert '<datalist id="timezone-names">' in page and '<option value="America/New_York">' in page
+    assert "<select" not in page.split('id="tz-heading"')[1].split("</section>")[0]
+    response = client.post("/settings", data={"timezone": " america/new york ", "save_timezone": "Save",
+                                              "csrf_token": token(client, "/settings")})
+    assert response.status_code == 302
+    session.expire_all()
+    assert session.get(User, world.priya.id).timezone == "America/New_York"
+    for bad in ("Mars/Olympus", "../../etc/passwd", "x" * 500, "", "Europe/\x00Berlin"):
+        response = client.post("/settings", data={"timezone": bad, "save_timezone": "Save",
+                                                  "csrf_token": token(client, "/settings")})
+        assert response.status_code == 422, bad
+    session.expire_all()
+    assert session.get(User, world.priya.id).timezone == "America/New_York"
+
+
 def test_post_without_csrf_token_is_refused_and_changes_nothing(client, auth, session, world, make_item):
     item = make_item(team=world.returns, assignee=world.priya)
     session.commit()

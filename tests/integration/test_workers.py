@@ -6,6 +6,7 @@ for one test that starts a real `flask worker` process.
 """
 import email
 import email.policy
+import json
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ from rq import Queue, SimpleWorker
 
 from queue_app.models import CheckResult, Event, Message, OutboxJob, WorkItem
 from queue_app.services.items import lifecycle
+from queue_app.web.templating import event_data
 from tests.integration.conftest import TEST_REDIS_DB, use_redis
 from workers import relay
 from workers.mail_out import send_message
@@ -189,6 +191,14 @@ def test_outbound_mail_is_written_to_the_outbox_dir_once_without_injected_header
     assert not path.exists()
     sent_events = session.scalars(sa.select(Event).where(Event.kind == "mail_sent")).all()
     assert len(sent_events) == 1
+    assert sent_events[0].data["sent_to"] == "customer@example.com"
+    assert str(tmp_path) not in json.dumps(sent_events[0].data)
+    with app.test_request_context():
+        shown = str(event_data(sent_events[0].data, "mail_sent"))
+        assert "Sent to" in shown and "customer@example.com" in shown
+        # Older events hold the .eml's server path: it is never shown.
+        old_style = str(event_data({"message_id": message_id, "via": str(path)}, "mail_sent"))
+        assert str(tmp_path) not in old_style and ".eml" not in old_style
 
 
 def test_a_forked_worker_process_runs_the_checks(app, session, rconn, worker_redis_url, deliver_on_commit,

@@ -164,7 +164,8 @@ def decidable_team_ids(session, user):
 
 
 def pending_queue(session, user, *, after_id=None, limit=50):
-    """Pending approvals the user may decide or asked for, oldest first, keyset-paginated on id."""
+    """Pending approvals the user may decide or asked for, oldest request first (requested_at, then id),
+    keyset-paginated: `after_id` is the last approval of the previous page."""
     teams = decidable_team_ids(session, user)
     query = (sa.select(Approval).join(WorkItem, Approval.work_item_id == WorkItem.id)
              .where(Approval.status == "pending")
@@ -173,8 +174,13 @@ def pending_queue(session, user, *, after_id=None, limit=50):
     if teams is not None:
         query = query.where(sa.or_(WorkItem.team_id.in_(sorted(teams)), Approval.requested_by_id == user.id))
     if after_id is not None:
-        query = query.where(Approval.id > after_id)
-    return session.scalars(query.order_by(Approval.id).limit(limit)).all()
+        last = session.get(Approval, after_id)
+        if last is None:
+            query = query.where(Approval.id > after_id)
+        else:
+            query = query.where(sa.or_(Approval.requested_at > last.requested_at,
+                                       sa.and_(Approval.requested_at == last.requested_at, Approval.id > last.id)))
+    return session.scalars(query.order_by(Approval.requested_at, Approval.id).limit(limit)).all()
 
 
 def checkers_by_team(session, teams):

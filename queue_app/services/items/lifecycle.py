@@ -31,7 +31,7 @@ from queue_app.services.assignment import auto as auto_assignment
 from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid, NotFound
 from queue_app.services.intake.routing import route
-from queue_app.services.items import state
+from queue_app.services.items import drafts, state
 from queue_app.services.items.events import record_event
 from queue_app.services.items.work_types import (
     REF_PATTERN,
@@ -258,6 +258,7 @@ def add_note(session, item, *, actor, body, now=None):
     body = _clean_text(body, "body", MAX_BODY, required=True)
     message = Message(work_item_id=item.id, kind="note", body_text=body, author_id=actor.id, created_at=now)
     session.add(message)
+    drafts.clear(session, actor, item, "note")  # sent: the draft has done its job
     state.touch(item, now)
     session.flush()
     record_event(session, item, "note_added", actor, {"message_id": message.id}, now=now)
@@ -311,6 +312,7 @@ def add_reply(session, item, *, actor, body, now=None, expected_version=None):
         author_id=actor.id, send_status="queued", created_at=now,
     )
     session.add(message)
+    drafts.clear(session, actor, item, "reply")  # sent: the draft has done its job
     policies.on_first_response(session, item, now)
     state.touch(item, now)
     session.flush()
