@@ -194,7 +194,9 @@ function setUp() {
       if (token !== state.token) return;
       const rotation = (page.rotate + state.rotation) % 360;
       const natural = page.getViewport({ scale: 1, rotation });
-      const fit = Math.max(stage.clientWidth - 16, 200) / natural.width;
+      // 100% is the whole page in view (the stage is at most 80% of the window high).
+      const fit = Math.min(Math.max(stage.clientWidth - 24, 200) / natural.width,
+        Math.max(window.innerHeight * 0.8 - 24, 300) / natural.height);
       const viewport = page.getViewport({ scale: fit * zoom, rotation });
       const ratio = window.devicePixelRatio || 1;
       canvas.width = Math.floor(viewport.width * ratio);

@@ -59,7 +59,7 @@ def centre_colour(page):
     }""")
 
 
-def test_an_uploaded_pdf_is_drawn_beside_the_fields(page, shot, world):
+def test_an_uploaded_pdf_is_drawn_beside_the_fields(page, new_page, shot, world):
     sign_in(page, "ana@example.com")
     page.goto(f"/items/{world.item.ref}")
     expect(page.locator("#preview")).to_have_count(0)  # no documents yet: no panel
@@ -81,6 +81,18 @@ def test_an_uploaded_pdf_is_drawn_beside_the_fields(page, shot, world):
     checks = page.locator("#checks-heading").bounding_box()
     assert panel["y"] > fields["y"] and checks["x"] > panel["x"] + panel["width"] - 1
     page.screenshot(path=shot("preview-pdf.png"), full_page=True)
+
+    wide = new_page(width=1920, height=1080)  # a wide screen: the document right beside the details
+    sign_in(wide, "ana@example.com")
+    wide.goto(f"/items/{world.item.ref}")
+    rendered(wide)
+    fields = wide.locator("#item-fields").bounding_box()
+    panel = wide.locator("#preview").bounding_box()
+    checks = wide.locator("#checks-heading").bounding_box()
+    assert fields["x"] + fields["width"] < panel["x"] and panel["y"] < fields["y"] + fields["height"]
+    assert panel["x"] + panel["width"] < checks["x"]
+    assert centre_colour(wide) == [0, 0, 255]
+    wide.screenshot(path=shot("preview-pdf-wide.png"))
 
 
 def test_paging_and_zoom_through_a_two_page_pdf(page, session, world):
