@@ -171,7 +171,7 @@ function setUp() {
     el("preview-zoom-out").disabled = state.zoom === 0;
     el("preview-zoom-in").disabled = state.zoom === ZOOMS.length - 1;
     if (state.kind === "image") {
-      image.style.transform = `rotate(${state.rotation}deg) scale(${zoom})`;
+      image.style.transform = imageTransform(zoom, state.rotation);
       return;
     }
     if (!state.doc) return;
@@ -183,6 +183,15 @@ function setUp() {
       else b.removeAttribute("aria-current");
     });
     await renderPage(zoom);
+  }
+
+  // Turned and zoomed about the image's top left corner, then moved back into view, so the stage
+  // can scroll to every part of it (what goes above or left of the stage could not be scrolled to).
+  function imageTransform(zoom, rotation) {
+    const w = image.offsetWidth * zoom;
+    const h = image.offsetHeight * zoom;
+    const shift = { 0: [0, 0], 90: [h, 0], 180: [w, h], 270: [0, w] }[rotation];
+    return `translate(${shift[0]}px, ${shift[1]}px) rotate(${rotation}deg) scale(${zoom})`;
   }
 
   async function renderPage(zoom) {
