@@ -10,17 +10,26 @@ import * as pdfjs from "./vendor/pdfjs/pdf.min.mjs";
 const ZOOMS = [0.5, 0.75, 1, 1.25, 1.5, 2, 3];
 const MAX_PAGE_BUTTONS = 300;
 
-const viewer = document.getElementById("preview-viewer");
-if (viewer) {
+let closePrevious = null;
+
+// On load, and again when htmx swaps in a new page body (a conflict shows the item afresh).
+function start() {
+  const viewer = document.getElementById("preview-viewer");
+  if (!viewer || viewer.dataset.ready) return;
+  viewer.dataset.ready = "1";
+  if (closePrevious) closePrevious();
   pdfjs.GlobalWorkerOptions.workerSrc = new URL(viewer.dataset.worker, document.baseURI).href;
-  setUp();
+  closePrevious = setUp(viewer);
 }
 
-function setUp() {
+start();
+document.addEventListener("htmx:afterSettle", start);
+
+function setUp(viewer) {
   const files = Array.from(document.querySelectorAll("#preview-files .preview-file"));
   const el = (id) => document.getElementById(id);
-  const canvas = el("preview-canvas");
-  const image = el("preview-image");
+  const canvas = viewer.querySelector(".preview-canvas");
+  const image = viewer.querySelector(".preview-image");
   const stage = el("preview-stage");
   const message = el("preview-message");
   const pageList = el("preview-page-list");
@@ -43,6 +52,7 @@ function setUp() {
   const chooser = el("preview-choose");
   if (chooser) chooser.addEventListener("change", () => open(files[Number(chooser.value)]));
   open(files[0]);
+  return closeCurrent;
 
   function say(text, isError) {
     message.textContent = text;

@@ -10,6 +10,8 @@ from playwright.sync_api import expect
 from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
+from queue_app.models import WorkItem
+from queue_app.services.items import lifecycle
 from tests.browser.conftest import sign_in
 from tests.check_files import attach, encrypted_pdf, png
 
@@ -54,7 +56,7 @@ def rendered(page):
 def centre_colour(page):
     """The RGB of the middle of the drawn page."""
     return page.evaluate("""() => {
-        const c = document.getElementById('preview-canvas');
+        const c = document.querySelector('#preview-stage canvas');
         const [r, g, b] = c.getContext('2d').getImageData(c.width >> 1, c.height >> 1, 1, 1).data;
         return [r, g, b];
     }""")
@@ -72,7 +74,7 @@ def test_an_uploaded_pdf_is_drawn_beside_the_fields(page, new_page, shot, world)
     viewer = rendered(page)
     expect(viewer).to_have_attribute("data-pages", "1")
     expect(page.locator("#preview-page-status")).to_have_text("Page 1 of 1")
-    expect(page.locator("#preview-canvas")).to_be_visible()
+    expect(page.locator("#preview-stage canvas")).to_be_visible()
     assert centre_colour(page) == [0, 0, 255]  # the page's blue, not an empty frame
     expect(page.locator("#preview-files")).to_contain_text("passport.pdf")
     expect(page.locator("#preview-pages")).to_be_hidden()  # one page: no page list
@@ -123,14 +125,14 @@ def test_paging_and_zoom_through_a_two_page_pdf(page, session, world):
     assert centre_colour(page) == [0, 0, 255]
     expect(page.get_by_role("button", name="Page 1", exact=True)).to_have_attribute("aria-current", "page")
 
-    width = page.locator("#preview-canvas").bounding_box()["width"]
+    width = page.locator("#preview-stage canvas").bounding_box()["width"]
     page.get_by_role("button", name="Zoom in").click()
     expect(page.locator("#preview-zoom-status")).to_have_text("125%")
     rendered(page)
-    page.wait_for_function(f"() => document.getElementById('preview-canvas').getBoundingClientRect().width > {width + 10}")
+    page.wait_for_function(f"() => document.querySelector('#preview-stage canvas').getBoundingClientRect().width > {width + 10}")
     page.get_by_role("button", name="Rotate clockwise").click()
     rendered(page)
-    page.wait_for_function("() => { const c = document.getElementById('preview-canvas'); return c.width > c.height; }")
+    page.wait_for_function("() => { const c = document.querySelector('#preview-stage canvas'); return c.width > c.height; }")
 
 
 def test_an_encrypted_pdf_says_it_cannot_be_previewed(page, session, world):
@@ -142,7 +144,7 @@ def test_an_encrypted_pdf_says_it_cannot_be_previewed(page, session, world):
     expect(page.locator("#preview-viewer")).to_have_attribute("data-state", "failed")
     expect(page.locator("#preview-message")).to_have_text(
         "Cannot preview locked.pdf: the PDF is encrypted. Download it to open it in another program.")
-    expect(page.locator("#preview-canvas")).to_be_hidden()
+    expect(page.locator("#preview-stage canvas")).to_be_hidden()
     expect(page.locator("#preview-files").get_by_role("link", name="locked.pdf")).to_be_visible()
 
 
@@ -154,7 +156,7 @@ def test_a_damaged_pdf_says_it_cannot_be_previewed(page, session, world):
 
     expect(page.locator("#preview-viewer")).to_have_attribute("data-state", "failed")
     expect(page.locator("#preview-message")).to_contain_text("Cannot preview broken.pdf: the PDF is damaged")
-    expect(page.locator("#preview-canvas")).to_be_hidden()
+    expect(page.locator("#preview-stage canvas")).to_be_hidden()
 
 
 def test_several_documents_are_chosen_and_images_zoom_and_rotate(page, session, world):
@@ -168,9 +170,9 @@ def test_several_documents_are_chosen_and_images_zoom_and_rotate(page, session, 
 
     page.get_by_label("Document", exact=True).select_option(label="photo.png")
     rendered(page)
-    image = page.locator("#preview-image")
+    image = page.locator("#preview-stage img")
     expect(image).to_be_visible()
-    expect(page.locator("#preview-canvas")).to_be_hidden()
+    expect(page.locator("#preview-stage canvas")).to_be_hidden()
     expect(page.locator("#preview-paging")).to_be_hidden()  # an image has no pages
     page.get_by_role("button", name="Zoom in").click()
     page.get_by_role("button", name="Rotate clockwise").click()
@@ -181,7 +183,7 @@ def test_several_documents_are_chosen_and_images_zoom_and_rotate(page, session, 
 
     page.get_by_label("Document", exact=True).select_option(label="passport.pdf")
     rendered(page)
-    expect(page.locator("#preview-canvas")).to_be_visible()
+    expect(page.locator("#preview-stage canvas")).to_be_visible()
     expect(page.locator("#preview-zoom-status")).to_have_text("100%")  # each document starts afresh
 
 
@@ -199,3 +201,21 @@ def test_without_javascript_the_downloads_stay(browser, live_server, world, sess
                                        f"{link.get_attribute('href').rsplit('/', 1)[-1]}")
     finally:
         context.close()
+
+
+def test_the_preview_comes_back_after_a_conflict_swaps_the_page(page, session, world):
+    attach(session, world.item, "passport.pdf", coloured_pdf(BLUE))
+    session.commit()
+    sign_in(page, "ana@example.com")
+    page.goto(f"/items/{world.item.ref}")
+    rendered(page)
+
+    item = session.get(WorkItem, world.item.id)  # meanwhile, someone else changes the item
+    lifecycle.change_status(session, item, "pending_third_party", actor=world.ana, check_access=False)
+    session.commit()
+    page.get_by_label("Reply to the requester").fill("We are checking your passport.")
+    page.get_by_role("button", name="Send reply").click()  # stale: htmx swaps in the page as it is now
+    expect(page.locator("#changes")).to_contain_text("While you were looking, this changed:")
+    rendered(page)
+    expect(page.locator("#preview-stage canvas")).to_be_visible()
+    assert centre_colour(page) == [0, 0, 255]
