@@ -392,7 +392,8 @@ def upload_files(ref):
 
 # Attachments come from strangers' email, so they are never rendered as pages of this site:
 # downloads are always `attachment`, typed by the sniffed content (not the sender's claim),
-# and only the plain image types below are ever shown inline.
+# and only the plain image types below are ever shown inline. A PDF's preview is drawn by the
+# page's script (pdf.js) from bytes that are still served as an attachment.
 
 INLINE_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 
