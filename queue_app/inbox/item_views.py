@@ -92,6 +92,7 @@ def render_item(item, *, status=200, changes=None, drafts=None):
     members = [u for u in item.team.members if u.is_active] if manages else []
     teams = db.session.scalars(sa.select(Team).order_by(Team.name)).all() if manages else []
     fields = work_types.fields_of(item)
+    messages = thread_of(item)
     classify_form = None
     if may_work and item.is_open:
         classify_form = ClassifyForm(formdata=None, obj=item)
@@ -102,7 +103,7 @@ def render_item(item, *, status=200, changes=None, drafts=None):
         "inbox/item.html", item=item, specs=work_types.FIELDS[item.type], fields=fields,
         field_values={**fields, **(drafts.get("fields") or {})},
         checks=check_views, failed_mandatory=[c for c in check_views if c.mandatory and c.status == "failed"],
-        messages=thread_of(item), events=events, seen_event=events[-1].id if events else 0,
+        messages=messages, events=events, seen_event=events[-1].id if events else 0,
         approval=approval, may_work=may_work, manages=manages, members=members,
         transitions=state.allowed_transitions(item) if may_work else [],
         may_take=item.is_open and item.assignee_id is None and item.team_id in current_user.team_ids,
@@ -115,7 +116,7 @@ def render_item(item, *, status=200, changes=None, drafts=None):
         reply_form=ReplyForm(formdata=None, reply=drafts.get("reply") or saved.get("reply")),
         classify_form=classify_form, teams=teams, draft_team_id=drafts.get("team_id"),
         ladder=[e for e in events if e.kind in LADDER_EVENTS], changes=changes, drafts=drafts,
-        upload=upload_panel(item, may_work),
+        upload=upload_panel(item, may_work), previews=item_files.previews_of(messages),
     ), status
 
 
@@ -391,7 +392,8 @@ def upload_files(ref):
 
 # Attachments come from strangers' email, so they are never rendered as pages of this site:
 # downloads are always `attachment`, typed by the sniffed content (not the sender's claim),
-# and only the plain image types below are ever shown inline.
+# and only the plain image types below are ever shown inline. A PDF's preview is drawn by the
+# page's script (pdf.js) from bytes that are still served as an attachment.
 
 INLINE_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 
@@ -435,6 +437,20 @@ def attachment_download(ref, attachment_id):
     content_type = attachment.content_type if attachment.content_type in INLINE_IMAGE_TYPES \
         else "application/octet-stream"
     return file_response(attachment, content_type, "attachment")
+
+
+@bp.route("/items/<ref>/attachments/<int:attachment_id>/preview")
+@login_required
+def attachment_preview(ref, attachment_id):
+    """A PDF's bytes for the item page's viewer (pdf.js fetches them), under the download's access
+    rules. Typed application/pdf for the script, but still `attachment`: opened as an address, the file
+    is downloaded, never shown as a page of this site. Any other type is a 404."""
+    _item, attachment = attachment_of(ref, attachment_id)
+    if attachment.content_type != "application/pdf":
+        abort(404)
+    response = file_response(attachment, "application/pdf", "attachment")
+    response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    return response
 
 
 @bp.route("/items/<ref>/attachments/<int:attachment_id>/inline")

@@ -192,3 +192,60 @@ def test_an_emailed_html_message_with_an_inline_image_end_to_end(priya, session,
     assert "<script>alert(1)" not in page
     response = priya.get(match.group(1))
     assert response.status_code == 200 and response.data == PNG and response.headers["Content-Type"] == "image/png"
+
+
+# --- previews: the PDF bytes the item page's viewer fetches --------------------------------
+
+def preview_url(item, attachment):
+    return f"/items/{item.ref}/attachments/{attachment.id}/preview"
+
+
+def test_a_pdf_preview_is_typed_for_the_viewer_but_still_a_download(priya, world, files):
+    response = priya.get(preview_url(world.item, files.pdf))
+    assert response.status_code == 200 and response.data == PDF
+    assert response.headers["Content-Type"] == "application/pdf"
+    assert response.headers["Content-Disposition"].startswith("attachment;")  # never shown as a page
+    assert response.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    assert_locked_down(response)
+
+
+def test_only_pdfs_have_a_preview_route(priya, world, files):
+    for attachment in (files.png, files.html, files.sneaky):
+        assert priya.get(preview_url(world.item, attachment)).status_code == 404
+
+
+def test_another_teams_executive_cannot_fetch_a_preview(app, world, files):
+    lena = app.test_client()
+    Auth(lena).login("lena@example.com")
+    assert lena.get(preview_url(world.item, files.pdf)).status_code == 404
+    assert lena.get(url(world.item, files.pdf)).status_code == 404  # as for the download
+
+
+def test_a_preview_of_another_item_or_signed_out_is_refused(client, priya, session, world, files):
+    foreign = attach(session, add_message(session, world.other), "other.pdf", PDF, "application/pdf")
+    session.commit()
+    assert priya.get(preview_url(world.item, foreign)).status_code == 404  # wrong item in the URL
+    assert priya.get(preview_url(world.other, foreign)).status_code == 200
+    assert priya.get(f"/items/{world.item.ref}/attachments/99999999999999/preview").status_code == 404
+    anonymous = client.application.test_client()
+    response = anonymous.get(preview_url(world.item, files.pdf))
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+def test_the_item_page_lists_its_documents_for_preview(priya, session, world, files):
+    flagged = add_message(session, world.item, flagged=True)
+    attach(session, flagged, "unknown-sender.pdf", PDF, "application/pdf")
+    session.commit()
+    page = text(priya.get(f"/items/{world.item.ref}"))
+    panel = re.search(r'<section class="card preview-card".*?</section>', page, re.S).group(0)
+    assert f'data-src="{preview_url(world.item, files.pdf)}"' in panel
+    assert f'data-src="{url(world.item, files.png, inline=True)}"' in panel
+    assert f'href="{url(world.item, files.pdf)}"' in panel  # the download, which works without JavaScript
+    assert "invoice.html" not in panel and "unknown-sender.pdf" not in panel
+    assert 'id="preview-choose"' in panel  # several documents: a chooser
+    assert 'src="/static/preview.js"' in page and 'type="module"' in page
+
+
+def test_an_item_without_documents_has_no_preview_panel(priya, world):
+    page = text(priya.get(f"/items/{world.item.ref}"))
+    assert 'id="preview"' not in page and "preview.js" not in page

@@ -76,6 +76,25 @@ def type_label(content_type):
             "image/gif": "GIF"}.get(content_type, content_type)
 
 
+# What the item page's preview panel shows: PDFs drawn by pdf.js, and the plain image types.
+PREVIEW_KINDS = {"application/pdf": "pdf", "image/png": "image", "image/jpeg": "image", "image/gif": "image"}
+
+
+@dataclass(frozen=True)
+class Preview:
+    attachment: Attachment
+    kind: str  # "pdf" or "image"
+
+
+def previews_of(messages):
+    """The documents of a thread the item page previews, oldest first: PDFs and plain images, except
+    the inline images of an HTML email (shown in its body) and the files of a sender who is not a
+    participant (a person checks those before opening them)."""
+    return [Preview(a, PREVIEW_KINDS[a.content_type])
+            for m in messages if not m.flagged_for_review
+            for a in m.attachments if not a.is_inline and a.content_type in PREVIEW_KINDS]
+
+
 def refusal(upload, filename, content_type, settings):
     """Why this file is not accepted, or None."""
     size = len(upload.data)

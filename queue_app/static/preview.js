@@ -1,0 +1,247 @@
+// The item page's document preview (templates/inbox/_item_preview.html): PDFs drawn on a canvas by
+// the vendored pdf.js, with paging, a page list, zoom and rotation; images with zoom and rotation.
+//
+// Nothing from a file runs: pdf.js gets no scripting build, no annotation layer and no forms (the
+// canvas shows annotations as pictures only), and WebAssembly stays off, so the page's
+// Content-Security-Policy needs nothing beyond 'self'. A PDF that cannot be opened (encrypted,
+// damaged) says so in the panel. The download links above the viewer work with or without this.
+import * as pdfjs from "./vendor/pdfjs/pdf.min.mjs";
+
+const ZOOMS = [0.5, 0.75, 1, 1.25, 1.5, 2, 3];
+const MAX_PAGE_BUTTONS = 300;
+
+let closePrevious = null;
+
+// On load, and again when htmx swaps in a new page body (a conflict shows the item afresh).
+function start() {
+  const viewer = document.getElementById("preview-viewer");
+  if (!viewer || viewer.dataset.ready) return;
+  viewer.dataset.ready = "1";
+  if (closePrevious) closePrevious();
+  pdfjs.GlobalWorkerOptions.workerSrc = new URL(viewer.dataset.worker, document.baseURI).href;
+  closePrevious = setUp(viewer);
+}
+
+start();
+document.addEventListener("htmx:afterSettle", start);
+
+function setUp(viewer) {
+  const files = Array.from(document.querySelectorAll("#preview-files .preview-file"));
+  const el = (id) => document.getElementById(id);
+  const canvas = viewer.querySelector(".preview-canvas");
+  const image = viewer.querySelector(".preview-image");
+  const stage = el("preview-stage");
+  const message = el("preview-message");
+  const pageList = el("preview-page-list");
+  const state = { kind: null, doc: null, task: null, render: null, page: 1, pages: 0, zoom: 2, rotation: 0, token: 0 };
+
+  viewer.hidden = false;
+  el("preview-prev").addEventListener("click", () => showPage(state.page - 1));
+  el("preview-next").addEventListener("click", () => showPage(state.page + 1));
+  el("preview-zoom-in").addEventListener("click", () => setZoom(state.zoom + 1));
+  el("preview-zoom-out").addEventListener("click", () => setZoom(state.zoom - 1));
+  el("preview-rotate").addEventListener("click", () => {
+    state.rotation = (state.rotation + 90) % 360;
+    redraw();
+  });
+  stage.addEventListener("keydown", (event) => {
+    if (state.kind !== "pdf") return;
+    if (event.key === "PageDown" || event.key === "ArrowRight") { event.preventDefault(); showPage(state.page + 1); }
+    if (event.key === "PageUp" || event.key === "ArrowLeft") { event.preventDefault(); showPage(state.page - 1); }
+  });
+  const chooser = el("preview-choose");
+  if (chooser) chooser.addEventListener("change", () => open(files[Number(chooser.value)]));
+  open(files[0]);
+  return closeCurrent;
+
+  function say(text, isError) {
+    message.textContent = text;
+    message.classList.toggle("error", Boolean(isError));
+  }
+
+  function setStatus(status) {
+    viewer.dataset.state = status;
+  }
+
+  async function closeCurrent() {
+    state.token += 1;
+    if (state.render) state.render.cancel();
+    state.render = null;
+    const task = state.task;
+    state.task = null;
+    state.doc = null;
+    if (task) await task.destroy().catch(() => {});
+  }
+
+  async function open(file) {
+    await closeCurrent();
+    const token = state.token;
+    Object.assign(state, { kind: file.dataset.kind, page: 1, pages: 0, zoom: 2, rotation: 0 });
+    files.forEach((f) => f.classList.toggle("preview-current", f === file));
+    canvas.hidden = true;
+    image.hidden = true;
+    pageList.textContent = "";
+    el("preview-pages").hidden = true;
+    el("preview-paging").hidden = state.kind !== "pdf";
+    delete viewer.dataset.pages;
+    setStatus("loading");
+    say(`Opening ${file.dataset.name}…`);
+    if (state.kind === "image") {
+      openImage(file, token);
+    } else {
+      await openPdf(file, token);
+    }
+  }
+
+  function openImage(file, token) {
+    image.alt = file.dataset.name;
+    image.onload = () => {
+      if (token !== state.token) return;
+      image.hidden = false;
+      say("");
+      setStatus("rendered");
+      redraw();
+    };
+    image.onerror = () => {
+      if (token !== state.token) return;
+      say(`Cannot preview ${file.dataset.name}: the image is damaged. Download it to look at it.`, true);
+      setStatus("failed");
+    };
+    image.src = file.dataset.src;
+  }
+
+  async function openPdf(file, token) {
+    const task = pdfjs.getDocument({
+      url: new URL(file.dataset.src, document.baseURI).href,
+      isEvalSupported: false, // no eval path in this pdf.js; kept so an older copy stays safe
+      enableXfa: false,
+      useWasm: false, // the CSP allows no WebAssembly: the plain-JavaScript decoders are used
+      wasmUrl: new URL(viewer.dataset.wasm, document.baseURI).href,
+      stopAtErrors: false,
+    });
+    // No onPassword: pdf.js then refuses an encrypted file with a PasswordException, said below.
+    state.task = task;
+    try {
+      const doc = await task.promise;
+      if (token !== state.token) return;
+      state.doc = doc;
+      state.pages = doc.numPages;
+      viewer.dataset.pages = String(doc.numPages);
+      buildPageList(doc.numPages);
+      say("");
+      await showPage(1);
+    } catch (error) {
+      if (token !== state.token) return;
+      say(`Cannot preview ${file.dataset.name}: ${reason(error)}. Download it to open it in another program.`, true);
+      setStatus("failed");
+    }
+  }
+
+  function reason(error) {
+    const name = error && error.name;
+    if (name === "PasswordException" || (error && /password|encrypt/i.test(String(error.message)))) {
+      return "the PDF is encrypted";
+    }
+    if (name === "InvalidPDFException" || name === "FormatError") return "the PDF is damaged";
+    if (name === "ResponseException") return "the file could not be fetched";
+    return "the PDF is damaged or not supported";
+  }
+
+  function buildPageList(count) {
+    if (count < 2) return;
+    const shown = Math.min(count, MAX_PAGE_BUTTONS);
+    for (let n = 1; n <= shown; n += 1) {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "preview-page-button";
+      button.textContent = String(n);
+      button.setAttribute("aria-label", `Page ${n}`);
+      button.addEventListener("click", () => showPage(n));
+      item.append(button);
+      pageList.append(item);
+    }
+    el("preview-pages").hidden = false;
+  }
+
+  async function showPage(n) {
+    if (state.kind !== "pdf" || !state.doc || n < 1 || n > state.pages) return;
+    state.page = n;
+    await redraw();
+  }
+
+  function setZoom(index) {
+    state.zoom = Math.max(0, Math.min(ZOOMS.length - 1, index));
+    redraw();
+  }
+
+  async function redraw() {
+    const zoom = ZOOMS[state.zoom];
+    el("preview-zoom-status").textContent = `${Math.round(zoom * 100)}%`;
+    el("preview-zoom-out").disabled = state.zoom === 0;
+    el("preview-zoom-in").disabled = state.zoom === ZOOMS.length - 1;
+    if (state.kind === "image") {
+      image.style.transform = imageTransform(zoom, state.rotation);
+      return;
+    }
+    if (!state.doc) return;
+    el("preview-page-status").textContent = `Page ${state.page} of ${state.pages}`;
+    el("preview-prev").disabled = state.page <= 1;
+    el("preview-next").disabled = state.page >= state.pages;
+    pageList.querySelectorAll("button").forEach((b, i) => {
+      if (i + 1 === state.page) b.setAttribute("aria-current", "page");
+      else b.removeAttribute("aria-current");
+    });
+    await renderPage(zoom);
+  }
+
+  // Turned and zoomed about the image's top left corner, then moved back into view, so the stage
+  // can scroll to every part of it (what goes above or left of the stage could not be scrolled to).
+  function imageTransform(zoom, rotation) {
+    const w = image.offsetWidth * zoom;
+    const h = image.offsetHeight * zoom;
+    const shift = { 0: [0, 0], 90: [h, 0], 180: [w, h], 270: [0, w] }[rotation];
+    return `translate(${shift[0]}px, ${shift[1]}px) rotate(${rotation}deg) scale(${zoom})`;
+  }
+
+  async function renderPage(zoom) {
+    const token = state.token;
+    if (state.render) state.render.cancel();
+    setStatus("rendering");
+    try {
+      const page = await state.doc.getPage(state.page);
+      if (token !== state.token) return;
+      const rotation = (page.rotate + state.rotation) % 360;
+      const natural = page.getViewport({ scale: 1, rotation });
+      // 100% is the whole page in view (the stage is at most 80% of the window high).
+      const fit = Math.min(Math.max(stage.clientWidth - 24, 200) / natural.width,
+        Math.max(window.innerHeight * 0.8 - 24, 300) / natural.height);
+      const viewport = page.getViewport({ scale: fit * zoom, rotation });
+      const ratio = window.devicePixelRatio || 1;
+      canvas.width = Math.floor(viewport.width * ratio);
+      canvas.height = Math.floor(viewport.height * ratio);
+      canvas.style.width = `${Math.floor(viewport.width)}px`;
+      canvas.style.height = `${Math.floor(viewport.height)}px`;
+      const render = page.render({
+        canvas,
+        canvasContext: canvas.getContext("2d"),
+        viewport,
+        transform: ratio === 1 ? null : [ratio, 0, 0, ratio, 0, 0],
+        annotationMode: pdfjs.AnnotationMode.ENABLE, // appearances drawn as pictures; no form fields
+      });
+      state.render = render;
+      await render.promise;
+      if (token !== state.token || state.render !== render) return;
+      state.render = null;
+      canvas.hidden = false;
+      canvas.setAttribute("aria-label", `Page ${state.page} of ${state.pages}`);
+      viewer.dataset.page = String(state.page);
+      setStatus("rendered");
+    } catch (error) {
+      if (error && error.name === "RenderingCancelledException") return;
+      if (token !== state.token) return;
+      say(`Cannot show page ${state.page}: ${reason(error)}.`, true);
+      setStatus("failed");
+    }
+  }
+}
