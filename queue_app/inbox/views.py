@@ -113,7 +113,7 @@ def _before_id(value):
     if value in (None, ""):
         return None
     if not value.isdigit() or not 0 < int(value) < 2 ** 53:
-        raise Invalid("the page link is not valid", {"before": "not an item id"})
+        abort(400, "The page link is not valid.")
     return int(value)
 
 

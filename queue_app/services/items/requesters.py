@@ -40,14 +40,15 @@ class Requester:
 
 
 def clean_email(email):
-    """The address as given, trimmed; refused when empty, too long or holding control characters."""
+    """The address as given, trimmed. Control characters are refused (Invalid); text that cannot be
+    a stored address (empty, longer than the column, no @) is a requester nobody is: NotFound."""
     if not isinstance(email, str):
         raise Invalid("the requester's address must be text", {"email": "must be a string"})
     if _CONTROL.search(email):
         raise Invalid("the requester's address contains a character that is not allowed", {"email": "not allowed"})
     email = email.strip()
     if not email or len(email) > MAX_EMAIL or "@" not in email:
-        raise Invalid("that is not a requester's email address", {"email": "not an email address"})
+        raise NotFound("no such requester")
     return email
 
 
