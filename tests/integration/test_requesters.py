@@ -7,7 +7,6 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
-from queue_app.models import WorkItem
 from queue_app.services.errors import Invalid, NotFound
 from queue_app.services.items import requesters
 from queue_app.services.items import search as items_search
@@ -77,13 +76,17 @@ def test_keyset_pages_neither_skip_nor_repeat(session, world, make_item):
 
 
 def test_the_page_query_walks_the_requester_index(session, world, history):
-    query = (sa.select(WorkItem.id).where(WorkItem.requester_email == ANNA, WorkItem.id < 10 ** 6)
-             .order_by(WorkItem.id.desc()).limit(26))
+    query = requesters.items_query(world.sup, ANNA, before_id=10 ** 6)
     if database_is("postgresql"):
+        # On a few rows the planner rightly prefers a scan; with it off, the index must serve.
         session.execute(sa.text("SET LOCAL enable_seqscan = off"))
     plan = "\n".join(items_search.explain(session, query))
     session.rollback()
     assert "ix_work_items_requester_email_id" in plan
+    if database_is("postgresql"):
+        assert "Sort" not in plan  # the index gives the order: a page reads a page
+    else:
+        assert "TEMP B-TREE" not in plan
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "no-at-sign", "x" * 300 + "@example.com"])

@@ -52,23 +52,27 @@ def clean_email(email):
     return email
 
 
-def _spellings(email):
-    """The stored spellings to look for: as given and in lower case (both walk the index)."""
-    return sorted({email, email.lower()})
-
-
 def _theirs(user, email):
-    return sa.and_(WorkItem.requester_email.in_(_spellings(email)), access.visible_items(user))
+    """Their items `user` may see: the address as given, and in lower case when that differs (an
+    equality when it does not, so the (requester_email, id) index also gives the order)."""
+    lower = email.lower()
+    same = WorkItem.requester_email == email if lower == email else WorkItem.requester_email.in_([email, lower])
+    return sa.and_(same, access.visible_items(user))
+
+
+def items_query(user, email, before_id=None, limit=PAGE_SIZE):
+    """The SELECT of one page (`email` already cleaned)."""
+    query = sa.select(WorkItem).where(_theirs(user, email))
+    if before_id is not None:
+        query = query.where(WorkItem.id < before_id)
+    return query.order_by(WorkItem.id.desc()).limit(limit)
 
 
 def items_page(session, user, email, before_id=None, limit=PAGE_SIZE, options=()):
     """Up to `limit` of the requester's items `user` may see, newest first, with ids below
     `before_id` (the keyset). Raises NotFound when the requester has no visible item at all."""
     email = clean_email(email)
-    query = sa.select(WorkItem).where(_theirs(user, email)).options(*options)
-    if before_id is not None:
-        query = query.where(WorkItem.id < before_id)
-    rows = session.scalars(query.order_by(WorkItem.id.desc()).limit(limit)).all()
+    rows = session.scalars(items_query(user, email, before_id, limit).options(*options)).all()
     if not rows and (before_id is None or not _has_any(session, user, email)):
         raise NotFound("no such requester")
     return rows
