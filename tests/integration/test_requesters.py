@@ -219,3 +219,11 @@ def test_the_api_refuses_bad_input_without_a_500(client, session, world, history
                         (f"/api/v1/requesters/{ANNA}/items?cursor=%00", 400)):
         response = client.get(url, headers=headers)
         assert response.status_code == status, (url, response.get_data(as_text=True))
+
+
+def test_a_mixed_case_address_also_finds_the_items_stored_in_lower_case(session, world, history, make_item):
+    shouting = make_item(team=world.returns, requester_email="Anna@Customer.Example.com")
+    session.commit()
+    found = [i.ref for i in requesters.items_page(session, world.priya, "Anna@Customer.Example.com")]
+    assert found == [shouting.ref, history.new.ref, history.old.ref]
+    assert shouting.ref not in [i.ref for i in requesters.items_page(session, world.priya, ANNA)]
