@@ -10,6 +10,7 @@ from queue_app.models.check_result import CHECK_STATUSES
 from queue_app.models.work_item import PRIORITIES, SLA_STATES, STATUSES, TYPES
 from queue_app.services.approvals.decisions import MAX_COMMENT
 from queue_app.services.items.lifecycle import MAX_BODY, MAX_NAME, MAX_SUBJECT
+from queue_app.services.items.requesters import MAX_EMAIL
 from queue_app.services.items.work_types import FIELDS
 from queue_app.web.security import CONTROL_CHARACTERS, CONTROL_CHARACTERS_SINGLE_LINE
 
@@ -506,6 +507,24 @@ def build_spec():
                 "parameters": [REF_PARAM], "requestBody": _body("Decision"),
                 "responses": {"200": _json("Item", "The decided item"), **ERRORS, **BODY_ERRORS,
                               "403": {"$ref": "#/components/responses/Forbidden"}},
+            }},
+            "/requesters/{email}/items": {"get": {
+                "operationId": "listRequesterItems",
+                "summary": "A requester's visible items, open and closed, newest first",
+                "description": "The items whose requester is `email` (URL-encoded; as given or in lower case) in "
+                               "the teams the caller may see. A requester with no such item is a 404, whether "
+                               "or not other teams have items from them.",
+                "parameters": [
+                    {"name": "email", "in": "path", "required": True, "description": "The requester's address",
+                     "schema": _text(MAX_EMAIL), "example": "anna@customer.example.com"},
+                    {"name": "limit", "in": "query", "required": False, "description": "Page size.",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+                    {"name": "cursor", "in": "query", "required": False,
+                     "description": "The `next_cursor` of the previous page (opaque).", "schema": _text()},
+                ],
+                "responses": {"200": _json("ItemList", "A page of items"), **ERRORS,
+                              "400": _error_response("A control character in the address or the query string"),
+                              "422": BODY_ERRORS["422"]},
             }},
             "/approvals": {"get": {
                 "operationId": "listApprovals",

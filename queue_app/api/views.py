@@ -1,6 +1,6 @@
 """API v1 endpoints. Each parses the request, calls one service function, commits and serialises."""
 import sqlalchemy as sa
-from flask import jsonify, request, url_for
+from flask import abort, jsonify, request, url_for
 from sqlalchemy.orm import selectinload
 
 from queue_app.api import bp, schemas
@@ -14,7 +14,8 @@ from queue_app.services.approvals import decisions
 from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid
 from queue_app.services.items import attachments as items_attachments
-from queue_app.services.items import lifecycle, state
+from queue_app.services.items import lifecycle, requesters, state
+from queue_app.web.security import has_control_characters
 
 # Everything item_json touches, loaded in a few queries instead of a few per item.
 ITEM_LOAD = (
@@ -216,6 +217,23 @@ def decide_approval(ref):
     decisions.decide(db.session, item, actor=user, approve=decision == "approve", comment=body.get("comment"))
     db.session.commit()
     return _item_response(item)
+
+
+@bp.get("/requesters/<path:email>/items")
+@needs("read")
+def list_requester_items(email):
+    """A requester's items the caller may see, open and closed, newest first, keyset-paginated on id;
+    a requester with none of them is a 404."""
+    if has_control_characters(email):
+        abort(400, "The address contains a character that is not allowed.")
+    filters = schemas.read_page_args(request.args)
+    limit = filters["limit"]
+    rows = requesters.items_page(db.session, current_user(), email, before_id=filters["after_id"],
+                                 limit=limit + 1, options=ITEM_LOAD)
+    page = rows[:limit]
+    now = utcnow()
+    return jsonify({"items": [schemas.item_json(item, now) for item in page],
+                    "next_cursor": schemas.encode_cursor(page[-1].id) if len(rows) > limit else None})
 
 
 @bp.get("/approvals")

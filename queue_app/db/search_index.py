@@ -1,7 +1,7 @@
 """The full-text search index's schema: what the database keeps so search never scans.
 
 - SQLite: two FTS5 external-content tables, `work_items_fts` (ref, subject, description,
-  requester name and email of work_items) and `messages_fts` (body_text of messages, internal
+  requester name and email, order number and account reference of work_items) and `messages_fts` (body_text of messages, internal
   notes included). Triggers on work_items and messages keep them current, so every path that
   writes rows (web, API, email intake with bulk inserts, workers, plain SQL) is covered.
 - PostgreSQL: GIN expression indexes on to_tsvector('simple', ...) of the same columns; the
@@ -9,20 +9,21 @@
   there is nothing to keep in sync.
 
 It is built both by `db.create_all()` (DDL events on the metadata, registered when this module
-is imported, which create_app does) and by the Alembic migration b1a2c3d4e5f6, which wrote the
-same statements out.
+is imported, which create_app does) and by the Alembic migrations b1a2c3d4e5f6 and c7d3a9e5f210 (order number and account
+added), which wrote the same statements out.
 """
 import sqlalchemy as sa
 
 from queue_app.models.base import db
 
-ITEM_COLUMNS = ("ref", "subject", "description", "requester_name", "requester_email")
+ITEM_COLUMNS = ("ref", "subject", "description", "requester_name", "requester_email", "order_number", "account")
 
 
 # The text indexed per item on PostgreSQL; the query must repeat it exactly for the index to be used.
 PG_ITEM_DOCUMENT = ("to_tsvector('simple'::regconfig, coalesce(ref, '') || ' ' || coalesce(subject, '') || ' ' || "
                     "coalesce(description, '') || ' ' || coalesce(requester_name, '') || ' ' || "
-                    "coalesce(requester_email, ''))")
+                    "coalesce(requester_email, '') || ' ' || coalesce(order_number, '') || ' ' || "
+                    "coalesce(account, ''))")
 
 
 PG_MESSAGE_DOCUMENT = "to_tsvector('simple'::regconfig, coalesce(body_text, ''))"

@@ -1,7 +1,7 @@
-"""My queue, the team queue, "take next" and search. Each post makes one service call, commits and redirects.
+"""My queue, the team queue, "take next", search and the requester page. Each post makes one service call, commits and redirects.
 
 The item page and its actions are in item_views.py."""
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy.orm import selectinload
 
@@ -12,10 +12,11 @@ from queue_app.models import WorkItem
 from queue_app.services.approvals import decisions
 from queue_app.services.assignment import worklists
 from queue_app.services.errors import Invalid
-from queue_app.services.items import lifecycle, state
+from queue_app.services.items import lifecycle, requesters, state
 from queue_app.services.items import search as items_search
 from queue_app.web import paging
 from queue_app.web.actions import attempt, flash_form_errors, me
+from queue_app.web.security import has_control_characters
 from queue_app.web.templating import viewer_zone
 
 TEAM_PAGE_SIZE = 25  # the team queue under My queue: "take next" takes from its top anyway
@@ -105,6 +106,30 @@ def search_page():
     elif "q" in request.args:
         error = "Type one or more words to search for."
     return render_template("inbox/search.html", q=text, results=results, error=error), 400 if error else 200
+
+
+def _before_id(value):
+    """The `before` of a page link: an item id, or None for the first page; anything else is a 400."""
+    if value in (None, ""):
+        return None
+    if not value.isdigit() or not 0 < int(value) < 2 ** 53:
+        abort(400, "The page link is not valid.")
+    return int(value)
+
+
+@bp.route("/requesters/<path:email>", endpoint="requester")
+@login_required
+def requester_page(email):
+    """A requester's items in the teams the viewer may see, open and closed, newest first."""
+    if has_control_characters(email):
+        abort(400, "The address contains a character that is not allowed.")
+    before = _before_id(request.args.get("before"))
+    items = requesters.items_page(db.session, me(), email, before, requesters.PAGE_SIZE + 1,
+                                  options=(selectinload(WorkItem.team), selectinload(WorkItem.assignee)))
+    person = requesters.profile(db.session, me(), email)
+    next_before = items[requesters.PAGE_SIZE - 1].id if len(items) > requesters.PAGE_SIZE else None
+    return render_template("inbox/requester.html", person=person, items=items[:requesters.PAGE_SIZE],
+                           next_before=next_before)
 
 
 @bp.route("/items/<ref>/take", methods=["POST"])

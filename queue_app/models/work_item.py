@@ -36,7 +36,7 @@ class WorkItem(db.Model):
     description: Mapped[str] = mapped_column(sa.Text, default="")
     team_id: Mapped[int] = mapped_column(sa.ForeignKey("teams.id"))
     assignee_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("users.id"))
-    requester_email: Mapped[Optional[str]] = mapped_column(sa.String(255), index=True)
+    requester_email: Mapped[Optional[str]] = mapped_column(sa.String(255))
     requester_name: Mapped[Optional[str]] = mapped_column(sa.String(255))
     created_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("users.id"))
 
@@ -99,6 +99,8 @@ class WorkItem(db.Model):
         # Supervisor view: a team's (unassigned) queue by urgency.
         sa.Index("ix_work_items_team_assignee_due", "team_id", "assignee_id", "sla_next_due", "id"),
         sa.Index("ix_work_items_status_due", "status", "sla_next_due"),
+        # A requester's items, newest first (the requester page and its API keyset).
+        sa.Index("ix_work_items_requester_email_id", "requester_email", "id"),
         # Reports: a team's items created / resolved per day (index-only range counts).
         sa.Index("ix_work_items_team_created", "team_id", "created_at"),
         sa.Index("ix_work_items_team_resolved", "team_id", "resolved_at"),

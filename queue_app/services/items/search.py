@@ -1,4 +1,5 @@
-"""Full-text search over work items: reference, subject, description, requester and message bodies.
+"""Full-text search over work items: reference, subject, description, requester, order number, account
+reference and message bodies.
 
 The database's own full-text index does the matching, never LIKE '%...%' (its schema, FTS5
 tables on SQLite and GIN expression indexes on PostgreSQL, is queue_app.db.search_index).
