@@ -5,7 +5,6 @@ import re
 from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
 
 from queue_app.services.errors import Invalid, NotFound
 from queue_app.services.items import requesters
