@@ -1,4 +1,6 @@
 """`flask users create|invite|add-service|token|tokens|revoke-token|reset-two-step|list`."""
+from contextlib import contextmanager
+
 import click
 import sqlalchemy as sa
 from flask.cli import AppGroup
@@ -16,6 +18,17 @@ from queue_app.services.people import users as user_service
 users = AppGroup("users", help="Manage people who log in.")
 
 
+@contextmanager
+def _committed():
+    """Commit what the block did; a refusal rolls it back and ends the command with its message."""
+    try:
+        yield
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+
+
 @users.command("create")
 @click.argument("email")
 @click.option("--role", type=click.Choice(ROLES), default="executive", show_default=True)
@@ -29,16 +42,12 @@ def create(email, role, teams, password, invite, name):
         raise click.UsageError("give --password or --invite, not both")
     if not invite and password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
+    with _committed():
         if invite:
             user = account_links.invite(db.session, email=email, role=role, name=name, teams=teams, actor=cli_actor())
         else:
             user = user_service.create_user(db.session, email=email, password=password, role=role, name=name,
                                             teams=teams, actor=cli_actor())
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
     click.echo(f"created {user.role} {user.email} in {', '.join(t.name for t in user.teams) or 'no team'}"
                + ("; invitation mailed" if invite else ""))
 
@@ -55,12 +64,8 @@ def _user(email):
 def invite_again(email):
     """Mail EMAIL a new invitation (they have not chosen a password yet); earlier links stop working."""
     user = _user(email)
-    try:
+    with _committed():
         account_links.resend_invitation(db.session, user, actor=cli_actor())
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
     click.echo(f"invitation mailed to {user.email}")
 
 
@@ -69,12 +74,8 @@ def invite_again(email):
 def reset_two_step(email):
     """Remove EMAIL's two-step sign-in (a lost phone) and end their sessions."""
     user = _user(email)
-    try:
+    with _committed():
         user_service.reset_mfa(db.session, user, actor=cli_actor())
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
     click.echo(f"two-step sign-in of {user.email} reset; their sessions have ended")
 
 
@@ -83,12 +84,8 @@ def reset_two_step(email):
 @click.option("--team", "teams", multiple=True, required=True, help="A team it files items for; repeat for several.")
 def add_service(name, teams):
     """Create a service account NAME: API tokens only, files items for its teams, reads only those."""
-    try:
+    with _committed():
         user = user_service.create_service_account(db.session, name=name, teams=teams, actor=cli_actor())
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
     click.echo(f"created service account {user.email} for {', '.join(t.name for t in user.intake_teams)}; "
                f"give it a token with `flask users token {user.email}`")
 
@@ -103,12 +100,8 @@ def token(email, name, scopes):
     user = user_service.get_user_by_email(db.session, email)
     if user is None:
         raise click.ClickException(f"no user {email}")
-    try:
+    with _committed():
         _row, value = token_service.issue(db.session, user, name, scopes=scopes or None, actor=cli_actor())
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
     click.echo(value)  # alone on stdout, so scripts can capture it
 
 
@@ -131,13 +124,9 @@ def list_tokens(email):
 @click.argument("token_id", type=int)
 def revoke_token(token_id):
     """Revoke the API token with this id (see `flask users tokens EMAIL`), for good."""
-    try:
+    with _committed():
         row = token_service.get_token(db.session, token_id)
         token_service.revoke(db.session, row, actor=cli_actor())
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
     click.echo(f"revoked token #{row.id} ({row.name}) of {row.user.email}")
 
 
