@@ -5,6 +5,7 @@ Handing a job over is not completing it: the job marks its row completed itself
 """
 import calendar
 import logging
+from datetime import timedelta
 
 import sqlalchemy as sa
 from redis.exceptions import RedisError
@@ -70,25 +71,37 @@ def deliver(jobs):
                      .values(enqueued_at=utcnow()))
 
 
-def relay_pending(session=None, limit=500):
-    """Enqueue every pending outbox row; returns how many were handed over. Stops at the first Redis error."""
+def relay_pending(session=None, limit=500, settle=0.0):
+    """Enqueue every pending outbox row; returns how many were handed over. Stops at the first Redis error.
+
+    settle: take only rows written at least this many seconds ago. A commit hands its own jobs over
+    right after it and then marks them; the scheduler's relay leaves it that moment, so the two do
+    not both hand a fresh job over and count a second attempt. A row is marked only if it is still
+    unmarked and not completed, so a hand-over that lost a race changes nothing."""
     session = session or db.session
-    rows = session.scalars(sa.select(OutboxJob).where(OutboxJob.enqueued_at.is_(None))
-                           .order_by(OutboxJob.id).limit(limit)).all()
-    sent = 0
+    pending = sa.and_(OutboxJob.enqueued_at.is_(None), OutboxJob.completed_at.is_(None))
+    query = sa.select(OutboxJob.id, OutboxJob.job_path, OutboxJob.args, OutboxJob.run_at).where(pending)
+    if settle:
+        query = query.where(OutboxJob.created_at <= utcnow() - timedelta(seconds=settle))
+    rows = session.execute(query.order_by(OutboxJob.id).limit(limit)).all()
+    session.rollback()  # no transaction held while Redis is asked
+    sent, failure = [], None
     for row in rows:
         try:
             hand_over(row.id, row.job_path, row.args, row.run_at)
         except RedisError as exc:
-            row.attempts += 1
-            row.last_error = f"{exc.__class__.__name__}: {exc}"
-            log.warning("outbox relay: Redis unavailable (%s); %d jobs wait", exc, len(rows) - sent)
+            failure = (row.id, f"{exc.__class__.__name__}: {exc}")
+            log.warning("outbox relay: Redis unavailable (%s); %d jobs wait", exc, len(rows) - len(sent))
             break
-        row.enqueued_at = utcnow()
-        row.attempts += 1
-        sent += 1
+        sent.append(row.id)
+    if sent:
+        session.execute(sa.update(OutboxJob).where(OutboxJob.id.in_(sent), pending)
+                        .values(enqueued_at=utcnow(), attempts=OutboxJob.attempts + 1))
+    if failure:
+        session.execute(sa.update(OutboxJob).where(OutboxJob.id == failure[0], pending)
+                        .values(attempts=OutboxJob.attempts + 1, last_error=failure[1]))
     session.commit()
-    return sent
+    return len(sent)
 
 
 def pending_count(session=None):

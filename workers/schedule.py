@@ -13,11 +13,14 @@ from workers.leadership import SchedulerLease
 
 log = logging.getLogger(__name__)
 
+# A commit hands its own jobs over at once; the relay takes rows only once they are older than this.
+RELAY_SETTLE_SECONDS = 2.0
+
 
 def _relay():
     from workers.relay import relay_pending
 
-    sent = relay_pending(db.session)
+    sent = relay_pending(db.session, settle=RELAY_SETTLE_SECONDS)
     if sent:
         log.info("outbox relay: enqueued %d pending jobs", sent)
 

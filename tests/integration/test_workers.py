@@ -13,12 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 from rq import Queue, SimpleWorker
 
 from queue_app.models import CheckResult, Event, Message, OutboxJob, WorkItem
+from queue_app.models.base import utcnow
 from queue_app.services.items import lifecycle
 from queue_app.web.templating import event_data
 from tests.integration.conftest import TEST_REDIS_DB, use_redis
@@ -132,6 +134,30 @@ def test_relaying_twice_enqueues_once(session, rconn, make_item):
     assert queue(rconn).get_job_ids() == [f"outbox-{row.id}"]
     run_burst(rconn, "checks")
     assert len(check_results(session, item_id)) == 1
+
+
+def test_the_scheduler_relay_leaves_a_fresh_commit_its_own_hand_over(session, rconn, make_item, monkeypatch):
+    """The race a relay tick can lose: a commit's rows, read by the relay before the commit's own
+    hand-over marks them. The relay waits for rows to settle, and marks only rows still unmarked."""
+    make_item(type="general")
+    session.commit()
+    every_row = sa.select(OutboxJob).order_by(OutboxJob.id)
+    rows = session.scalars(every_row).all()  # the checks and the SLA timer
+    assert relay.relay_pending(settle=60) == 0  # just written: the commit's own hand-over has them
+
+    session.execute(sa.update(OutboxJob).values(created_at=utcnow() - timedelta(minutes=5)))
+    session.commit()
+    hand_over = relay.hand_over
+
+    def and_the_commit_marks_it_meanwhile(outbox_id, *args):
+        hand_over(outbox_id, *args)
+        relay.deliver([(outbox_id, *args)])  # the commit's own hand-over, between the relay's read and mark
+
+    monkeypatch.setattr(relay, "hand_over", and_the_commit_marks_it_meanwhile)
+    assert relay.relay_pending(settle=60) == len(rows)
+    session.expire_all()
+    assert [(r.enqueued_at is not None, r.attempts) for r in session.scalars(every_row)] == [(True, 0)] * len(rows)
+    assert queue(rconn).get_job_ids() == [f"outbox-{outbox_rows(session)[0].id}"]  # the checks, once
 
 
 def test_outbox_relay_command(runner, session, rconn, make_item):
