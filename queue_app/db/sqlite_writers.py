@@ -48,6 +48,13 @@ class WriterLockConnection(sqlite3.Connection):
     def cursor(self, factory=None):
         return super().cursor(factory or WriterLockCursor)
 
+    # sqlite3's shortcuts make their cursor in C, past cursor() above: route them through it.
+    def execute(self, sql, parameters=()):
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql, seq_of_parameters):
+        return self.cursor().executemany(sql, seq_of_parameters)
+
     def before_statement(self, sql):
         if self._lock_fd is None and not self.in_transaction and _writes(sql):
             if getattr(_held_here, "connection", None) is not None:
