@@ -12,6 +12,7 @@ JOB_QUEUES = {
     "workers.sla_timers": "sla",
     "workers.intake_jobs": "intake",
     "workers.approvals": "sla",  # timers, like the SLA's
+    "workers.verification": "sla",
 }
 
 JOB_TIMEOUTS = {"sla": 60, "checks": 120, "mail_out": 60, "intake": 300, "default": 180}

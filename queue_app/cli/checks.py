@@ -73,14 +73,21 @@ def list_rates():
 @click.option("--max-document-bytes")
 @click.option("--allowed-document-types", help="Content types a file added to an item may have, comma-separated; "
                                                "'' back to the default.")
+@click.option("--rejection-reason", "rejection_reasons", multiple=True,
+              help="A reason a verifier may give for rejecting a document; repeatable (replaces the list); "
+                   "'' back to the default list.")
+@click.option("--reverification-days", help="Open a re-verification item this many days before a verified "
+                                            "document expires; '' for never.")
 @click.option("--document-format", "document_formats", multiple=True, metavar="TYPE=FORMAT",
               help="Number format of a document type: a regular expression or 'iban'; repeatable.")
-def settings(team_name, document_formats, **options):
+def settings(team_name, document_formats, rejection_reasons, **options):
     """Show TEAM_NAME's check settings, changing the ones given."""
     team = db.session.scalar(sa.select(Team).where(Team.name == team_name))
     if team is None:
         raise click.ClickException(f"no team named {team_name!r}")
     changes = {name: value for name, value in options.items() if value is not None}
+    if rejection_reasons:
+        changes["document_rejection_reasons"] = None if rejection_reasons == ("",) else list(rejection_reasons)
     if document_formats:
         formats = {}
         for entry in document_formats:
@@ -105,7 +112,9 @@ def settings(team_name, document_formats, **options):
         if name == "document_number_formats":
             for kind, fmt in sorted(value.items()):
                 click.echo(f"document number format {kind}: {fmt or 'any'}")
-        elif name == "allowed_document_types":
-            click.echo(f"allowed document types: {', '.join(value)}")
+        elif name in ("allowed_document_types", "document_rejection_reasons"):
+            click.echo(f"{name.replace('_', ' ')}: {', '.join(value)}")
+        elif name == "reverification_days":
+            click.echo(f"re-verification: {'never' if value is None else f'{value} days before expiry'}")
         else:
             click.echo(f"{name.replace('_', ' ')}: {value}")

@@ -93,3 +93,19 @@ class UploadForm(Form):
 
     def uploads(self):
         return uploads_of(self.files)
+
+
+class VerdictForm(Form):
+    """One document's verdict in the verification workspace (the reason list is the team's)."""
+
+    verdict = StringField("Verdict", validators=[DataRequired(message="Choose a verdict.")])
+    reason = StringField("Reason", validators=[Optional(), Length(max=200)])
+    note = TextAreaField("Note (optional)", validators=[Optional(), Length(max=2000)])
+    submit = SubmitField("Record verdict")
+
+
+class OverrideForm(Form):
+    reason = TextAreaField("Why these failures are acceptable",
+                           validators=[DataRequired(message="Give the reason for the override."),
+                                       Length(max=2000)])
+    submit = SubmitField("Override failed checks")

@@ -32,10 +32,12 @@ from queue_app.inbox.forms import (
     DraftForm,
     FieldsForm,
     NoteForm,
+    OverrideForm,
     ReplyForm,
     RerunForm,
     StatusForm,
     UploadForm,
+    VerdictForm,
 )
 from queue_app.models import Attachment, Event, Message, Team
 from queue_app.services import access
@@ -44,7 +46,7 @@ from queue_app.services.checks import runner
 from queue_app.services.checks.settings import settings_for
 from queue_app.services.errors import NotFound, PermissionDenied
 from queue_app.services.items import attachments as item_files
-from queue_app.services.items import canned_responses, lifecycle, state, work_types
+from queue_app.services.items import canned_responses, lifecycle, state, verification, work_types
 from queue_app.services.items import drafts as item_drafts
 from queue_app.services.items import changes as items_changes
 from queue_app.web.actions import attempt, flash_form_errors, me
@@ -117,6 +119,8 @@ def render_item(item, *, status=200, changes=None, drafts=None):
         classify_form=classify_form, teams=teams, draft_team_id=drafts.get("team_id"),
         ladder=[e for e in events if e.kind in LADDER_EVENTS], changes=changes, drafts=drafts,
         upload=upload_panel(item, may_work), previews=item_files.previews_of(messages),
+        workspace=verification.workspace(db.session, item), verdict_form=VerdictForm(formdata=None),
+        override_form=OverrideForm(formdata=None), verdict_labels=verification.VERDICT_LABELS,
     ), status
 
 

@@ -28,6 +28,7 @@ from queue_app.models.sla_policy import SlaPolicy
 from queue_app.models.team import Team, team_members
 from queue_app.models.user import ApiToken, User
 from queue_app.models.user_session import UserSession
+from queue_app.models.verification import CheckOverride, DocumentVerdict
 from queue_app.models.work_item import WorkItem
 
 __all__ = [
@@ -38,11 +39,13 @@ __all__ = [
     "AuditChainHead",
     "AuditSeal",
     "Blob",
+    "CheckOverride",
     "Calendar",
     "CannedResponse",
     "CheckResult",
     "ConfigChange",
     "DRAFT_BOXES",
+    "DocumentVerdict",
     "Draft",
     "Event",
     "ExchangeRate",

@@ -29,6 +29,10 @@ class TeamCheckSettings(db.Model):
     max_document_bytes: Mapped[Optional[int]]
     # Content types (sniffed from the bytes) a file added to an item may have; NULL: the default list.
     allowed_document_types: Mapped[Optional[list]] = mapped_column(sa.JSON)
+    # The reasons a verifier may give for rejecting a document; NULL: the default list.
+    document_rejection_reasons: Mapped[Optional[list]] = mapped_column(sa.JSON)
+    # Open a re-verification item this many days before a verified document expires; NULL: never.
+    reverification_days: Mapped[Optional[int]]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     team: Mapped["Team"] = relationship()
@@ -38,4 +42,5 @@ class TeamCheckSettings(db.Model):
         sa.CheckConstraint("tolerance_absolute IS NULL OR tolerance_absolute >= 0", name="tolerance_absolute"),
         sa.CheckConstraint("tolerance_percent IS NULL OR tolerance_percent >= 0", name="tolerance_percent"),
         sa.CheckConstraint("max_document_bytes IS NULL OR max_document_bytes > 0", name="max_document_bytes"),
+        sa.CheckConstraint("reverification_days IS NULL OR reverification_days > 0", name="reverification_days"),
     )

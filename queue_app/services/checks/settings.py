@@ -34,6 +34,10 @@ DEFAULT_DOCUMENT_TYPES = ("application/pdf", "image/png", "image/jpeg", "image/t
 DOCUMENT_TYPES = (*DEFAULT_DOCUMENT_TYPES, "image/gif", "text/plain", "application/zip",
                   "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
                   "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+# Why a verifier rejects a document, unless the team keeps its own list.
+DEFAULT_REJECTION_REASONS = ("Illegible or cut off", "Expired", "Name does not match the account",
+                             "Wrong kind of document", "Pages missing", "Signs of tampering")
+MAX_REASON = 200
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class CheckSettings:
     document_number_formats: dict = field(default_factory=lambda: dict(DOCUMENT_NUMBER_FORMATS))
     max_document_bytes: int = 10 * 1024 * 1024
     allowed_document_types: tuple = DEFAULT_DOCUMENT_TYPES
+    document_rejection_reasons: tuple = DEFAULT_REJECTION_REASONS
+    reverification_days: int | None = None  # None: no re-verification item before expiry
 
     def document_number_format(self, document_type):
         return self.document_number_formats.get(document_type)
@@ -53,7 +59,8 @@ class CheckSettings:
 
 DEFAULTS = CheckSettings()
 FIELDS = ("base_currency", "return_window_days", "tolerance_absolute", "tolerance_percent", "order_number_format",
-          "document_number_formats", "max_document_bytes", "allowed_document_types")
+          "document_number_formats", "max_document_bytes", "allowed_document_types", "document_rejection_reasons",
+          "reverification_days")
 
 
 def settings_for(session, team_id):
@@ -67,8 +74,9 @@ def merged(row):
         return DEFAULTS
     values = {name: getattr(row, name) for name in FIELDS if name != "document_number_formats"}
     values = {name: value for name, value in values.items() if value is not None}
-    if "allowed_document_types" in values:
-        values["allowed_document_types"] = tuple(values["allowed_document_types"])
+    for name in ("allowed_document_types", "document_rejection_reasons"):
+        if name in values:
+            values[name] = tuple(values[name])
     formats = {**DOCUMENT_NUMBER_FORMATS, **(row.document_number_formats or {})}
     return replace(DEFAULTS, document_number_formats=formats, **values)
 
@@ -91,10 +99,12 @@ def _clean(name, value):
             value = str(value).strip().upper()
             if not re.fullmatch(r"[A-Z]{3}", value):
                 raise ValueError("must be a 3-letter currency code")
-        elif name in ("return_window_days", "max_document_bytes"):
+        elif name in ("return_window_days", "max_document_bytes", "reverification_days"):
             value = int(value)
-            if value < (1 if name == "max_document_bytes" else 0):
+            if value < (0 if name == "return_window_days" else 1):
                 raise ValueError("must not be negative" if name == "return_window_days" else "must be positive")
+            if name == "reverification_days" and value > 3650:
+                raise ValueError("must be at most 3650 days")
         elif name in ("tolerance_absolute", "tolerance_percent"):
             value = Decimal(str(value))
             if not value.is_finite() or value < 0:
@@ -119,6 +129,14 @@ def _clean(name, value):
                 raise ValueError(f"has types that cannot be allowed: {', '.join(unknown)} "
                                  f"(choose from {', '.join(DOCUMENT_TYPES)})")
             value = list(dict.fromkeys(value))
+        elif name == "document_rejection_reasons":
+            if isinstance(value, str):
+                value = value.split("\n")
+            if not isinstance(value, (list, tuple)):
+                raise ValueError("must list reasons, one per line")
+            value = list(dict.fromkeys(" ".join(str(v).split()) for v in value if str(v).strip()))
+            if not value or len(value) > 50 or any(len(v) > MAX_REASON for v in value):
+                raise ValueError(f"must list 1 to 50 reasons of at most {MAX_REASON} characters")
         else:
             raise Invalid(f"unknown setting {name!r}", {name: "unknown setting"})
     except (ValueError, InvalidOperation) as exc:

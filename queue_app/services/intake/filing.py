@@ -15,7 +15,8 @@ Invariants:
   it; a closed item is not reopened (a new item refers to it). An automatic reply (out of
   office, autoresponder) is filed on its thread, closed or not, and changes nothing there.
   A sender who is neither the requester nor a participant is flagged for review. No email
-  changes assignment, approval or any other status by itself.
+  changes assignment, approval or any other status by itself, except a document that answers
+  a request for a new one (services.items.verification): that item is back in the queue.
 - Mail to MAIL_FROM (our outgoing mail's sender, which customers answer) with no mailbox
   among its recipients is filed by threading alone: on its item, or for a closed item as a
   new item in that item's team; if it answers nothing it is quarantined (`no_mailbox`).
@@ -51,7 +52,7 @@ from queue_app.services.intake.mail.headers import (
 )
 from queue_app.services.intake.mail.parser import MailParseError, parse_email
 from queue_app.services.intake.writers import OneAtATime
-from queue_app.services.items import lifecycle, state
+from queue_app.services.items import lifecycle, state, verification
 from queue_app.services.items.events import record_event
 
 QUARANTINE_REASONS = {
@@ -343,6 +344,9 @@ def _add_follow_up(session, writer, inbound, parsed, item, now):
                             comment=f"reopened by an email from {parsed.from_address}")
     if parsed.attachments:
         lifecycle.enqueue_checks(session, item)
+        documents = [part.filename for part in parsed.attachments if not part.is_inline]
+        if documents and not flagged and not _is_automatic(parsed):
+            verification.on_new_documents(session, item, documents, actor=parsed.from_address, now=now)
     writer.flush()
     return finish(inbound, "followup", now, item=item)
 

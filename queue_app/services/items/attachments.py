@@ -27,7 +27,7 @@ from queue_app.services.intake.mail.attachments import (
     MAX_FILENAME,
     sniff_content_type,
 )
-from queue_app.services.items import state
+from queue_app.services.items import state, verification
 from queue_app.services.items.events import record_event
 
 # Most files one upload may carry (the request size limit bounds the bytes).
@@ -169,6 +169,7 @@ def _add(session, item, actor, files, now):
     state.touch(item, now)
     session.flush()
     runner.enqueue_checks(session, item)
+    verification.on_new_documents(session, item, [a.filename for a in result.added], actor=actor, now=now)
     return result
 
 

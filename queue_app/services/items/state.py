@@ -6,7 +6,9 @@ intake, jobs) changes those three columns through this module, so each rule is w
   `awaiting_approval` is entered only with a pending Approval (`enter_approval`) and left only
   by its decision (`leave_approval`). Resolving anything whose stake needs a checker
   (services.approvals.stake) is refused here unless it is that decision: the control fails
-  closed for any caller that forgot to ask for approval.
+  closed for any caller that forgot to ask for approval. Nor is a document verification resolved
+  as verified while a mandatory check failed, unless a supervisor overrode those failures
+  (services.items.verdicts).
 - A status change moves the SLA clock (pause, resume, met) in the same step.
 - A team change drops an assignee who is not a member of the new team and recalculates the
   SLA under the new team's policy; it is recorded with the other changes of the same step.
@@ -27,6 +29,7 @@ from queue_app.models.work_item import STATUSES
 from queue_app.services import access
 from queue_app.services.approvals import stake
 from queue_app.services.errors import Conflict, Invalid
+from queue_app.services.items import verdicts
 from queue_app.services.items.events import record_event
 from queue_app.services.sla import policies
 
@@ -175,11 +178,21 @@ def change_status(session, item, new_status, *, actor, now=None, expected_versio
         allowed = ", ".join(sorted(TRANSITIONS[old])) or "none"
         raise Invalid(f"cannot change {item.ref} from {old} to {new_status} (allowed: {allowed})",
                       {"status": f"not allowed from {old}"})
-    if new_status == "resolved" and stake.needs_approval(session, item, now.date()):
-        raise Invalid(f"{item.ref} needs a checker's approval before it can be resolved",
-                      {"status": "needs approval"})
+    if new_status == "resolved":
+        refuse_resolving(session, item, now)
     _write_status(session, item, new_status, actor=actor, now=now, comment=comment)
     return item
+
+
+def refuse_resolving(session, item, now, approving=False):
+    """Invalid if `item` may not be resolved now: a stake that needs a checker (unless this is the
+    checker's approval), failed checks passed as verified without an override."""
+    if not approving and stake.needs_approval(session, item, now.date()):
+        raise Invalid(f"{item.ref} needs a checker's approval before it can be resolved",
+                      {"status": "needs approval"})
+    blocker = verdicts.resolving_blocker(session, item)
+    if blocker:
+        raise Invalid(blocker, {"status": "checks failed"})
 
 
 def enter_approval(session, item, approval, *, actor, now):
@@ -188,6 +201,7 @@ def enter_approval(session, item, approval, *, actor, now):
         raise Invalid(f"{item.ref} has no pending approval to wait for", {"approval": "not pending"})
     if "resolved" not in TRANSITIONS[item.status]:
         raise Invalid(f"{item.ref} is {item.status}; it cannot wait for approval", {"status": item.status})
+    refuse_resolving(session, item, now, approving=True)
     _write_status(session, item, "awaiting_approval", actor=actor, now=now)
 
 
@@ -201,6 +215,7 @@ def leave_approval(session, item, approval, *, actor, now, comment=None):
         if changed:
             raise Invalid(f"{item.ref} changed after it was approved ({', '.join(changed)}); it needs a new approval",
                           {"approval": "void"})
+        refuse_resolving(session, item, now, approving=True)
     _write_status(session, item, "resolved" if approval.status == "approved" else "open", actor=actor, now=now,
                   comment=comment)
 
