@@ -69,7 +69,7 @@ def upgrade():
 
 def downgrade():
     with op.batch_alter_table('team_check_settings', schema=None) as batch_op:
-        batch_op.drop_constraint('ck_team_check_settings_reverification_days', type_='check')
+        batch_op.drop_constraint('reverification_days', type_='check')
         batch_op.drop_column('reverification_days')
         batch_op.drop_column('document_rejection_reasons')
     with op.batch_alter_table('check_overrides', schema=None) as batch_op:
