@@ -7,10 +7,13 @@ from queue_app.api.schemas import DEFAULT_LIMIT, MAX_LIMIT, RECLASSIFY_CHANGES
 from queue_app.models.base import MAX_ID
 from queue_app.models.approval import APPROVAL_STATUSES
 from queue_app.models.check_result import CHECK_STATUSES
+from queue_app.models.verification import VERDICTS
 from queue_app.models.work_item import PRIORITIES, SLA_STATES, STATUSES, TYPES
 from queue_app.services.approvals.decisions import MAX_COMMENT
+from queue_app.services.checks.settings import MAX_REASON
 from queue_app.services.items.lifecycle import MAX_BODY, MAX_NAME, MAX_SUBJECT
 from queue_app.services.items.requesters import MAX_EMAIL
+from queue_app.services.items.verification import MAX_NOTE, MAX_OVERRIDE_REASON
 from queue_app.services.items.work_types import FIELDS
 from queue_app.web.security import CONTROL_CHARACTERS, CONTROL_CHARACTERS_SINGLE_LINE
 
@@ -151,6 +154,8 @@ def _body(schema_name):
 
 REF_PARAM = {"name": "ref", "in": "path", "required": True, "description": "Work item reference, e.g. BO-000123",
              "schema": {"type": "string", "pattern": r"^[Bb][Oo]-\d{6,}$"}, "example": "BO-000123"}
+ATTACHMENT_PARAM = {"name": "attachment_id", "in": "path", "required": True, "description": "A document's id",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
 ERRORS = {
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "404": {"$ref": "#/components/responses/NotFound"},
@@ -357,6 +362,47 @@ def _component_schemas():
                            "content_type": {"type": "string", "description": "Sniffed from the content"},
                            "size": {"type": "integer"}, "sha256": {"type": "string"}, "created_at": datetime},
         },
+        "NewVerdict": {
+            "type": "object", "additionalProperties": False, "required": ["verdict"],
+            "description": "Rejected needs a reason from the team's list (see DocumentList.rejection_reasons); "
+                           "resubmission_needed emails the requester for a new document and waits for them.",
+            "properties": {"verdict": {"type": "string", "enum": list(VERDICTS)},
+                           "reason": _optional(_text(MAX_REASON, multiline=True)),
+                           "note": _optional(_text(MAX_NOTE, multiline=True))},
+            "examples": [{"verdict": "verified"}, {"verdict": "rejected", "reason": "Expired"}],
+        },
+        "Verdict": {
+            "type": "object", "required": ["id", "attachment_id", "verdict", "reason", "note", "decided_by",
+                                           "decided_at"],
+            "properties": {"id": {"type": "integer"}, "attachment_id": {"type": "integer"},
+                           "verdict": {"type": "string", "enum": list(VERDICTS)},
+                           "reason": _nullable({"type": "string"}), "note": _nullable({"type": "string"}),
+                           "decided_by": _nullable({"type": "string"}), "decided_at": datetime},
+        },
+        "Document": {
+            "allOf": [_ref("Attachment"), {"type": "object", "required": ["verdict"],
+                                           "properties": {"verdict": {"anyOf": [_ref("Verdict"),
+                                                                                {"type": "null"}]}}}],
+        },
+        "DocumentList": {
+            "type": "object",
+            "required": ["documents", "rejection_reasons", "failed_checks", "overridden", "waiting_for_document"],
+            "properties": {"documents": {"type": "array", "items": _ref("Document")},
+                           "rejection_reasons": {"type": "array", "items": {"type": "string"}},
+                           "failed_checks": {"type": "array", "items": {"type": "string"}},
+                           "overridden": {"type": "boolean"}, "waiting_for_document": {"type": "boolean"}},
+        },
+        "NewOverride": {
+            "type": "object", "additionalProperties": False, "required": ["reason"],
+            "properties": {"reason": _text(MAX_OVERRIDE_REASON, multiline=True, required=True)},
+            "examples": [{"reason": "Renewal confirmed by the passport office on the phone."}],
+        },
+        "Override": {
+            "type": "object", "required": ["id", "checks", "reason", "decided_by", "decided_at"],
+            "properties": {"id": {"type": "integer"}, "checks": {"type": "array", "items": {"type": "string"}},
+                           "reason": {"type": "string"}, "decided_by": _nullable({"type": "string"}),
+                           "decided_at": datetime},
+        },
         "Decision": {
             "type": "object", "additionalProperties": False, "required": ["decision"],
             "properties": {"decision": {"type": "string", "enum": ["approve", "reject"]},
@@ -478,6 +524,27 @@ def build_spec():
                 "operationId": "runChecks",
                 "summary": "Run every check of the item again, on a worker after the request",
                 "parameters": [REF_PARAM], "responses": {"202": _json("CheckRun", "The run is queued"), **ERRORS},
+            }},
+            "/items/{ref}/checks/override": {"post": {
+                "operationId": "overrideChecks",
+                "summary": "Let a document verification be resolved as verified despite its failed checks",
+                "description": "A supervisor of the item's team only; covers the checks failing now.",
+                "parameters": [REF_PARAM], "requestBody": _body("NewOverride"),
+                "responses": {"201": _json("Override", "The override"), **ERRORS, **BODY_ERRORS,
+                              "403": {"$ref": "#/components/responses/Forbidden"}},
+            }},
+            "/items/{ref}/documents": {"get": {
+                "operationId": "listDocuments",
+                "summary": "A document verification's documents, each with its current verdict",
+                "parameters": [REF_PARAM],
+                "responses": {"200": _json("DocumentList", "The documents"), **ERRORS,
+                              "422": {"$ref": "#/components/responses/Invalid"}},
+            }},
+            "/items/{ref}/documents/{attachment_id}/verdict": {"post": {
+                "operationId": "recordVerdict", "summary": "Give a document of the item a verdict",
+                "parameters": [REF_PARAM, ATTACHMENT_PARAM], "requestBody": _body("NewVerdict"),
+                "responses": {"201": _json("Verdict", "The verdict"), **ERRORS, **BODY_ERRORS,
+                              "403": {"$ref": "#/components/responses/Forbidden"}},
             }},
             "/items/{ref}/fields": {"patch": {
                 "operationId": "updateFields", "summary": "Change type-specific fields; the checks run again",

@@ -34,13 +34,15 @@ ADD_NOTE = {"body": "string"}
 RECLASSIFY = {"type": "string", "priority": "string", "team": "string", "version": "integer"}
 UPDATE_FIELDS = {"fields": "object", "version": "integer"}
 DECIDE = {"decision": "string", "comment": "string"}
+VERDICT = {"verdict": "string", "reason": "string", "note": "string"}
+OVERRIDE = {"reason": "string"}
 DECISIONS = ("approve", "reject")
 PAGE_ARGS = ("limit", "cursor")
 RECLASSIFY_CHANGES = ("type", "priority", "team")
 LIST_FILTERS = ("status", "type", "team", "assignee", "priority", "limit", "cursor")
 
 # Keys whose text may run over several lines (tab, CR and LF allowed); any other text is one line.
-MULTILINE_KEYS = {"description", "body", "comment", "fields"}
+MULTILINE_KEYS = {"description", "body", "comment", "fields", "note", "reason"}
 
 _JSON_TYPES = {"string": (str, "a string"), "integer": (int, "an integer"), "object": (dict, "an object")}
 
@@ -305,6 +307,26 @@ def check_json(result):
 def attachment_json(attachment):
     return {"id": attachment.id, "filename": attachment.filename, "content_type": attachment.content_type,
             "size": attachment.size, "sha256": attachment.sha256, "created_at": iso(attachment.created_at)}
+
+
+def verdict_json(verdict):
+    return {"id": verdict.id, "attachment_id": verdict.attachment_id, "verdict": verdict.verdict,
+            "reason": verdict.reason, "note": verdict.note,
+            "decided_by": verdict.decided_by.email if verdict.decided_by else None,
+            "decided_at": iso(verdict.decided_at)}
+
+
+def documents_json(workspace):
+    return {"documents": [{**attachment_json(a), "verdict": verdict_json(workspace.verdicts[a.id])
+                           if a.id in workspace.verdicts else None} for a in workspace.documents],
+            "rejection_reasons": list(workspace.reasons), "failed_checks": workspace.failed_checks,
+            "overridden": workspace.overridden, "waiting_for_document": workspace.waiting_for_document}
+
+
+def override_json(override):
+    return {"id": override.id, "checks": override.checks, "reason": override.reason,
+            "decided_by": override.decided_by.email if override.decided_by else None,
+            "decided_at": iso(override.decided_at)}
 
 
 def approval_json(approval, may_decide):

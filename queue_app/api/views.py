@@ -14,7 +14,7 @@ from queue_app.services.approvals import decisions
 from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid
 from queue_app.services.items import attachments as items_attachments
-from queue_app.services.items import lifecycle, requesters, state
+from queue_app.services.items import lifecycle, requesters, state, verification
 from queue_app.web.security import has_control_characters
 
 # Everything item_json touches, loaded in a few queries instead of a few per item.
@@ -202,6 +202,45 @@ def add_attachment(ref):
                                          data=upload.read(), declared_type=upload.mimetype or None)
     db.session.commit()
     response = jsonify(schemas.attachment_json(attachment))
+    response.status_code = 201
+    return response
+
+
+@bp.get("/items/<ref>/documents")
+@needs("read")
+def list_documents(ref):
+    """A document verification's documents, each with its current verdict."""
+    item = lifecycle.get_visible_item(db.session, current_user(), ref)
+    workspace = verification.workspace(db.session, item)
+    if workspace is None:
+        raise Invalid(f"{item.ref} is not a document verification", {"type": item.type})
+    return jsonify(schemas.documents_json(workspace))
+
+
+@bp.post("/items/<ref>/documents/<int:attachment_id>/verdict")
+@needs("write")
+def record_verdict(ref, attachment_id):
+    body = schemas.read_body(schemas.VERDICT, required=("verdict",))
+    user = current_user()
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    verdict = verification.record_verdict(db.session, item, attachment_id, actor=user, verdict=body["verdict"],
+                                          reason=body.get("reason"), note=body.get("note"))
+    db.session.commit()
+    response = jsonify(schemas.verdict_json(verdict))
+    response.status_code = 201
+    return response
+
+
+@bp.post("/items/<ref>/checks/override")
+@needs("write")
+def override_checks(ref):
+    """A supervisor of the team lets the item be resolved as verified despite its failed checks."""
+    body = schemas.read_body(schemas.OVERRIDE, required=("reason",))
+    user = current_user()
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    override = verification.override_failed_checks(db.session, item, actor=user, reason=body["reason"])
+    db.session.commit()
+    response = jsonify(schemas.override_json(override))
     response.status_code = 201
     return response
 

@@ -349,3 +349,39 @@ def test_reverification_days_are_checked(session, world):
             check_settings.update_settings(session, world.docs, reverification_days=bad)
     assert check_settings.update_settings(session, world.docs, reverification_days="14").reverification_days == 14
     assert check_settings.update_settings(session, world.docs, reverification_days="").reverification_days is None
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+def test_the_api_lists_documents_records_verdicts_and_overrides(session, world, client):
+    ana, sup = issue_api_token(session, world.ana), issue_api_token(session, world.sup)
+    session.commit()
+
+    def call(method, path, token, **kw):
+        return client.open(f"/api/v1/items/{world.item.ref}{path}", method=method,
+                           headers={"Authorization": f"Bearer {token}"}, **kw)
+
+    listed = call("GET", "/documents", ana).get_json()
+    assert [(d["filename"], d["verdict"]) for d in listed["documents"]] == [("passport.pdf", None)]
+    assert "Expired" in listed["rejection_reasons"] and listed["failed_checks"] == []
+
+    refused = call("POST", f"/documents/{world.scan.id}/verdict", ana, json={"verdict": "rejected"})
+    assert refused.status_code == 422 and refused.get_json()["error"]["fields"] == {"reason": "choose a reason"}
+    made = call("POST", f"/documents/{world.scan.id}/verdict", ana, json={"verdict": "rejected", "reason": "Expired"})
+    assert made.status_code == 201
+    assert (made.get_json()["verdict"], made.get_json()["decided_by"]) == ("rejected", "ana@example.com")
+    assert call("POST", "/documents/999999/verdict", ana, json={"verdict": "verified"}).status_code == 404
+
+    fail_a_mandatory_check(session, world.item)
+    assert call("POST", "/checks/override", ana, json={"reason": "fine"}).status_code == 403
+    overridden = call("POST", "/checks/override", sup, json={"reason": "Confirmed by phone"})
+    assert overridden.status_code == 201 and overridden.get_json()["checks"] == ["document_expiry"]
+    assert call("GET", "/documents", ana).get_json()["overridden"] is True
+
+
+def test_the_api_says_a_return_has_no_documents_to_judge(session, world, client, make_item):
+    returns_item = make_item(team=world.other, type="return", assignee=world.olga)
+    token = issue_api_token(session, world.olga)
+    session.commit()
+    response = client.get(f"/api/v1/items/{returns_item.ref}/documents", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 422 and "not a document verification" in response.get_json()["error"]["message"]
