@@ -456,8 +456,9 @@ def attachment_preview(ref, attachment_id):
 @bp.route("/items/<ref>/attachments/<int:attachment_id>/inline")
 @login_required
 def attachment_inline(ref, attachment_id):
-    """Shown in the page (inline `cid:` images of HTML mail, previews): PNG, JPEG and GIF only."""
+    """Shown in the page (inline `cid:` images of HTML mail, previews): PNG, JPEG and GIF only, and not one
+    whose header is damaged or declares absurd dimensions (a pixel bomb; the check "Image size" says why)."""
     _item, attachment = attachment_of(ref, attachment_id)
-    if attachment.content_type not in INLINE_IMAGE_TYPES:
+    if attachment.content_type not in INLINE_IMAGE_TYPES or item_files.inline_problem(attachment):
         abort(404)
     return file_response(attachment, attachment.content_type, "inline")

@@ -25,6 +25,7 @@ from queue_app.services.intake.mail.attachments import (
     DEFAULT_BLOCKED_EXTENSIONS,
     EXECUTABLE_TYPES,
     MAX_FILENAME,
+    image_problem,
     sniff_content_type,
 )
 from queue_app.services.items import state
@@ -93,6 +94,12 @@ def previews_of(messages):
     return [Preview(a, PREVIEW_KINDS[a.content_type])
             for m in messages if not m.flagged_for_review
             for a in m.attachments if not a.is_inline and a.content_type in PREVIEW_KINDS]
+
+
+def inline_problem(attachment):
+    """Why a picture must not be shown in the page (a damaged header, a pixel bomb), or None. Only the
+    header is read: the server never decodes an image, and the browser never gets one too big to decode."""
+    return image_problem(attachment.blob.data, attachment.content_type)
 
 
 def refusal(upload, filename, content_type, settings):
