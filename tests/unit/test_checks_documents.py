@@ -54,8 +54,8 @@ def test_a_valid_pdf_passes_every_file_check(session, doc_item):
 
     assert {name: r.status for name, r in results.items()} == {
         "required_fields": "passed", "document_attached": "passed", "document_file_type": "passed",
-        "document_pdf": "passed", "document_size": "passed", "document_expiry": "passed",
-        "document_number": "passed", "duplicate_document": "passed"}
+        "document_pdf": "passed", "document_image": "passed", "document_size": "passed",
+        "document_expiry": "passed", "document_number": "passed", "duplicate_document": "passed"}
     assert results["document_file_type"].data["files"][0]["content_type"] == "application/pdf"
     assert results["document_pdf"].data["files"][0]["problem"] is None
     assert reload(session, item).needs_attention is False
