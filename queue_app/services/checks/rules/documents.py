@@ -104,22 +104,29 @@ def document_file_type(ctx):
     return CheckOutcome("passed", f"Allowed file type ({kinds})", {"files": files})
 
 
-def pdf_problem(data, *, seconds=PDF_SECONDS, memory_bytes=PDF_MEMORY_BYTES, max_pages=MAX_PDF_PAGES):
-    """None if the PDF opens, is not encrypted, has pages (at most `max_pages`) and nothing that runs;
-    else the reason. Read by pdf_probe.py in a child process under memory and time limits, so a bomb
-    or an endless file costs the worker at most `seconds`, never its memory."""
+def pdf_problem(data, **limits):
+    """None if the PDF opens, is not encrypted, has pages (at most MAX_PDF_PAGES) and nothing that runs;
+    else the reason."""
+    return pdf_verdict(data, **limits)[0]
+
+
+def pdf_verdict(data, *, seconds=PDF_SECONDS, memory_bytes=PDF_MEMORY_BYTES, max_pages=MAX_PDF_PAGES):
+    """(problem or None, costly): read by pdf_probe.py in a child process under memory and time limits, so
+    a bomb or an endless file costs the worker at most `seconds`, never its memory. `costly`: opening the
+    file took or would take more than the limits allow, so the page's viewer should not try either."""
     command = [sys.executable, "-I", str(PDF_PROBE), str(max_pages), str(memory_bytes), str(max(1, int(seconds)))]
     try:
         done = subprocess.run(command, input=data, capture_output=True, timeout=seconds + PDF_WALL_MARGIN,
                               check=False)
     except subprocess.TimeoutExpired:
-        return f"took over {seconds:.0f} seconds to open: not read further"
+        return f"took over {seconds:.0f} seconds to open: not read further", True
     try:
-        return json.loads(done.stdout)["problem"]
+        answer = json.loads(done.stdout)
+        return answer["problem"], bool(answer["costly"])
     except (ValueError, KeyError, TypeError):  # the limits ended the child before it could answer
         log.warning("pdf probe ended with %s: %s", done.returncode, done.stderr[-500:])
         return (f"could not be opened within the limits ({seconds:.0f} seconds, "
-                f"{memory_bytes // (1024 * 1024)} MB): not read further")
+                f"{memory_bytes // (1024 * 1024)} MB): not read further"), True
 
 
 @check("document_pdf", title="PDF opens")
@@ -135,13 +142,15 @@ def document_pdf(ctx):
         data = data_of(attachment)
         # Parsing is the costly part: a file over the size limit is not opened at all.
         left = deadline - time.monotonic()
+        costly = False
         if len(data) > limit:
             problem = f"is over the size limit ({limit} bytes); not opened"
         elif left < 1:
             problem = "was not opened: the item's other PDFs used up the time allowed; run the checks again"
         else:
-            problem = pdf_problem(data, seconds=min(PDF_SECONDS, left))
-        files.append({"attachment_id": attachment.id, "filename": attachment.filename, "problem": problem})
+            problem, costly = pdf_verdict(data, seconds=min(PDF_SECONDS, left))
+        files.append({"attachment_id": attachment.id, "filename": attachment.filename, "problem": problem,
+                      "costly": costly})
         if problem:
             problems.append((attachment.filename, problem))
     if problems:

@@ -9,7 +9,8 @@ the output thrown away and stopped at a limit.
 
 Standard library and pypdf only, so it starts fast (run as `python -I pdf_probe.py`). The file comes
 on stdin; the arguments are the page limit, the memory limit in bytes and the CPU seconds. One JSON
-object goes to stdout: {"problem": text or null, "pages": n or null}.
+object goes to stdout: {"problem": text or null, "costly": true when opening it costs too much (a viewer
+should not try either)}.
 """
 import io
 import json
@@ -76,35 +77,35 @@ def declared_pages(reader):
 
 
 def problem(data, max_pages):
-    """(problem or None, pages or None) for the PDF's bytes."""
+    """(problem or None, costly) for the PDF's bytes."""
     from pypdf import PdfReader
 
     logging.getLogger("pypdf").setLevel(logging.CRITICAL)
     if _HTML.search(data[:HTML_START]):
-        return "is also a web page (HTML in its first bytes): ask for a plain PDF", None
+        return "is also a web page (HTML in its first bytes): ask for a plain PDF", False
     if has_bomb(data):
         return (f"has a compressed part that inflates to over {MAX_INFLATED_STREAM // (1024 * 1024)} MB "
-                "(a decompression bomb): not read further"), None
+                "(a decompression bomb): not read further"), True
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
-            return "is encrypted (password protected): ask for an unprotected copy", None
+            return "is encrypted (password protected): ask for an unprotected copy", False
         pages = declared_pages(reader)
         if pages is not None and pages > max_pages:
-            return f"has {pages} pages, over the limit of {max_pages}", pages
+            return f"has {pages} pages, over the limit of {max_pages}", False
         pages = len(reader.pages)  # walks the tree: the /Count above is only the file's claim
         active = runs_code_when_opened(reader) or bool(_ACTIVE.search(data))
     except MemoryError:
         raise
     except Exception as exc:  # pypdf raises many kinds on damaged files; all mean "cannot be read"
-        return f"cannot be opened as a PDF ({exc.__class__.__name__})", None
+        return f"cannot be opened as a PDF ({exc.__class__.__name__})", False
     if pages > max_pages:
-        return f"has {pages} pages, over the limit of {max_pages}", pages
+        return f"has {pages} pages, over the limit of {max_pages}", False
     if pages == 0:
-        return "has no pages", 0
+        return "has no pages", False
     if active:
-        return "contains JavaScript or an action that runs when it is opened: ask for a plain copy", pages
-    return None, pages
+        return "contains JavaScript or an action that runs when it is opened: ask for a plain copy", False
+    return None, False
 
 
 def main(argv):
@@ -112,10 +113,10 @@ def main(argv):
     limit(memory_bytes, cpu_seconds)
     data = sys.stdin.buffer.read()
     try:
-        found, pages = problem(data, max_pages)
+        found, costly = problem(data, max_pages)
     except MemoryError:
-        found, pages = f"needs more than {memory_bytes // (1024 * 1024)} MB of memory to open: not read further", None
-    sys.stdout.write(json.dumps({"problem": found, "pages": pages}))
+        found, costly = f"needs more than {memory_bytes // (1024 * 1024)} MB of memory to open: not read further", True
+    sys.stdout.write(json.dumps({"problem": found, "costly": costly}))
 
 
 if __name__ == "__main__":
