@@ -60,7 +60,8 @@ def has_bomb(data):
 
 
 def runs_code_when_opened(reader):
-    """A JavaScript or launch action: in the catalog's open action or name tree, or anywhere in the bytes."""
+    """A JavaScript or launch action in the catalog: its open action, its additional actions, its name tree.
+    (Actions elsewhere are found by the plain search of the bytes in problem().)"""
     root = reader.trailer["/Root"]
     action = root.get("/OpenAction")
     action = action.get_object() if action is not None else None
