@@ -148,5 +148,6 @@ CORPUS = {
                         {"document_file_type": ("failed", "is image/svg+xml, not one of PDF, PNG, JPEG or TIFF")}),
     "zip_named_pdf": ("passport.pdf", zip_named_pdf,
                       {"document_file_type": ("failed", "is application/zip, not one of PDF, PNG, JPEG or TIFF")}),
-    "empty": ("passport.pdf", empty_file, {"document_size": ("failed", "passport.pdf: is empty")}),
+    "empty": ("passport.pdf", empty_file, {"document_size": ("failed", "passport.pdf: is empty"),
+                                           "document_file_type": ("failed", "passport.pdf: is empty")}),
 }

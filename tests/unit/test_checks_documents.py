@@ -98,7 +98,8 @@ def test_an_empty_file_fails_type_and_size(session, doc_item):
 
     results = run(session, item)
 
-    assert results["document_file_type"].status == "failed"
+    assert results["document_file_type"].message == \
+        "File type not allowed: passport.pdf: is empty, so it is no document at all"
     assert results["document_size"].status == "failed"
     assert results["document_size"].message == "File size out of limits: passport.pdf: is empty"
     assert reload(session, item).needs_attention is True

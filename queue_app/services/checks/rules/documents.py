@@ -90,7 +90,9 @@ def document_file_type(ctx):
         named_as = EXTENSION_TYPES.get(_extension(attachment.filename))
         files.append({"attachment_id": attachment.id, "filename": attachment.filename,
                       "content_type": content_type, "allowed": content_type in allowed})
-        if content_type not in allowed:
+        if not data_of(attachment):
+            refused.append((attachment.filename, "is empty, so it is no document at all"))
+        elif content_type not in allowed:
             refused.append((attachment.filename, f"is {content_type}, not one of {allowed_text}"))
         elif named_as is not None and named_as != content_type:
             misnamed.append((attachment.filename, f"is named as {ALLOWED_TYPES[named_as]} but the content is "
