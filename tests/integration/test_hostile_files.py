@@ -128,6 +128,16 @@ def test_a_parse_that_hangs_is_given_up_after_the_time_limit(fake_probe):
     assert time.monotonic() - started < 1 + documents.PDF_WALL_MARGIN + 1
 
 
+def test_a_probe_that_cannot_run_is_an_error_not_a_verdict_on_the_file(session, doc_team, fake_probe):
+    fake_probe("raise SystemExit('ModuleNotFoundError: No module named pypdf')\n")
+    item = new_document_item(session, doc_team)
+    attach(session, item, "passport.pdf", pdf())
+    result = runner.run_check(session, item.id, "document_pdf", run_key="broken-setup")
+    assert (result.status, result.message) == (
+        "error", "The check crashed: RuntimeError: the PDF reader did not run: "
+                 "ModuleNotFoundError: No module named pypdf")
+
+
 def test_an_items_pdfs_share_one_time_budget(session, doc_team, monkeypatch):
     item = new_document_item(session, doc_team)
     for n in range(3):

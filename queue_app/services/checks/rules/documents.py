@@ -125,10 +125,15 @@ def pdf_verdict(data, *, seconds=PDF_SECONDS, memory_bytes=PDF_MEMORY_BYTES, max
     try:
         answer = json.loads(done.stdout)
         return answer["problem"], bool(answer["costly"])
-    except (ValueError, KeyError, TypeError):  # the limits ended the child before it could answer
-        log.warning("pdf probe ended with %s: %s", done.returncode, done.stderr[-500:])
-        return (f"could not be opened within the limits ({seconds:.0f} seconds, "
-                f"{memory_bytes // (1024 * 1024)} MB): not read further"), True
+    except (ValueError, KeyError, TypeError):
+        pass
+    if done.returncode > 0 and b"MemoryError" not in done.stderr:  # not the limits: the probe itself cannot run
+        last = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise RuntimeError(f"the PDF reader did not run: {last[0]}")  # stored as the check's `error`
+    # The limits ended the child before it could answer (SIGXCPU, SIGKILL, a MemoryError before any answer).
+    log.warning("pdf probe ended with %s: %s", done.returncode, done.stderr[-500:])
+    return (f"could not be opened within the limits ({seconds:.0f} seconds, "
+            f"{memory_bytes // (1024 * 1024)} MB): not read further"), True
 
 
 @check("document_pdf", title="PDF opens")
