@@ -448,10 +448,14 @@ def attachment_download(ref, attachment_id):
 def attachment_preview(ref, attachment_id):
     """A PDF's bytes for the item page's viewer (pdf.js fetches them), under the download's access
     rules. Typed application/pdf for the script, but still `attachment`: opened as an address, the file
-    is downloaded, never shown as a page of this site. Any other type is a 404."""
+    is downloaded, never shown as a page of this site. Any other type is a 404; a PDF the checks found too
+    costly to open (a decompression bomb) is a 422, which the viewer says."""
     _item, attachment = attachment_of(ref, attachment_id)
     if attachment.content_type != "application/pdf":
         abort(404)
+    refused = item_files.preview_refusal(db.session, attachment)
+    if refused:
+        abort(422, description=f"Not previewed: the file {refused}")
     response = file_response(attachment, "application/pdf", "attachment")
     response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
     return response
@@ -460,8 +464,9 @@ def attachment_preview(ref, attachment_id):
 @bp.route("/items/<ref>/attachments/<int:attachment_id>/inline")
 @login_required
 def attachment_inline(ref, attachment_id):
-    """Shown in the page (inline `cid:` images of HTML mail, previews): PNG, JPEG and GIF only."""
+    """Shown in the page (inline `cid:` images of HTML mail, previews): PNG, JPEG and GIF only, and not one
+    whose header is damaged or declares absurd dimensions (a pixel bomb; the check "Image size" says why)."""
     _item, attachment = attachment_of(ref, attachment_id)
-    if attachment.content_type not in INLINE_IMAGE_TYPES:
+    if attachment.content_type not in INLINE_IMAGE_TYPES or item_files.inline_problem(attachment):
         abort(404)
     return file_response(attachment, attachment.content_type, "inline")

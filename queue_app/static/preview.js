@@ -4,7 +4,8 @@
 // Nothing from a file runs: pdf.js gets no scripting build, no annotation layer and no forms (the
 // canvas shows annotations as pictures only), and WebAssembly stays off, so the page's
 // Content-Security-Policy needs nothing beyond 'self'. A PDF that cannot be opened (encrypted,
-// damaged) says so in the panel. The download links above the viewer work with or without this.
+// damaged, refused by the server as too costly) or an image refused (a pixel bomb) says so in the
+// panel. The download links above the viewer work with or without this.
 import * as pdfjs from "./vendor/pdfjs/pdf.min.mjs";
 
 const ZOOMS = [0.5, 0.75, 1, 1.25, 1.5, 2, 3];
@@ -104,7 +105,7 @@ function setUp(viewer) {
     };
     image.onerror = () => {
       if (token !== state.token) return;
-      say(`Cannot preview ${file.dataset.name}: the image is damaged. Download it to look at it.`, true);
+      say(`Cannot preview ${file.dataset.name}: the image is damaged or too large to show. See the file checks.`, true);
       setStatus("failed");
     };
     image.src = file.dataset.src;
@@ -132,7 +133,8 @@ function setUp(viewer) {
       await showPage(1);
     } catch (error) {
       if (token !== state.token) return;
-      say(`Cannot preview ${file.dataset.name}: ${reason(error)}. Download it to open it in another program.`, true);
+      const advice = costly(error) ? "See the file checks." : "Download it to open it in another program.";
+      say(`Cannot preview ${file.dataset.name}: ${reason(error)}. ${advice}`, true);
       setStatus("failed");
     }
   }
@@ -143,8 +145,14 @@ function setUp(viewer) {
       return "the PDF is encrypted";
     }
     if (name === "InvalidPDFException" || name === "FormatError") return "the PDF is damaged";
+    if (costly(error)) return "the checks found it too costly to open (a decompression bomb or over the limits)";
     if (name === "ResponseException") return "the file could not be fetched";
     return "the PDF is damaged or not supported";
+  }
+
+  // The server refuses (422) a PDF the checks could not open within their limits: no viewer should try.
+  function costly(error) {
+    return Boolean(error) && error.name === "ResponseException" && error.status === 422;
   }
 
   function buildPageList(count) {

@@ -219,3 +219,57 @@ def test_the_preview_comes_back_after_a_conflict_swaps_the_page(page, session, w
     rendered(page)
     expect(page.locator("#preview-stage canvas")).to_be_visible()
     assert centre_colour(page) == [0, 0, 255]
+
+
+def test_hostile_files_are_refused_with_a_reason_and_run_nothing(page, session, world):
+    """The hostile corpus (tests/hostile_files.py) in the panel: encrypted and damaged PDFs said plainly,
+    a decompression bomb the checks flagged never fetched into the browser, a pixel bomb never served as
+    a picture, a PDF's JavaScript never run, an SVG never shown."""
+    from queue_app.services.checks import runner
+    from tests import hostile_files
+
+    files = (("locked.pdf", hostile_files.encrypted_pdf), ("broken.pdf", hostile_files.malformed_xref_pdf),
+             ("bomb.pdf", hostile_files.decompression_bomb_pdf), ("scan.png", hostile_files.pixel_bomb_png),
+             ("script.pdf", hostile_files.javascript_pdf), ("drawing.svg", hostile_files.svg_with_script))
+    ids = {name: attach(session, world.item, name, make()).id for name, make in files}
+    runner.run_checks(session, world.item.id)  # the bomb is refused on the strength of its "PDF opens" result
+    session.commit()
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    sign_in(page, "ana@example.com")
+    page.goto(f"/items/{world.item.ref}")
+    viewer, message = page.locator("#preview-viewer"), page.locator("#preview-message")
+
+    expect(viewer).to_have_attribute("data-state", "failed")
+    expect(message).to_have_text(
+        "Cannot preview locked.pdf: the PDF is encrypted. Download it to open it in another program.")
+    choose = page.get_by_label("Document", exact=True)
+    expect(choose.locator("option")).to_have_text(  # every file but the SVG
+        ["locked.pdf", "broken.pdf", "bomb.pdf", "scan.png", "script.pdf"])
+
+    choose.select_option(label="broken.pdf")
+    expect(message).to_contain_text("Cannot preview broken.pdf: the PDF is damaged")
+    expect(viewer).to_have_attribute("data-state", "failed")
+
+    choose.select_option(label="bomb.pdf")
+    expect(message).to_have_text("Cannot preview bomb.pdf: the checks found it too costly to open (a decompression "
+                                 "bomb or over the limits). See the file checks.")
+    expect(viewer).to_have_attribute("data-state", "failed")
+
+    choose.select_option(label="scan.png")
+    expect(message).to_have_text("Cannot preview scan.png: the image is damaged or too large to show. "
+                                 "See the file checks.")
+    expect(page.locator("#preview-stage img")).to_be_hidden()
+
+    choose.select_option(label="script.pdf")  # drawn as a page; its OpenAction script never runs
+    rendered(page)
+    expect(page.locator("#preview-stage canvas")).to_be_visible()
+    page.wait_for_timeout(300)
+    assert dialogs == []
+    expect(page.locator("#checks")).to_contain_text("bomb.pdf: has a compressed part that inflates to over 256 MB")
+    expect(page.locator("#checks")).to_contain_text("scan.png: declares 100000 x 100000 pixels")
+    expect(page.locator("#checks")).to_contain_text(
+        "drawing.svg: is image/svg+xml, not one of PDF, PNG, JPEG or TIFF")
+    svg = f"/attachments/{ids['drawing.svg']}/"
+    expect(page.locator(f"[src*='{svg}'], [data-src*='{svg}'], object, embed, iframe")).to_have_count(0)
+    expect(page.locator("svg text", has_text="Passport")).to_have_count(0)  # never drawn in the page

@@ -85,13 +85,13 @@ def test_checks_run_on_a_worker_after_commit_and_again_when_a_file_arrives(sessi
     latest = {r.name: r for r in runner.latest_results(session, session.get(WorkItem, item_id))}
     assert {name: r.status for name, r in latest.items()} == {
         "required_fields": "passed", "document_attached": "passed", "document_file_type": "passed",
-        "document_pdf": "passed", "document_size": "passed", "document_expiry": "passed",
-        "document_number": "passed", "duplicate_document": "passed"}
+        "document_pdf": "passed", "document_image": "passed", "document_size": "passed",
+        "document_expiry": "passed", "document_number": "passed", "duplicate_document": "passed"}
     assert len({r.run_key for r in latest.values()}) == 1
     assert session.get(WorkItem, item_id).needs_attention is False
     kinds = [e.kind for e in session.scalars(sa.select(Event).where(Event.work_item_id == item_id)
                                              .order_by(Event.id))]
-    assert kinds.count("check_result") == 16 and "attention_needed" in kinds and "attention_cleared" in kinds
+    assert kinds.count("check_result") == 18 and "attention_needed" in kinds and "attention_cleared" in kinds
 
 
 def test_an_encrypted_pdf_and_a_jpeg_named_pdf_on_the_worker(session, rconn, deliver_on_commit, doc_team):

@@ -54,8 +54,8 @@ def test_a_valid_pdf_passes_every_file_check(session, doc_item):
 
     assert {name: r.status for name, r in results.items()} == {
         "required_fields": "passed", "document_attached": "passed", "document_file_type": "passed",
-        "document_pdf": "passed", "document_size": "passed", "document_expiry": "passed",
-        "document_number": "passed", "duplicate_document": "passed"}
+        "document_pdf": "passed", "document_image": "passed", "document_size": "passed",
+        "document_expiry": "passed", "document_number": "passed", "duplicate_document": "passed"}
     assert results["document_file_type"].data["files"][0]["content_type"] == "application/pdf"
     assert results["document_pdf"].data["files"][0]["problem"] is None
     assert reload(session, item).needs_attention is False
@@ -98,7 +98,8 @@ def test_an_empty_file_fails_type_and_size(session, doc_item):
 
     results = run(session, item)
 
-    assert results["document_file_type"].status == "failed"
+    assert results["document_file_type"].message == \
+        "File type not allowed: passport.pdf: is empty, so it is no document at all"
     assert results["document_size"].status == "failed"
     assert results["document_size"].message == "File size out of limits: passport.pdf: is empty"
     assert reload(session, item).needs_attention is True

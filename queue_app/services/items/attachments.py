@@ -14,8 +14,10 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+import sqlalchemy as sa
+
 from queue_app.db.blobs import store_blob
-from queue_app.models import Attachment, Message
+from queue_app.models import Attachment, CheckResult, Message
 from queue_app.models.base import utcnow
 from queue_app.services import access
 from queue_app.services.checks import runner
@@ -25,6 +27,7 @@ from queue_app.services.intake.mail.attachments import (
     DEFAULT_BLOCKED_EXTENSIONS,
     EXECUTABLE_TYPES,
     MAX_FILENAME,
+    image_problem,
     sniff_content_type,
 )
 from queue_app.services.items import state, verification
@@ -93,6 +96,24 @@ def previews_of(messages):
     return [Preview(a, PREVIEW_KINDS[a.content_type])
             for m in messages if not m.flagged_for_review
             for a in m.attachments if not a.is_inline and a.content_type in PREVIEW_KINDS]
+
+
+def inline_problem(attachment):
+    """Why a picture must not be shown in the page (a damaged header, a pixel bomb), or None. Only the
+    header is read: the server never decodes an image, and the browser never gets one too big to decode."""
+    return image_problem(attachment.blob.data, attachment.content_type)
+
+
+def preview_refusal(session, attachment):
+    """Why the page's viewer must not open this PDF, or None: the latest "PDF opens" result found that
+    opening it costs more than the worker's limits allow (a decompression bomb, a parse that ran out of
+    time or memory), and the viewer would pay the same in the person's browser."""
+    result = session.scalar(
+        sa.select(CheckResult).where(CheckResult.work_item_id == attachment.message.work_item_id,
+                                     CheckResult.name == "document_pdf")
+        .order_by(CheckResult.id.desc()).limit(1))
+    files = (result.data or {}).get("files", []) if result is not None else []
+    return next((f["problem"] for f in files if f.get("attachment_id") == attachment.id and f.get("costly")), None)
 
 
 def refusal(upload, filename, content_type, settings):

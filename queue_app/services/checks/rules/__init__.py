@@ -22,7 +22,8 @@ CHECKS = REGISTRY
 CHECKS_BY_TYPE = {
     "return": ["required_fields", "order_number_format", "return_window", "return_approval", "duplicate_return"],
     "document_verification": ["required_fields", "document_attached", "document_file_type", "document_pdf",
-                              "document_size", "document_expiry", "document_number", "duplicate_document"],
+                              "document_image", "document_size", "document_expiry", "document_number",
+                              "duplicate_document"],
     "discrepancy_fix": ["required_fields", "discrepancy_tolerance", "discrepancy_approval"],
     "escalation": ["required_fields", "related_item", "related_item_sla"],
     "general": ["required_fields"],

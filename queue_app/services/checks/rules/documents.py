@@ -4,17 +4,20 @@ File types are sniffed from the bytes (the name and the sender's claim can lie).
 file check looks at every attachment of the item that is not an inline email image and
 reports per file in `data["files"]`, so a person sees which file is the problem.
 """
-import io
+import json
 import logging
+import subprocess
+import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
-from pypdf import PdfReader
 
 from queue_app.models import Attachment, Message, WorkItem
 from queue_app.services.checks.rules import document_numbers
 from queue_app.services.checks.rules.base import CheckOutcome, check
-from queue_app.services.intake.mail.attachments import sniff_content_type
+from queue_app.services.intake.mail.attachments import image_problem, sniff_content_type
 
 ALLOWED_TYPES = {"application/pdf": "PDF", "image/png": "PNG", "image/jpeg": "JPEG", "image/tiff": "TIFF"}
 EXTENSION_TYPES = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
@@ -25,7 +28,17 @@ DOCUMENTS_WITHOUT_EXPIRY = ("utility_bill", "bank_statement", "company_registrat
 MAX_LINKED = 20
 NO_DOCUMENT = CheckOutcome("warning", "Not checked: no document is attached yet")
 
-logging.getLogger("pypdf").setLevel(logging.ERROR)  # malformed PDFs are reported by the check, not the log
+# PDFs are opened by pdf_probe.py in a child process with these limits (a hostile file ends the child,
+# not the worker). All of an item's PDFs share PDF_CHECK_SECONDS, well inside the checks queue's job
+# time limit (workers.queues.JOB_TIMEOUTS["checks"], 120 s), so the job always ends with its results.
+PDF_PROBE = Path(__file__).with_name("pdf_probe.py")
+MAX_PDF_PAGES = 500  # a passport, a statement, a company's registration: never thousands of pages
+PDF_SECONDS = 10  # CPU seconds per file
+PDF_WALL_MARGIN = 5  # the machine is shared: wall time may run a little past CPU time
+PDF_CHECK_SECONDS = 60
+PDF_MEMORY_BYTES = 512 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 def data_of(attachment):
@@ -77,7 +90,9 @@ def document_file_type(ctx):
         named_as = EXTENSION_TYPES.get(_extension(attachment.filename))
         files.append({"attachment_id": attachment.id, "filename": attachment.filename,
                       "content_type": content_type, "allowed": content_type in allowed})
-        if content_type not in allowed:
+        if not data_of(attachment):
+            refused.append((attachment.filename, "is empty, so it is no document at all"))
+        elif content_type not in allowed:
             refused.append((attachment.filename, f"is {content_type}, not one of {allowed_text}"))
         elif named_as is not None and named_as != content_type:
             misnamed.append((attachment.filename, f"is named as {ALLOWED_TYPES[named_as]} but the content is "
@@ -91,18 +106,34 @@ def document_file_type(ctx):
     return CheckOutcome("passed", f"Allowed file type ({kinds})", {"files": files})
 
 
-def pdf_problem(data):
-    """None if pypdf opens the PDF, it is not encrypted and has pages; else the reason."""
+def pdf_problem(data, **limits):
+    """None if the PDF opens, is not encrypted, has pages (at most MAX_PDF_PAGES) and nothing that runs;
+    else the reason."""
+    return pdf_verdict(data, **limits)[0]
+
+
+def pdf_verdict(data, *, seconds=PDF_SECONDS, memory_bytes=PDF_MEMORY_BYTES, max_pages=MAX_PDF_PAGES):
+    """(problem or None, costly): read by pdf_probe.py in a child process under memory and time limits, so
+    a bomb or an endless file costs the worker at most `seconds`, never its memory. `costly`: opening the
+    file took or would take more than the limits allow, so the page's viewer should not try either."""
+    command = [sys.executable, "-I", str(PDF_PROBE), str(max_pages), str(memory_bytes), str(max(1, int(seconds)))]
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted:
-            return "is encrypted (password protected): ask for an unprotected copy"
-        pages = len(reader.pages)
-    except Exception as exc:  # pypdf raises many kinds on damaged files; all mean "cannot be read"
-        return f"cannot be opened as a PDF ({exc.__class__.__name__})"
-    if pages == 0:
-        return "has no pages"
-    return None
+        done = subprocess.run(command, input=data, capture_output=True, timeout=seconds + PDF_WALL_MARGIN,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return f"took over {seconds:.0f} seconds to open: not read further", True
+    try:
+        answer = json.loads(done.stdout)
+        return answer["problem"], bool(answer["costly"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    if done.returncode > 0 and b"MemoryError" not in done.stderr:  # not the limits: the probe itself cannot run
+        last = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise RuntimeError(f"the PDF reader did not run: {last[0]}")  # stored as the check's `error`
+    # The limits ended the child before it could answer (SIGXCPU, SIGKILL, a MemoryError before any answer).
+    log.warning("pdf probe ended with %s: %s", done.returncode, done.stderr[-500:])
+    return (f"could not be opened within the limits ({seconds:.0f} seconds, "
+            f"{memory_bytes // (1024 * 1024)} MB): not read further"), True
 
 
 @check("document_pdf", title="PDF opens")
@@ -111,13 +142,22 @@ def document_pdf(ctx):
         return NO_DOCUMENT
     files, problems = [], []
     limit = ctx.settings.max_document_bytes
+    deadline = time.monotonic() + PDF_CHECK_SECONDS
     for attachment in ctx.attachments:
         if sniffed_type(attachment) != "application/pdf":
             continue
         data = data_of(attachment)
         # Parsing is the costly part: a file over the size limit is not opened at all.
-        problem = pdf_problem(data) if len(data) <= limit else f"is over the size limit ({limit} bytes); not opened"
-        files.append({"attachment_id": attachment.id, "filename": attachment.filename, "problem": problem})
+        left = deadline - time.monotonic()
+        costly = False
+        if len(data) > limit:
+            problem = f"is over the size limit ({limit} bytes); not opened"
+        elif left < 1:
+            problem = "was not opened: the item's other PDFs used up the time allowed; run the checks again"
+        else:
+            problem, costly = pdf_verdict(data, seconds=min(PDF_SECONDS, left))
+        files.append({"attachment_id": attachment.id, "filename": attachment.filename, "problem": problem,
+                      "costly": costly})
         if problem:
             problems.append((attachment.filename, problem))
     if problems:
@@ -125,6 +165,28 @@ def document_pdf(ctx):
     if not files:
         return CheckOutcome("passed", "No PDF among the files: nothing to open", {"files": []})
     return CheckOutcome("passed", f"{len(files)} PDF(s) open, unencrypted, with pages", {"files": files})
+
+
+@check("document_image", title="Image size")
+def document_image(ctx):
+    """A PNG, JPEG or GIF is judged by its header alone: a pixel bomb (a small file declaring billions of
+    pixels) would take gigabytes to decode, so nothing here decodes it and the page does not show it."""
+    if not ctx.attachments:
+        return NO_DOCUMENT
+    files, problems = [], []
+    for attachment in ctx.attachments:
+        content_type = sniffed_type(attachment)
+        if content_type not in ("image/png", "image/jpeg", "image/gif"):
+            continue
+        problem = image_problem(data_of(attachment), content_type)
+        files.append({"attachment_id": attachment.id, "filename": attachment.filename, "problem": problem})
+        if problem:
+            problems.append((attachment.filename, problem))
+    if problems:
+        return CheckOutcome("failed", f"Image not usable: {_files_message(problems)}", {"files": files})
+    if not files:
+        return CheckOutcome("passed", "No image among the files: nothing to measure", {"files": []})
+    return CheckOutcome("passed", f"{len(files)} image(s) of a sensible size", {"files": files})
 
 
 @check("document_size", title="File size")

@@ -5,6 +5,7 @@ the document checks) are sniffed and limited by the same rules.
 """
 import codecs
 import re
+import struct
 
 from queue_app.services.intake.mail.headers import clean_line
 
@@ -22,6 +23,15 @@ _OOXML = {
     ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
 }
 _SNIFF_TEXT_BYTES = 65536
+# An SVG is a picture that can carry scripts: it is told apart from plain text so it is never taken for one.
+_SVG = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*(?:<!doctype\s+svg[^>]*>\s*)?"
+                  rb"<svg[\s>/]",
+                  re.IGNORECASE | re.DOTALL)
+# Decoded, an image costs width x height x 4 bytes: beyond this it is refused, whatever the file's size.
+# (A4 scanned at 600 dpi is about 35 megapixels.)
+MAX_IMAGE_PIXELS = 100_000_000
+_JPEG_FRAMES = {*range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC}
+_JPEG_HEADER_BYTES = 1024 * 1024
 
 
 def sniff_content_type(data: bytes, declared: str = "application/octet-stream", filename: str = "") -> str:
@@ -56,10 +66,47 @@ def sniff_content_type(data: bytes, declared: str = "application/octet-stream", 
     if b"\x00" not in sample:
         try:
             codecs.getincrementaldecoder("utf-8")().decode(sample, final=len(data) <= _SNIFF_TEXT_BYTES)
-            return "text/plain"
+            return "image/svg+xml" if _SVG.match(sample[:4096]) else "text/plain"
         except UnicodeDecodeError:
             pass
     return "application/octet-stream"
+
+
+def image_size(data: bytes, content_type: str):
+    """(width, height) as the image's header declares them, read without decoding anything; None
+    when the header cannot be read (or for a type not read here, such as TIFF)."""
+    if content_type == "image/png" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if content_type == "image/gif" and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if content_type == "image/jpeg":
+        at = 2
+        while at + 9 <= min(len(data), _JPEG_HEADER_BYTES) and data[at] == 0xFF:
+            marker = data[at + 1]
+            if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD8:  # fill bytes, markers without length
+                at += 1 if marker == 0xFF else 2
+                continue
+            if marker in _JPEG_FRAMES:
+                height, width = struct.unpack(">HH", data[at + 5:at + 9])
+                return width, height
+            at += 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
+    return None
+
+
+def image_problem(data: bytes, content_type: str) -> str | None:
+    """Why a PNG, JPEG or GIF must not be shown (damaged header, absurd size), or None. Other types: None."""
+    if content_type not in ("image/png", "image/jpeg", "image/gif"):
+        return None
+    size = image_size(data, content_type)
+    if size is None:
+        return "is damaged: its header cannot be read"
+    width, height = size
+    if not width or not height:
+        return f"is damaged: its header declares {width} x {height} pixels"
+    if width * height > MAX_IMAGE_PIXELS:
+        return (f"declares {width} x {height} pixels, over the limit of {MAX_IMAGE_PIXELS // 1_000_000} "
+                "megapixels: it is never opened or shown here")
+    return None
 
 
 def _extension(filename: str) -> str:
