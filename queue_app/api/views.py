@@ -186,13 +186,23 @@ def get_checklist(ref):
     return jsonify(schemas.checklist_json(checklists.checklist_of(db.session, item)))
 
 
-@bp.post("/items/<ref>/checklist/<int:step_id>/<any(tick, untick):action>")
+@bp.post("/items/<ref>/checklist/<int:step_id>/tick")
 @needs("write")
-def tick_checklist_step(ref, step_id, action):
-    """Tick or untick one step (doing it twice changes nothing); open mandatory steps block resolving."""
+def tick_checklist_step(ref, step_id):
+    """Tick one step (ticking it twice changes nothing); open mandatory steps block resolving."""
     user = current_user()
     item = lifecycle.get_visible_item(db.session, user, ref)
-    (checklists.tick if action == "tick" else checklists.untick)(db.session, item, step_id, actor=user)
+    checklists.tick(db.session, item, step_id, actor=user)
+    db.session.commit()
+    return jsonify(schemas.checklist_json(checklists.checklist_of(db.session, item)))
+
+
+@bp.post("/items/<ref>/checklist/<int:step_id>/untick")
+@needs("write")
+def untick_checklist_step(ref, step_id):
+    user = current_user()
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    checklists.untick(db.session, item, step_id, actor=user)
     db.session.commit()
     return jsonify(schemas.checklist_json(checklists.checklist_of(db.session, item)))
 
