@@ -96,11 +96,12 @@ class ChecklistForm(Form):
     def changes(self):
         """{step_id: ticked} for the steps whose box differs from what the page showed."""
         def ids(name):
-            values = request.form.getlist(name)
-            return {int(v) for v in values if v.isascii() and v.isdigit() and len(v) <= 10 and not out_of_range(int(v))}
+            digits = [v for v in request.form.getlist(name) if v.isascii() and v.isdigit() and len(v) <= 10]
+            return {int(v) for v in digits if not out_of_range(int(v))}
 
         ticked, was = ids("step"), ids("was")
-        return {step_id: step_id in ticked for step_id in sorted(ids("shown")) if (step_id in ticked) != (step_id in was)}
+        return {step_id: step_id in ticked for step_id in sorted(ids("shown"))
+                if (step_id in ticked) != (step_id in was)}
 
 
 class UploadForm(Form):
