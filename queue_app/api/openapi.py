@@ -156,6 +156,8 @@ REF_PARAM = {"name": "ref", "in": "path", "required": True, "description": "Work
              "schema": {"type": "string", "pattern": r"^[Bb][Oo]-\d{6,}$"}, "example": "BO-000123"}
 ATTACHMENT_PARAM = {"name": "attachment_id", "in": "path", "required": True, "description": "A document's id",
                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+STEP_PARAM = {"name": "step_id", "in": "path", "required": True, "description": "A step's `id` in the checklist",
+              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "example": 1}
 ERRORS = {
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "404": {"$ref": "#/components/responses/NotFound"},
@@ -343,6 +345,21 @@ def _component_schemas():
                                       "description": "The checks that will run, in order."},
                            "results": {"type": "string", "description": "Where the results will appear."}},
         },
+        "ChecklistStep": {
+            "type": "object", "required": ["id", "position", "text", "mandatory", "ticked", "ticked_by", "ticked_at"],
+            "properties": {"id": {"type": "integer"}, "position": {"type": "integer"}, "text": {"type": "string"},
+                           "mandatory": {"type": "boolean",
+                                         "description": "An open mandatory step blocks resolving the item."},
+                           "ticked": {"type": "boolean"}, "ticked_by": _nullable(email),
+                           "ticked_at": _nullable(datetime)},
+        },
+        "Checklist": {
+            "type": "object", "required": ["steps", "open_mandatory"],
+            "properties": {"steps": {"type": "array", "items": _ref("ChecklistStep"),
+                                     "description": "The active steps of the item's team and type, in order."},
+                           "open_mandatory": {"type": "integer", "minimum": 0,
+                                              "description": "Mandatory steps not ticked; resolving waits for 0."}},
+        },
         "UpdateFields": {
             "type": "object", "additionalProperties": False, "required": ["fields"],
             "description": "Only the fields given change; an empty string or null clears a field. Items "
@@ -438,6 +455,17 @@ def _component_schemas():
     }
     schemas.update(fields_schemas())
     return schemas
+
+
+def _tick_operation(operation_id, verb):
+    return {
+        "operationId": operation_id, "summary": f"{verb} a step of the item's checklist",
+        "description": "Doing it twice changes nothing. Only the assignee, a supervisor of the item's team or an "
+                       "admin, and only while the item is open and not awaiting approval (422).",
+        "parameters": [REF_PARAM, STEP_PARAM],
+        "responses": {"200": _json("Checklist", "The checklist"), **ERRORS,
+                      "403": {"$ref": "#/components/responses/Forbidden"}, "422": BODY_ERRORS["422"]},
+    }
 
 
 def build_spec():
@@ -546,6 +574,12 @@ def build_spec():
                 "responses": {"201": _json("Verdict", "The verdict"), **ERRORS, **BODY_ERRORS,
                               "403": {"$ref": "#/components/responses/Forbidden"}},
             }},
+            "/items/{ref}/checklist": {"get": {
+                "operationId": "getChecklist", "summary": "The item's checklist: its team's steps for its type",
+                "parameters": [REF_PARAM], "responses": {"200": _json("Checklist", "The checklist"), **ERRORS},
+            }},
+            "/items/{ref}/checklist/{step_id}/tick": {"post": _tick_operation("tickChecklistStep", "Tick")},
+            "/items/{ref}/checklist/{step_id}/untick": {"post": _tick_operation("untickChecklistStep", "Untick")},
             "/items/{ref}/fields": {"patch": {
                 "operationId": "updateFields", "summary": "Change type-specific fields; the checks run again",
                 "parameters": [REF_PARAM], "requestBody": _body("UpdateFields"),

@@ -304,6 +304,17 @@ def check_json(result):
             "mandatory": runner.is_mandatory(result.name), "run": result.run_key, "at": iso(result.created_at)}
 
 
+def checklist_json(lines):
+    """An item's checklist (services.items.checklists.checklist_of): each step, whether and by whom it is ticked."""
+    return {
+        "steps": [{"id": line.step.id, "position": line.step.position, "text": line.step.text,
+                   "mandatory": line.step.mandatory, "ticked": line.done,
+                   "ticked_by": line.tick.ticked_by.email if line.done else None,
+                   "ticked_at": iso(line.tick.ticked_at) if line.done else None} for line in lines],
+        "open_mandatory": sum(1 for line in lines if line.step.mandatory and not line.done),
+    }
+
+
 def attachment_json(attachment):
     return {"id": attachment.id, "filename": attachment.filename, "content_type": attachment.content_type,
             "size": attachment.size, "sha256": attachment.sha256, "created_at": iso(attachment.created_at)}

@@ -14,7 +14,7 @@ from queue_app.services.approvals import decisions
 from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid
 from queue_app.services.items import attachments as items_attachments
-from queue_app.services.items import lifecycle, requesters, state, verification
+from queue_app.services.items import checklists, lifecycle, requesters, state, verification
 from queue_app.web.security import has_control_characters
 
 # Everything item_json touches, loaded in a few queries instead of a few per item.
@@ -177,6 +177,34 @@ def run_checks(ref):
     response = jsonify({"run": run, "checks": names, "results": url_for("api.list_checks", ref=item.ref)})
     response.status_code = 202
     return response
+
+
+@bp.get("/items/<ref>/checklist")
+@needs("read")
+def get_checklist(ref):
+    item = lifecycle.get_visible_item(db.session, current_user(), ref)
+    return jsonify(schemas.checklist_json(checklists.checklist_of(db.session, item)))
+
+
+@bp.post("/items/<ref>/checklist/<int:step_id>/tick")
+@needs("write")
+def tick_checklist_step(ref, step_id):
+    """Tick one step (ticking it twice changes nothing); open mandatory steps block resolving."""
+    user = current_user()
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    checklists.tick(db.session, item, step_id, actor=user)
+    db.session.commit()
+    return jsonify(schemas.checklist_json(checklists.checklist_of(db.session, item)))
+
+
+@bp.post("/items/<ref>/checklist/<int:step_id>/untick")
+@needs("write")
+def untick_checklist_step(ref, step_id):
+    user = current_user()
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    checklists.untick(db.session, item, step_id, actor=user)
+    db.session.commit()
+    return jsonify(schemas.checklist_json(checklists.checklist_of(db.session, item)))
 
 
 @bp.patch("/items/<ref>/fields")

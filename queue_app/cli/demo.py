@@ -14,6 +14,7 @@ from queue_app.models import (
     Approval,
     Calendar,
     CannedResponse,
+    ChecklistStep,
     Mailbox,
     Message,
     Notification,
@@ -28,7 +29,7 @@ from queue_app.models.base import utcnow
 from queue_app.models.calendar import round_the_clock_hours
 from queue_app.services.approvals import reminders
 from queue_app.services.checks import exchange_rates
-from queue_app.services.items import lifecycle
+from queue_app.services.items import checklists, lifecycle
 from queue_app.services.people import notifications
 from queue_app.services.people import users as user_service
 from queue_app.services.sla import clock as sla_clock
@@ -95,6 +96,14 @@ CANNED = [
      "Dear {requester_name},\n\nThe document you sent for {reference} has expired, so we cannot accept it. "
      "Please send a copy of a valid document by replying to this email.\n\nKind regards,\n{executive_name}"),
 ]
+
+# Checklists: team -> work type -> steps (text, mandatory), in order.
+CHECKLISTS = {
+    "Returns": {"return": [("Check the order in the shop system", True),
+                           ("Confirm the refund amount with the receipt", True),
+                           ("Note the return reason", False)]},
+    "Documents": {"document_verification": [("Compare the name on the document with the account", True)]},
+}
 
 
 def _fields(rng, work_type, today):
@@ -180,6 +189,11 @@ def seed_demo(items, if_empty, seed):
         db.session.add(Mailbox(address=address, type=work_type, team=teams[team_name]))
     for title, team_name, body in CANNED:
         db.session.add(CannedResponse(title=title, body=body, team=teams.get(team_name), created_by=admin))
+    for team_name, by_type in CHECKLISTS.items():
+        for work_type, steps in by_type.items():
+            for position, (text, mandatory) in enumerate(steps, start=1):
+                db.session.add(ChecklistStep(team=teams[team_name], work_type=work_type, position=position,
+                                             text=text, mandatory=mandatory))
     db.session.add(RoutingRule(name="Refund keywords go to Returns", position=10, keywords=["refund", "return"],
                                source="email", set_type="return", set_team_id=teams["Returns"].id))
     db.session.flush()
@@ -257,6 +271,8 @@ def _advance(rng, item, stage, created, now):
         return
     noted = _between(rng, answered, end, 0.1, 0.5)
     lifecycle.add_note(db.session, item, actor=worker, body="Checked the details; looks fine.", now=noted)
+    for line in checklists.checklist_of(db.session, item):  # the steps first, as the gate asks
+        checklists.tick(db.session, item, line.step.id, actor=worker, now=noted)
     resolved = _between(rng, noted, end, 0.1, 0.6)
     lifecycle.change_status(db.session, item, "resolved", actor=worker, now=resolved)  # or awaits approval
     if item.status == "resolved" and rng.random() < 0.4:

@@ -1,5 +1,6 @@
 """Forms on the item page. Each carries its CSRF token; the forms that change the item carry the
 item version and the last history event the person saw (see services.items.changes)."""
+from flask import request
 from flask_wtf.file import MultipleFileField
 from wtforms import IntegerField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import (
@@ -14,6 +15,7 @@ from wtforms.widgets import HiddenInput
 from queue_app.models.work_item import PRIORITIES, TYPES
 from queue_app.services.items.lifecycle import MAX_BODY
 from queue_app.web.forms import Form, uploads_of
+from queue_app.web.security import out_of_range
 from queue_app.web.templating import label
 
 
@@ -83,6 +85,23 @@ class ClassifyForm(VersionedForm):
     priority = SelectField("Priority", choices=[(p, label(p)) for p in PRIORITIES], id="classify-priority")
     team_id = IntegerField("Team", validators=[Optional()], id="classify-team")
     submit = SubmitField("Save classification")
+
+
+class ChecklistForm(Form):
+    """The item's checklist: a box `step` per step ticked now, and `shown`/`was` the steps the page
+    showed and which of them were ticked then. Built in the template from the item's steps."""
+
+    submit = SubmitField("Save checklist")
+
+    def changes(self):
+        """{step_id: ticked} for the steps whose box differs from what the page showed."""
+        def ids(name):
+            digits = [v for v in request.form.getlist(name) if v.isascii() and v.isdigit() and len(v) <= 10]
+            return {int(v) for v in digits if not out_of_range(int(v))}
+
+        ticked, was = ids("step"), ids("was")
+        return {step_id: step_id in ticked for step_id in sorted(ids("shown"))
+                if (step_id in ticked) != (step_id in was)}
 
 
 class UploadForm(Form):

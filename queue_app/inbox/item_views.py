@@ -28,6 +28,7 @@ from sqlalchemy.orm import selectinload
 from queue_app.extensions import db
 from queue_app.inbox import bp
 from queue_app.inbox.forms import (
+    ChecklistForm,
     ClassifyForm,
     DraftForm,
     FieldsForm,
@@ -46,7 +47,7 @@ from queue_app.services.checks import runner
 from queue_app.services.checks.settings import settings_for
 from queue_app.services.errors import NotFound, PermissionDenied
 from queue_app.services.items import attachments as item_files
-from queue_app.services.items import canned_responses, lifecycle, state, verification, work_types
+from queue_app.services.items import canned_responses, checklists, lifecycle, state, verification, work_types
 from queue_app.services.items import drafts as item_drafts
 from queue_app.services.items import changes as items_changes
 from queue_app.web.actions import attempt, flash_form_errors, me
@@ -121,6 +122,7 @@ def render_item(item, *, status=200, changes=None, drafts=None):
         upload=upload_panel(item, may_work), previews=item_files.previews_of(messages),
         workspace=verification.workspace(db.session, item), verdict_form=VerdictForm(formdata=None),
         override_form=OverrideForm(formdata=None), verdict_labels=verification.VERDICT_LABELS,
+        checklist=checklist_panel(item),
     ), status
 
 
@@ -341,6 +343,34 @@ def reclassify(ref):
     if not access.can_view(current_user, item):
         # Moved to a team this supervisor is not in: the item page would be a 404 now.
         return redirect(url_for("inbox.index"))
+    return back_to(item)
+
+
+# --- checklist ---------------------------------------------------------------------------
+
+def checklist_panel(item):
+    """The item's checklist, whether the viewer may tick it, and the form (None when they may not)."""
+    lines = checklists.checklist_of(db.session, item)
+    may_tick = bool(lines) and checklists.may_tick(current_user, item)
+    return {"lines": lines, "form": ChecklistForm(formdata=None) if may_tick else None,
+            "open_mandatory": [line for line in lines if line.step.mandatory and not line.done]}
+
+
+@bp.route("/items/<ref>/checklist", methods=["POST"])
+@login_required
+def save_checklist(ref):
+    """The checklist form: only the steps whose box the person changed are ticked or unticked, so a
+    step someone else ticked meanwhile is left as it is."""
+    item = lifecycle.get_visible_item(db.session, me(), ref)
+    form = ChecklistForm()
+    if not form.validate_on_submit():
+        flash_form_errors(form)
+        return back_to(item)
+    wanted = form.changes()
+    if not wanted:
+        flash("Nothing changed on the checklist.", "info")
+        return back_to(item)
+    attempt(lambda: checklists.set_ticks(db.session, item, wanted, actor=me()), "Checklist saved.")
     return back_to(item)
 
 

@@ -12,6 +12,7 @@ from queue_app.models.calendar import Calendar
 from queue_app.models.canned_response import CannedResponse
 from queue_app.models.draft import DRAFT_BOXES, Draft
 from queue_app.models.check_result import CheckResult
+from queue_app.models.checklist import ChecklistStep, ChecklistTick
 from queue_app.models.check_settings import TeamCheckSettings
 from queue_app.models.event import Event
 from queue_app.models.exchange_rate import ExchangeRate
@@ -43,6 +44,8 @@ __all__ = [
     "Calendar",
     "CannedResponse",
     "CheckResult",
+    "ChecklistStep",
+    "ChecklistTick",
     "ConfigChange",
     "DRAFT_BOXES",
     "DocumentVerdict",

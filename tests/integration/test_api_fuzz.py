@@ -15,7 +15,7 @@ import schemathesis
 from schemathesis.config import SchemathesisConfig
 
 from queue_app.models.work_item import OPEN_STATUSES, STATUSES
-from queue_app.services.items import lifecycle
+from queue_app.services.items import checklists, lifecycle
 from queue_app.services.people.users import issue_api_token
 from queue_app.web.security import has_control_characters
 
@@ -37,7 +37,7 @@ STATE_REFUSALS = [
     ("team", r"no such team"),
     ("assignee", r"no such user|not a member of the item's team"),
     ("approval", r"none pending"),
-    ("status", r"unchanged|not allowed from \w+|needs approval|" + "|".join(CLOSED_OR_WAITING)),
+    ("status", r"unchanged|not allowed from \w+|needs approval|checklist incomplete|" + "|".join(CLOSED_OR_WAITING)),
     (r"fields\.\w+", r"is not a field of an? \w+ item"),
     ("cursor", r"is not a cursor returned by this API"),
     ("file", r"the content is \S+; the team accepts .+|the file is empty|executable programs are not accepted|"
@@ -87,14 +87,18 @@ def seeded(session, make_team, make_user, make_item):
         make_item(team=payments, type="discrepancy_fix", actor=sup),
         make_item(team=returns, type="general", actor=sup),
     ]
+    steps = [checklists.save_step(session, actor=make_user(role="admin"), team_id=returns.id, work_type="return",
+                                  text=text, mandatory=mandatory)
+             for text, mandatory in (("Check the order", True), ("Note the reason", False))]
     waiting = items[1]
     lifecycle.change_status(session, waiting, "open", actor=executive)
+    checklists.tick(session, waiting, steps[0].id, actor=executive)
     lifecycle.change_status(session, waiting, "resolved", actor=executive)
     assert waiting.status == "awaiting_approval"
     unseen = make_item(team=hidden, type="escalation")
     token = issue_api_token(session, sup)
     session.commit()
-    return {"token": token, "refs": [item.ref for item in items] + [unseen.ref]}
+    return {"token": token, "refs": [item.ref for item in items] + [unseen.ref], "steps": [s.id for s in steps]}
 
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -102,6 +106,8 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 def well_formed(key, value):
     """A value the document allows for `key`: only those are swapped, so an invalid one stays invalid."""
+    if key == "step_id":
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
     if not isinstance(value, str) or has_control_characters(value) or not value.strip():
         return False
     if key == "ref":
@@ -149,7 +155,7 @@ def answered(seeded):
 
 @schema.parametrize()
 def test_every_operation_answers_as_documented(case, seeded, answered):
-    known = {"ref": seeded["refs"], "team": TEAMS, "assignee": PEOPLE}
+    known = {"ref": seeded["refs"], "team": TEAMS, "assignee": PEOPLE, "step_id": seeded["steps"]}
     for values in (case.path_parameters, case.query, case.body):
         swap_for_seeded(values, known)
     response = case.call()

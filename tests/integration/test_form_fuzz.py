@@ -7,7 +7,7 @@ from urllib.parse import urljoin
 import pytest
 from flask import url_for
 
-from queue_app.models import Calendar, CannedResponse, Mailbox, RoutingRule, SlaPolicy
+from queue_app.models import Calendar, CannedResponse, ChecklistStep, Mailbox, RoutingRule, SlaPolicy
 from tests.conftest import Auth
 
 NASTY = ["a\x00b", "x" * 100_000, str(2 ** 70), str(2 ** 31), "\u202eevil\u202c \U0001f4a9 \ufeff Zoë"]
@@ -61,7 +61,8 @@ def config_rows(session, make_team, make_user, make_item):
     for key, row in (("policy_id", SlaPolicy(name="Standard", calendar_id=calendar.id)),
                      ("mailbox_id", Mailbox(address="returns@example.com", team_id=team.id)),
                      ("rule_id", RoutingRule(name="Returns rule", set_team_id=team.id)),
-                     ("response_id", CannedResponse(title="Thanks", body="Thank you."))):
+                     ("response_id", CannedResponse(title="Thanks", body="Thank you.")),
+                     ("step_id", ChecklistStep(team_id=team.id, work_type="return", text="Check the order"))):
         session.add(row)
         session.flush()
         rows[key] = row.id

@@ -1,6 +1,6 @@
 """The only writer of ConfigChange rows (`audit_entries`): every change to what decides who may do
 what (people's roles, teams and memberships, checkers, thresholds, SLA policies and calendars,
-routing rules, mailboxes, mail field patterns, check settings, exchange rates, canned responses,
+routing rules, mailboxes, mail field patterns, check settings, exchange rates, canned responses, checklist steps,
 API tokens, two-step sign-in and the roles that require it, password links) and every security event
 (sign-ins and their second step, failed sign-ins, lockouts, sign-outs, passwords changed or reset),
 with actor, time, the object (kind, id and a readable label) and its values before and after.
@@ -37,6 +37,7 @@ KINDS = {
     "check_settings": "Check settings",
     "exchange_rate": "Exchange rate",
     "canned_response": "Canned response",
+    "checklist_step": "Checklist step",
     "api_token": "API token",
     "sign_in": "Sign-in",
     "mfa_policy": "Two-step sign-in requirement",

@@ -9,6 +9,8 @@ intake, jobs) changes those three columns through this module, so each rule is w
   closed for any caller that forgot to ask for approval. Nor is a document verification resolved
   as verified while a mandatory check failed, unless a supervisor overrode those failures
   (services.items.verdicts).
+- Resolving, or asking a checker to approve a resolution, is refused while mandatory checklist
+  steps are open (services.items.checklists); an approval decided meanwhile cannot resolve either.
 - A status change moves the SLA clock (pause, resume, met) in the same step.
 - A team change drops an assignee who is not a member of the new team and recalculates the
   SLA under the new team's policy; it is recorded with the other changes of the same step.
@@ -23,7 +25,7 @@ Like every service: flush, never commit.
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 
-from queue_app.models import Approval, User, WorkItem
+from queue_app.models import Approval, ChecklistStep, ChecklistTick, User, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.models.work_item import STATUSES
 from queue_app.services import access
@@ -186,10 +188,12 @@ def change_status(session, item, new_status, *, actor, now=None, expected_versio
 
 def refuse_resolving(session, item, now, approving=False):
     """Invalid if `item` may not be resolved now: a stake that needs a checker (unless this is the
-    checker's approval), failed checks passed as verified without an override."""
+    checker's approval), open mandatory checklist steps, failed checks passed as verified without
+    an override."""
     if not approving and stake.needs_approval(session, item, now.date()):
         raise Invalid(f"{item.ref} needs a checker's approval before it can be resolved",
                       {"status": "needs approval"})
+    check_checklist(session, item)
     blocker = verdicts.resolving_blocker(session, item)
     if blocker:
         raise Invalid(blocker, {"status": "checks failed"})
@@ -258,6 +262,26 @@ def _write_status(session, item, new_status, *, actor, now, comment=None):
     record_event(session, item, "status_changed", actor, {"from": old, "to": new_status, "comment": comment},
                  now=now)
     session.flush()
+
+
+# --- checklist (steps are defined and ticked in services.items.checklists) ---------------------
+
+def open_mandatory_steps(session, item):
+    """The active mandatory steps of the item's checklist not ticked on it, in order."""
+    ticked = sa.select(ChecklistTick.step_id).where(ChecklistTick.work_item_id == item.id)
+    return session.scalars(
+        sa.select(ChecklistStep)
+        .where(ChecklistStep.team_id == item.team_id, ChecklistStep.work_type == item.type,
+               ChecklistStep.active.is_(True), ChecklistStep.mandatory.is_(True), ChecklistStep.id.not_in(ticked))
+        .order_by(ChecklistStep.position, ChecklistStep.id)).all()
+
+
+def check_checklist(session, item):
+    """Invalid while mandatory checklist steps are open: resolving waits for them, on every path."""
+    steps = open_mandatory_steps(session, item)
+    if steps:
+        names = "; ".join(f"“{step.text}”" for step in steps)
+        raise Invalid(f"{item.ref} has open mandatory checklist steps: {names}", {"status": "checklist incomplete"})
 
 
 # --- team (with type and priority, which choose the SLA policy too) ----------------------------
