@@ -241,7 +241,7 @@ def list_documents(ref):
     item = lifecycle.get_visible_item(db.session, current_user(), ref)
     workspace = verification.workspace(db.session, item)
     if workspace is None:
-        raise Invalid(f"{item.ref} is not a document verification", {"type": item.type})
+        raise Invalid(f"{item.ref} is not a document verification", {"type": "not a document verification"})
     return jsonify(schemas.documents_json(workspace))
 
 

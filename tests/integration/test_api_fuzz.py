@@ -14,10 +14,13 @@ import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 
+from queue_app.models import CheckResult
 from queue_app.models.work_item import OPEN_STATUSES, STATUSES
+from queue_app.services.checks import runner
 from queue_app.services.items import checklists, lifecycle
 from queue_app.services.people.users import issue_api_token
 from queue_app.web.security import has_control_characters
+from tests.check_files import attach, pdf
 
 MAX_EXAMPLES = 25
 SEED = 20260417
@@ -37,7 +40,11 @@ STATE_REFUSALS = [
     ("team", r"no such team"),
     ("assignee", r"no such user|not a member of the item's team"),
     ("approval", r"none pending"),
-    ("status", r"unchanged|not allowed from \w+|needs approval|checklist incomplete|" + "|".join(CLOSED_OR_WAITING)),
+    ("status", r"unchanged|not allowed from \w+|needs approval|checklist incomplete|checks failed|"
+               + "|".join(CLOSED_OR_WAITING)),
+    ("type", r"not a document verification"),
+    ("reason", r"choose a reason|not in the team's list"),
+    ("checks", r"none failed"),
     (r"fields\.\w+", r"is not a field of an? \w+ item"),
     ("cursor", r"is not a cursor returned by this API"),
     ("file", r"the content is \S+; the team accepts .+|the file is empty|executable programs are not accepted|"
@@ -73,7 +80,8 @@ def fuzz_config(token):
 @pytest.fixture
 def seeded(session, make_team, make_user, make_item):
     """A supervisor of two teams with a token, and items of theirs in a few states; one item they cannot see."""
-    returns = make_team(name="Returns", work_types=["return"], approval_threshold=Decimal("100.00"))
+    returns = make_team(name="Returns", work_types=["return", "document_verification"],
+                        approval_threshold=Decimal("100.00"))
     payments = make_team(name="Payments", work_types=["discrepancy_fix"])
     hidden = make_team(name="Hidden", work_types=["escalation"])
     sup = make_user(email="sup@example.com", role="supervisor", teams=[returns, payments])
@@ -86,7 +94,12 @@ def seeded(session, make_team, make_user, make_item):
                           "currency": "EUR", "reason": "Damaged"}),
         make_item(team=payments, type="discrepancy_fix", actor=sup),
         make_item(team=returns, type="general", actor=sup),
+        make_item(team=returns, type="document_verification", actor=sup, assignee=executive),
     ]
+    scan = attach(session, items[-1], "passport.pdf", pdf())
+    session.add(CheckResult(work_item_id=items[-1].id, name="document_expiry", status="failed", message="expired"))
+    session.flush()
+    runner.refresh_needs_attention(session, items[-1])
     steps = [checklists.save_step(session, actor=make_user(role="admin"), team_id=returns.id, work_type="return",
                                   text=text, mandatory=mandatory)
              for text, mandatory in (("Check the order", True), ("Note the reason", False))]
@@ -98,7 +111,8 @@ def seeded(session, make_team, make_user, make_item):
     unseen = make_item(team=hidden, type="escalation")
     token = issue_api_token(session, sup)
     session.commit()
-    return {"token": token, "refs": [item.ref for item in items] + [unseen.ref], "steps": [s.id for s in steps]}
+    return {"token": token, "refs": [item.ref for item in items] + [unseen.ref], "steps": [s.id for s in steps],
+            "documents": [scan.id]}
 
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -106,7 +120,7 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 def well_formed(key, value):
     """A value the document allows for `key`: only those are swapped, so an invalid one stays invalid."""
-    if key == "step_id":
+    if key in ("step_id", "attachment_id"):
         return isinstance(value, int) and not isinstance(value, bool) and value >= 1
     if not isinstance(value, str) or has_control_characters(value) or not value.strip():
         return False
@@ -155,7 +169,8 @@ def answered(seeded):
 
 @schema.parametrize()
 def test_every_operation_answers_as_documented(case, seeded, answered):
-    known = {"ref": seeded["refs"], "team": TEAMS, "assignee": PEOPLE, "step_id": seeded["steps"]}
+    known = {"ref": seeded["refs"], "team": TEAMS, "assignee": PEOPLE, "step_id": seeded["steps"],
+             "attachment_id": seeded["documents"]}
     for values in (case.path_parameters, case.query, case.body):
         swap_for_seeded(values, known)
     response = case.call()

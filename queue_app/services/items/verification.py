@@ -81,7 +81,7 @@ def record_verdict(session, item, attachment_id, *, actor, verdict, reason=None,
     access.require_work(actor, item)
     state.check_version(item, expected_version)
     if item.type != VERIFICATION:
-        raise Invalid(f"{item.ref} is not a document verification", {"type": item.type})
+        raise Invalid(f"{item.ref} is not a document verification", {"type": "not a document verification"})
     if not item.is_open or item.status == "awaiting_approval":
         raise Invalid(f"{item.ref} is {item.status.replace('_', ' ')}; reopen it before giving a verdict",
                       {"status": item.status})
@@ -162,7 +162,7 @@ def override_failed_checks(session, item, *, actor, reason, now=None, expected_v
         raise PermissionDenied("only a supervisor of the team can override failed checks")
     state.check_version(item, expected_version)
     if item.type != VERIFICATION:
-        raise Invalid(f"{item.ref} is not a document verification", {"type": item.type})
+        raise Invalid(f"{item.ref} is not a document verification", {"type": "not a document verification"})
     reason = _clean(reason, "reason", MAX_OVERRIDE_REASON, required=True)
     failed = failed_checks(session, item)
     if not item.needs_attention or not failed:
