@@ -4,10 +4,12 @@ memory, the other items' checks go on, and no page about them is a 500.
 
 Redis database 15 of REDIS_URL, flushed around each test (fixtures of test_workers.py).
 """
+import re
 import resource
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +17,7 @@ from rq.job import Job
 
 from queue_app.models import Attachment, Message, WorkItem
 from queue_app.services.checks import runner
-from queue_app.services.checks.rules import CHECKS_BY_TYPE, documents
+from queue_app.services.checks.rules import CHECKS_BY_TYPE, documents, pdf_reader
 from tests import hostile_files
 from tests.check_files import attach, pdf
 from tests.integration.test_checks_workers import check_jobs, new_document_item, statuses
@@ -88,31 +90,33 @@ def test_each_hostile_file_fails_clearly_on_the_worker_and_the_other_items_pass(
     # Python allocations peaked at tens of MB (the files themselves are a few MB), its RSS barely moved,
     # and the parsing children stayed under their own limit.
     self_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - self_before
-    children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    reader = pdf_reader._reader  # the worker's PDF reader, which opened every file of the burst
+    status = Path(f"/proc/{reader.process.pid}/status").read_text()
+    reader_peak = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
     print(f"traced peak {traced_peak / MB:.1f} MB, worker RSS growth {self_growth / MB:.1f} MB, "
-          f"largest child {children_peak / MB:.1f} MB")
+          f"PDF reader peak {reader_peak / MB:.1f} MB")
     assert traced_peak < 100 * MB and self_growth < 150 * MB
-    assert children_peak < documents.PDF_MEMORY_BYTES
+    assert reader_peak < documents.PDF_MEMORY_BYTES
 
 
 @pytest.fixture
 def fake_probe(tmp_path, monkeypatch):
-    """Put a script in place of pdf_probe.py: it takes the real probe's limits, then does `body`."""
-    def install(body):
+    """Put a reader in place of pdf_probe.py: it takes the real reader's memory limit (`serve MEMORY`),
+    reads the first request's header, then does `body`."""
+    def install(body, before_request=""):
         script = tmp_path / "probe.py"
         script.write_text(f"import sys\nsys.path.insert(0, {str(documents.PDF_PROBE.parent)!r})\n"
-                          "from pdf_probe import limit\nlimit(int(sys.argv[2]), int(sys.argv[3]))\n" + body)
+                          "from pdf_probe import limit\nlimit(int(sys.argv[2]), None)\n" + before_request +
+                          "sys.stdin.buffer.readline()\n" + body)
         monkeypatch.setattr(documents, "PDF_PROBE", script)
     return install
 
 
-def test_a_parse_that_runs_away_is_stopped_by_the_cpu_limit(fake_probe):
+def test_a_parse_that_runs_away_is_given_up_after_the_time_limit(fake_probe):
     fake_probe("while True:\n    pass\n")
     started = time.monotonic()
-    problem = documents.pdf_problem(pdf(), seconds=1)
-    assert time.monotonic() - started < 1 + documents.PDF_WALL_MARGIN + 1
-    assert problem.startswith("could not be opened within the limits (1 seconds") or \
-        problem == "took over 1 seconds to open: not read further"
+    assert documents.pdf_problem(pdf(), seconds=1) == "took over 1 seconds to open: not read further"
+    assert time.monotonic() - started < 3
 
 
 def test_a_parse_that_wants_too_much_memory_is_stopped_by_the_memory_limit(fake_probe):
@@ -125,7 +129,26 @@ def test_a_parse_that_hangs_is_given_up_after_the_time_limit(fake_probe):
     fake_probe("import time\ntime.sleep(60)\n")
     started = time.monotonic()
     assert documents.pdf_problem(pdf(), seconds=1) == "took over 1 seconds to open: not read further"
-    assert time.monotonic() - started < 1 + documents.PDF_WALL_MARGIN + 1
+    assert time.monotonic() - started < 3
+
+
+def test_one_reader_opens_file_after_file_and_a_new_one_follows_a_file_that_hung(monkeypatch):
+    """The reader is started once per worker process, not per file; a killed one is replaced."""
+    pdf_reader.ask(pdf(), max_pages=10, memory_bytes=documents.PDF_MEMORY_BYTES, seconds=10)
+    first = pdf_reader._reader.process.pid
+    for pages in (1, 2, 3):
+        assert documents.pdf_verdict(pdf(pages=pages)) == (None, False)
+    assert pdf_reader._reader.process.pid == first
+    assert documents.pdf_problem(pdf(pages=3), max_pages=2) == "has 3 pages, over the limit of 2"
+    assert documents.pdf_problem(hostile_files.encrypted_pdf()).startswith("is encrypted")
+    assert pdf_reader._reader.process.pid == first
+
+    old = pdf_reader._reader
+    assert documents.pdf_problem(hostile_files.decompression_bomb_pdf(), seconds=0.01) == \
+        "took over 0 seconds to open: not read further"
+    assert pdf_reader._reader is None and old.process.poll() is not None  # killed
+    assert documents.pdf_verdict(pdf()) == (None, False)
+    assert pdf_reader._reader.process.pid != first
 
 
 def test_a_probe_that_cannot_run_is_an_error_not_a_verdict_on_the_file(session, doc_team, fake_probe):

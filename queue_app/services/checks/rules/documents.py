@@ -4,18 +4,14 @@ File types are sniffed from the bytes (the name and the sender's claim can lie).
 file check looks at every attachment of the item that is not an inline email image and
 reports per file in `data["files"]`, so a person sees which file is the problem.
 """
-import json
 import logging
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import sqlalchemy as sa
 
 from queue_app.models import Attachment, Message, WorkItem
-from queue_app.services.checks.rules import document_numbers
+from queue_app.services.checks.rules import document_numbers, pdf_reader
 from queue_app.services.checks.rules.base import CheckOutcome, check
 from queue_app.services.intake.mail.attachments import image_problem, sniff_content_type
 
@@ -28,13 +24,13 @@ DOCUMENTS_WITHOUT_EXPIRY = ("utility_bill", "bank_statement", "company_registrat
 MAX_LINKED = 20
 NO_DOCUMENT = CheckOutcome("warning", "Not checked: no document is attached yet")
 
-# PDFs are opened by pdf_probe.py in a child process with these limits (a hostile file ends the child,
-# not the worker). All of an item's PDFs share PDF_CHECK_SECONDS, well inside the checks queue's job
-# time limit (workers.queues.JOB_TIMEOUTS["checks"], 120 s), so the job always ends with its results.
-PDF_PROBE = Path(__file__).with_name("pdf_probe.py")
+# PDFs are opened by the worker's PDF reader process (pdf_reader.py running pdf_probe.py) with these
+# limits: a hostile file ends the reader, not the worker. All of an item's PDFs share PDF_CHECK_SECONDS,
+# well inside the checks queue's job time limit (workers.queues.JOB_TIMEOUTS["checks"], 120 s), so the
+# job always ends with its results.
+PDF_PROBE = pdf_reader.PROBE
 MAX_PDF_PAGES = 500  # a passport, a statement, a company's registration: never thousands of pages
-PDF_SECONDS = 10  # CPU seconds per file
-PDF_WALL_MARGIN = 5  # the machine is shared: wall time may run a little past CPU time
+PDF_SECONDS = 10  # per file: a scan opens in milliseconds
 PDF_CHECK_SECONDS = 60
 PDF_MEMORY_BYTES = 512 * 1024 * 1024
 
@@ -113,27 +109,26 @@ def pdf_problem(data, **limits):
 
 
 def pdf_verdict(data, *, seconds=PDF_SECONDS, memory_bytes=PDF_MEMORY_BYTES, max_pages=MAX_PDF_PAGES):
-    """(problem or None, costly): read by pdf_probe.py in a child process under memory and time limits, so
-    a bomb or an endless file costs the worker at most `seconds`, never its memory. `costly`: opening the
-    file took or would take more than the limits allow, so the page's viewer should not try either."""
-    command = [sys.executable, "-I", str(PDF_PROBE), str(max_pages), str(memory_bytes), str(max(1, int(seconds)))]
+    """(problem or None, costly): read by this worker's PDF reader process (pdf_reader, pdf_probe.py) under
+    a memory limit and within `seconds`, so a bomb or an endless file costs the worker at most that time,
+    never its memory. `costly`: opening the file took or would take more than the limits allow, so the
+    page's viewer should not try either."""
     try:
-        done = subprocess.run(command, input=data, capture_output=True, timeout=seconds + PDF_WALL_MARGIN,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        return f"took over {seconds:.0f} seconds to open: not read further", True
-    try:
-        answer = json.loads(done.stdout)
+        answer = pdf_reader.ask(data, max_pages=max_pages, memory_bytes=memory_bytes, seconds=seconds,
+                                probe=PDF_PROBE)
         return answer["problem"], bool(answer["costly"])
+    except TimeoutError:
+        return f"took over {seconds:.0f} seconds to open: not read further", True
     except (ValueError, KeyError, TypeError):
-        pass
-    if done.returncode > 0 and b"MemoryError" not in done.stderr:  # not the limits: the probe itself cannot run
-        last = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        raise RuntimeError(f"the PDF reader did not run: {last[0]}")  # stored as the check's `error`
-    # The limits ended the child before it could answer (SIGXCPU, SIGKILL, a MemoryError before any answer).
-    log.warning("pdf probe ended with %s: %s", done.returncode, done.stderr[-500:])
-    return (f"could not be opened within the limits ({seconds:.0f} seconds, "
-            f"{memory_bytes // (1024 * 1024)} MB): not read further"), True
+        raise RuntimeError("the PDF reader did not run: it answered something else than its verdict") from None
+    except pdf_reader.ReaderGone as gone:
+        if gone.returncode > 0 and b"MemoryError" not in gone.stderr:  # not the limits: it cannot run at all
+            last = gone.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {gone.returncode}"]
+            raise RuntimeError(f"the PDF reader did not run: {last[0]}") from None
+        # The limits ended it before it could answer (SIGKILL, a MemoryError outside the parse).
+        log.warning("pdf reader ended with %s: %s", gone.returncode, gone.stderr[-500:])
+        return (f"could not be opened within the limits ({seconds:.0f} seconds, "
+                f"{memory_bytes // (1024 * 1024)} MB): not read further"), True
 
 
 @check("document_pdf", title="PDF opens")

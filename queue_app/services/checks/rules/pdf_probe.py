@@ -7,10 +7,12 @@ never the worker, and the check says so. Page contents are never decoded: the fi
 encryption and page count read, and each compressed stream is inflated only to count its size,
 the output thrown away and stopped at a limit.
 
-Standard library and pypdf only, so it starts fast (run as `python -I pdf_probe.py`). The file comes
-on stdin; the arguments are the page limit, the memory limit in bytes and the CPU seconds. One JSON
-object goes to stdout: {"problem": text or null, "costly": true when opening it costs too much (a viewer
-should not try either)}.
+Standard library and pypdf only (run as `python -I pdf_probe.py`). The checks keep one such process
+per worker process and send it one file after another (`serve MEMORY_BYTES`: see serve()), so a file
+costs its parse and not a Python start; the worker kills it when a file takes longer than its time
+limit. Run once (`PAGES MEMORY_BYTES CPU_SECONDS`, the file on stdin) it answers one file under a
+CPU limit too. Each answer is {"problem": text or null, "costly": true when opening it costs too much
+(a viewer should not try either)}.
 """
 import io
 import json
@@ -30,7 +32,8 @@ _CHUNK = 1024 * 1024
 
 def limit(memory_bytes, cpu_seconds):
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    if cpu_seconds is not None:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
 
 
 def inflates_past(data, start, most):
@@ -109,15 +112,37 @@ def problem(data, max_pages):
     return None, False
 
 
-def main(argv):
-    max_pages, memory_bytes, cpu_seconds = (int(a) for a in argv[1:4])
-    limit(memory_bytes, cpu_seconds)
-    data = sys.stdin.buffer.read()
+def answer(data, max_pages, memory_bytes):
     try:
         found, costly = problem(data, max_pages)
     except MemoryError:
         found, costly = f"needs more than {memory_bytes // (1024 * 1024)} MB of memory to open: not read further", True
-    sys.stdout.write(json.dumps({"problem": found, "costly": costly}))
+    return {"problem": found, "costly": costly}
+
+
+def serve(memory_bytes):
+    """Answer one PDF after another: a JSON header line {"size", "max_pages"}, then the bytes; one JSON
+    line back for each. A file that ran out of memory ends the process after its answer (what is left
+    of the heap is not to be trusted); the worker starts another."""
+    limit(memory_bytes, None)
+    read, write = sys.stdin.buffer, sys.stdout
+    for line in read:
+        header = json.loads(line)
+        data = read.read(header["size"])
+        reply = answer(data, header["max_pages"], memory_bytes)
+        write.write(json.dumps(reply) + "\n")
+        write.flush()
+        if reply["costly"] and "memory" in (reply["problem"] or ""):
+            return
+
+
+def main(argv):
+    if argv[1:2] == ["serve"]:
+        serve(int(argv[2]))
+        return
+    max_pages, memory_bytes, cpu_seconds = (int(a) for a in argv[1:4])
+    limit(memory_bytes, cpu_seconds)
+    sys.stdout.write(json.dumps(answer(sys.stdin.buffer.read(), max_pages, memory_bytes)))
 
 
 if __name__ == "__main__":
