@@ -80,3 +80,17 @@ def test_a_pdf_with_a_recoverable_xref_still_opens():
     wrong = head + b"xref\n0 4\n0000000000 65535 f \n" + b"0000000999 00000 n \n" * 3 + b"trailer" + \
         tail.split(b"trailer", 1)[1]
     assert documents.pdf_problem(wrong) is None
+
+
+def test_streams_too_short_to_inflate_past_the_limit_are_not_inflated(monkeypatch):
+    """Deflate inflates at most 1032 times: a scan of a few MB cannot hold a bomb, so none of its
+    streams is inflated; a real bomb still is."""
+    from queue_app.services.checks.rules import pdf_probe
+
+    inflated = []
+    real = pdf_probe.inflates_past
+    monkeypatch.setattr(pdf_probe, "inflates_past", lambda *args: inflated.append(args[1]) or real(*args))
+    assert not pdf_probe.has_bomb(pdf(padding=200_000))
+    assert inflated == []
+    assert pdf_probe.has_bomb(hostile_files.decompression_bomb_pdf())
+    assert inflated

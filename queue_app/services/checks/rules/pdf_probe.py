@@ -58,8 +58,18 @@ def inflates_past(data, start, most):
     return False
 
 
+# Deflate codes at best 258 bytes in 2 bits: no stream inflates to more than 1032 times its size.
+MAX_DEFLATE_RATIO = 1032
+
+
 def has_bomb(data):
-    return any(inflates_past(data, m.end(), MAX_INFLATED_STREAM) for m in _STREAM.finditer(data))
+    """True when a compressed stream inflates past MAX_INFLATED_STREAM. Only a stream with that much
+    compressed data after its start can: a scan of a few MB is never inflated here at all."""
+    shortest = MAX_INFLATED_STREAM // MAX_DEFLATE_RATIO
+    if len(data) <= shortest:
+        return False
+    return any(inflates_past(data, m.end(), MAX_INFLATED_STREAM) for m in _STREAM.finditer(data)
+               if len(data) - m.end() > shortest)
 
 
 def runs_code_when_opened(reader):
