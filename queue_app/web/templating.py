@@ -12,7 +12,9 @@ from flask_login import current_user
 from markupsafe import Markup, escape
 
 from queue_app.models.base import utcnow
+from queue_app.models.verification import VERDICTS
 from queue_app.models.work_item import PRIORITIES, SLA_STATES, SOURCES, STATUSES, TYPES
+from queue_app.services.checks.rules import CHECKS
 from queue_app.services.sla import policies
 
 LABELS = {
@@ -30,7 +32,8 @@ LABELS = {
     # Event data keys whose plain spelling reads oddly.
     "reassigned_to": "Reassigned to", "reassigned_from": "Reassigned from", "paused_minutes": "Paused (business min)",
 }
-CODES = set(STATUSES) | set(TYPES) | set(PRIORITIES) | set(SLA_STATES) | set(SOURCES) | set(policies.TARGETS)
+CODES = set(STATUSES) | set(TYPES) | set(PRIORITIES) | set(SLA_STATES) | set(SOURCES) | set(policies.TARGETS) \
+    | set(VERDICTS)
 # Events whose data maps each changed attribute to [old, new].
 CHANGE_EVENTS = {"reclassified"}
 # Event data kept for the record but not shown: how a mail left (older events hold the server path
@@ -173,14 +176,76 @@ def _display_change(value):
     return _display_value(value)
 
 
+def check_label(name):
+    """A check's title ("Required fields"), not its code name."""
+    definition = CHECKS.get(name)
+    return definition.label if definition is not None else label(name)
+
+
+def run_label(key):
+    """A check run's key as words: "v5" is the automatic run for version 5, "rerun-..." one asked for."""
+    key = str(key or "")
+    if key.startswith("v") and key[1:].isdigit():
+        return f"after change {key[1:]}"
+    if key.startswith("rerun-"):
+        return "asked for again"
+    return key
+
+
+# Event data values shown as words rather than as stored.
+VALUE_WORDS = {
+    "check": check_label,
+    "failed_checks": lambda names: ", ".join(check_label(n) for n in names or ()),
+    "checks": lambda names: ", ".join(check_label(n) for n in names or ()) if isinstance(names, list) else names,
+    "run": run_label,
+    "paused_minutes": lambda minutes: business_span(minutes).removesuffix(" left") if minutes is not None else "",
+}
+
+
 def event_data(data, kind=None):
     """An event's data as "key: value" pairs, datetimes shown in the viewer's zone."""
     show = _display_change if kind in CHANGE_EVENTS else _display_value
     hidden = HIDDEN_EVENT_DATA.get(kind, ())
-    parts = [Markup("<span><span class=\"k\">{}</span> {}</span>").format(label(k), show(v))
+    parts = [Markup("<span><span class=\"k\">{}</span> {}</span>").format(
+                 label(k), VALUE_WORDS[k](v) if k in VALUE_WORDS else show(v))
              for k, v in (data or {}).items()
              if v not in (None, "", [], {}) and not k.endswith("_id") and k not in hidden]
     return Markup(" ").join(parts) if parts else Markup("")
+
+
+class CheckRun:
+    """The check_result events of one run, shown as one history row with the details on demand."""
+
+    kind = "check_run"
+
+    def __init__(self, first):
+        self.events = [first]
+        self.id, self.at, self.actor_label = first.id, first.at, first.actor_label
+        self.run = (first.data or {}).get("run")
+
+    @property
+    def counts(self):
+        seen = {}
+        for event in self.events:
+            status = (event.data or {}).get("status", "?")
+            seen[status] = seen.get(status, 0) + 1
+        order = ("failed", "error", "warning", "passed")
+        return ", ".join(f"{seen[s]} {s}" for s in sorted(seen, key=lambda s: order.index(s) if s in order else 9))
+
+
+def history_rows(events):
+    """Events in order, with the check results of one run folded into one CheckRun row."""
+    rows = []
+    for event in events:
+        run = (event.data or {}).get("run") if event.kind == "check_result" else None
+        last = rows[-1] if rows else None
+        if run is not None and isinstance(last, CheckRun) and last.run == run:
+            last.events.append(event)
+        elif run is not None:
+            rows.append(CheckRun(event))
+        else:
+            rows.append(event)
+    return rows
 
 
 def capitalize_first(text):
@@ -204,6 +269,9 @@ def init_app(app):
         "sla_state": sla_state,
         "label": label,
         "event_data": event_data,
+        "history_rows": history_rows,
+        "check_label": check_label,
+        "run_label": run_label,
         "capitalize": capitalize_first,
     })
     app.context_processor(page_context)

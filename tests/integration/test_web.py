@@ -248,7 +248,7 @@ def test_item_page_shows_fields_sla_checks_thread_and_history(client, auth, sess
     assert "First response due" in page and "On track" in page
     assert "Required fields" in page and "passed" in page
     history = re.search(r'<ol class="history" id="history">.*?</ol>', page, re.S).group(0)
-    for kind in ("Created", "SLA set", "Note added", "Check result"):
+    for kind in ("Created", "SLA set", "Note added", "Checks run"):
         assert kind in history
     buttons = re.findall(r'name="status" value="([a-z_]+)"', page)
     assert buttons == state.allowed_transitions(item)
