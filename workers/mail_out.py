@@ -23,7 +23,7 @@ import smtplib
 import ssl
 from datetime import timedelta
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import formataddr, formatdate
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -58,6 +58,13 @@ class DeliveryUnknown(Exception):
 def header_value(value):
     """Strip CR, LF and other control characters so no value can inject a header."""
     return _CONTROL.sub(" ", value or "").strip()
+
+
+def sender_of(message, default):
+    """The team's mailbox the message was written from, with the team's name; else MAIL_FROM."""
+    if not message.from_address:
+        return default
+    return formataddr((message.work_item.team.name, message.from_address))
 
 
 def build_email(message, from_address):
@@ -244,7 +251,7 @@ def send_message(message_id):
                          {"message_id": message.id, "error": "the sending attempt never finished"})
         return outcome
     cfg = current_app.config
-    email = build_email(message, cfg["MAIL_FROM"])
+    email = build_email(message, sender_of(message, cfg["MAIL_FROM"]))
     try:
         if cfg.get("SMTP_HOST"):
             _deliver_smtp(email, cfg)

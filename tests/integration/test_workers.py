@@ -188,6 +188,36 @@ def test_no_job_is_visible_before_commit_or_after_rollback(session, rconn, deliv
     assert not rconn.keys("rq:job:*")
 
 
+def test_replies_and_acknowledgements_come_from_the_teams_mailbox(
+        app, session, rconn, deliver_on_commit, make_team, make_user, make_item, tmp_path, monkeypatch):
+    """The customer answers the address our mail came from: the team's mailbox they wrote to, else the
+    team's first mailbox; a team without one sends from MAIL_FROM."""
+    from queue_app.services.intake import filing, mailboxes
+
+    monkeypatch.setitem(app.config, "INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setitem(app.config, "SMTP_HOST", None)
+    returns, quiet = make_team(name="Returns", work_types=["return", "general"]), make_team(name="Quiet")
+    mailboxes.create_mailbox(session, address="refunds@shop.example.com", type="return", team_name="Returns")
+    mailboxes.create_mailbox(session, address="returns@shop.example.com", type="return", team_name="Returns")
+    sam = make_user(role="supervisor", teams=[returns, quiet])
+    raw = (b"From: Anna K <anna@customer.example.com>\r\nTo: returns@shop.example.com\r\n"
+           b"Subject: Broken kettle\r\nMessage-ID: <k1@customer.example.com>\r\n\r\nPlease refund.\r\n")
+    emailed = filing.process(session, filing.receive(session, raw, source="smtp")).item
+    by_api = make_item(team=returns, type="general")
+    elsewhere = make_item(team=quiet, type="general")
+    replies = [lifecycle.add_reply(session, item, actor=sam, body="On it.") for item in (emailed, by_api, elsewhere)]
+    session.commit()
+    ack = session.scalar(sa.select(Message).where(Message.work_item_id == emailed.id, Message.is_automatic.is_(True)))
+    ids = [ack.id] + [r.id for r in replies]
+
+    run_burst(rconn, "mail_out")
+
+    senders = [email.message_from_bytes((tmp_path / "outbox" / f"message-{i}.eml").read_bytes(),
+                                        policy=email.policy.default)["From"] for i in ids]
+    assert senders == ["Returns <returns@shop.example.com>", "Returns <returns@shop.example.com>",
+                       "Returns <refunds@shop.example.com>", app.config["MAIL_FROM"]]
+
+
 def test_outbound_mail_is_written_to_the_outbox_dir_once_without_injected_headers(
         app, session, rconn, deliver_on_commit, make_team, make_user, make_item, tmp_path, monkeypatch):
     monkeypatch.setitem(app.config, "INSTANCE_DIR", str(tmp_path))

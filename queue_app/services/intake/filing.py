@@ -373,16 +373,19 @@ def _create_item(session, writer, inbound, parsed, mailbox, now, closed=None):
                  {"inbound_email_id": inbound.id, "mailbox": mailbox.address}, now=now)
     if closed is not None:
         record_event(session, item, "related", "intake", {"closed_item": closed.ref}, now=now)
-    acknowledge(session, writer, item, parsed, now)
+    # From the mailbox written to, if the item stayed in its team (a reply to MAIL_FROM has no mailbox).
+    from_mailbox = getattr(mailbox, "team_id", None) == item.team_id
+    acknowledge(session, writer, item, parsed, now, sender=mailbox.address if from_mailbox else None)
     writer.flush()
     return finish(inbound, "created", now, item=item)
 
 
-def acknowledge(session, writer, item, parsed, now):
-    """Send the new item's requester the acknowledgement, or record why not (`_no_ack_reason`)."""
+def acknowledge(session, writer, item, parsed, now, sender=None):
+    """Send the new item's requester the acknowledgement (from `sender`, the mailbox written to), or
+    record why not (`_no_ack_reason`)."""
     reason = _no_ack_reason(writer, parsed, now)
     if reason is None:
-        _acknowledge(session, writer, item, parsed, now)
+        _acknowledge(session, writer, item, parsed, now, sender)
     else:
         record_event(session, item, "ack_suppressed", "intake", {"reason": reason}, now=now)
 
@@ -410,7 +413,8 @@ def acknowledge_request(session, item, *, now=None, writer=None):
     now = now or utcnow()
     request = FiledRequest(from_address=item.requester_email.strip().lower(), from_name=item.requester_name,
                            subject=item.subject)
-    acknowledge(session, writer or OneAtATime(session), item, request, now)
+    acknowledge(session, writer or OneAtATime(session), item, request, now,
+                sender=mailboxes.sender_for(session, item))
 
 
 def _no_ack_reason(writer, parsed, now):
@@ -428,7 +432,7 @@ def _no_ack_reason(writer, parsed, now):
     return None
 
 
-def _acknowledge(session, writer, item, parsed, now):
+def _acknowledge(session, writer, item, parsed, now, sender=None):
     # The template itself, without render_template's request context (none is used here).
     body = current_app.jinja_env.get_template("email/acknowledgement.txt").render(item=item, parsed=parsed)
     values = dict(
@@ -437,7 +441,7 @@ def _acknowledge(session, writer, item, parsed, now):
         references=" ".join((parsed.references + [parsed.message_id])[-lifecycle.MAX_REFERENCES:])
         if parsed.message_id else None, to_addresses=parsed.from_address,
         subject=f"[{item.ref}] {parsed.subject or 'Your request'}"[:MAX_HEADER_LINE], body_text=body,
-        is_automatic=True, send_status="queued", created_at=now,
+        from_address=sender, is_automatic=True, send_status="queued", created_at=now,
     )
     message = writer.add_message(values, [], item)
     record_event(session, item, "acknowledged", "intake", {"message_id": message.id, "to": parsed.from_address},

@@ -4,11 +4,23 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from queue_app.db import config_cache
-from queue_app.models import Mailbox, Team
+from queue_app.models import InboundEmail, Mailbox, Message, Team
 from queue_app.models.work_item import PRIORITIES, TYPES
 from queue_app.services.audit import record as audit
 from queue_app.services.errors import Conflict, Invalid
 from queue_app.services.people.users import normalise_email
+
+
+def sender_for(session, item):
+    """The address our mail on `item` comes from, so the customer's answer reaches the team: the
+    team's mailbox the requester wrote to, else the team's first active mailbox; None: MAIL_FROM."""
+    written_to = session.scalar(
+        sa.select(Mailbox.address).join(InboundEmail, InboundEmail.mailbox_id == Mailbox.id)
+        .join(Message, Message.inbound_email_id == InboundEmail.id)
+        .where(Message.work_item_id == item.id, Mailbox.team_id == item.team_id, Mailbox.active.is_(True))
+        .order_by(Message.id).limit(1))
+    return written_to or session.scalar(sa.select(Mailbox.address).where(
+        Mailbox.team_id == item.team_id, Mailbox.active.is_(True)).order_by(Mailbox.id).limit(1))
 
 
 def mailbox_settings(mailbox):

@@ -30,6 +30,7 @@ from queue_app.services.approvals import decisions, stake
 from queue_app.services.assignment import auto as auto_assignment
 from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid, NotFound
+from queue_app.services.intake import mailboxes
 from queue_app.services.intake.routing import route
 from queue_app.services.items import drafts, state
 from queue_app.services.items.events import record_event
@@ -309,7 +310,7 @@ def add_reply(session, item, *, actor, body, now=None, expected_version=None):
         work_item_id=item.id, kind="outbound", message_id=new_message_id(),
         in_reply_to=in_reply_to, references=references,
         to_addresses=item.requester_email, subject=f"[{item.ref}] {item.subject}", body_text=body,
-        author_id=actor.id, send_status="queued", created_at=now,
+        from_address=mailboxes.sender_for(session, item), author_id=actor.id, send_status="queued", created_at=now,
     )
     session.add(message)
     drafts.clear(session, actor, item, "reply")  # sent: the draft has done its job
