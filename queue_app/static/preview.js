@@ -10,6 +10,7 @@ import * as pdfjs from "./vendor/pdfjs/pdf.min.mjs";
 
 const ZOOMS = [0.5, 0.75, 1, 1.25, 1.5, 2, 3];
 const MAX_PAGE_BUTTONS = 300;
+const THUMB_WIDTH = 72; // CSS pixels
 
 let closePrevious = null;
 
@@ -34,7 +35,8 @@ function setUp(viewer) {
   const stage = el("preview-stage");
   const message = el("preview-message");
   const pageList = el("preview-page-list");
-  const state = { kind: null, doc: null, task: null, render: null, page: 1, pages: 0, zoom: 2, rotation: 0, token: 0 };
+  const state = { kind: null, doc: null, task: null, render: null, thumbs: null, page: 1, pages: 0, zoom: 2, rotation: 0,
+    token: 0 };
 
   viewer.hidden = false;
   el("preview-prev").addEventListener("click", () => showPage(state.page - 1));
@@ -66,6 +68,8 @@ function setUp(viewer) {
 
   async function closeCurrent() {
     state.token += 1;
+    if (state.thumbs) state.thumbs.disconnect();
+    state.thumbs = null;
     if (state.render) state.render.cancel();
     state.render = null;
     const task = state.task;
@@ -155,21 +159,75 @@ function setUp(viewer) {
     return Boolean(error) && error.name === "ResponseException" && error.status === 422;
   }
 
+  // The page list: a button per page with a small picture of it, drawn when it scrolls into view,
+  // one page at a time so the page being read is never kept waiting.
   function buildPageList(count) {
     if (count < 2) return;
     const shown = Math.min(count, MAX_PAGE_BUTTONS);
+    const token = state.token;
+    const waiting = [];
+    let drawing = false;
+    const observer = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        observer.unobserve(entry.target);
+        waiting.push(entry.target);
+      }
+      drawNext();
+    }) : null;
+    state.thumbs = observer;
     for (let n = 1; n <= shown; n += 1) {
       const item = document.createElement("li");
       const button = document.createElement("button");
       button.type = "button";
       button.className = "preview-page-button";
-      button.textContent = String(n);
       button.setAttribute("aria-label", `Page ${n}`);
+      button.dataset.page = String(n);
+      const thumb = document.createElement("canvas");
+      thumb.className = "preview-thumb";
+      thumb.setAttribute("aria-hidden", "true");
+      const number = document.createElement("span");
+      number.textContent = String(n);
+      button.append(thumb, number);
       button.addEventListener("click", () => showPage(n));
       item.append(button);
       pageList.append(item);
+      if (observer) observer.observe(button);
     }
     el("preview-pages").hidden = false;
+
+    async function drawNext() {
+      if (drawing) return;
+      drawing = true;
+      try {
+        while (waiting.length && token === state.token) {
+          const button = waiting.shift();
+          await drawThumb(button, token);
+        }
+      } finally {
+        drawing = false;
+      }
+    }
+  }
+
+  async function drawThumb(button, token) {
+    try {
+      const page = await state.doc.getPage(Number(button.dataset.page));
+      if (token !== state.token) return;
+      const natural = page.getViewport({ scale: 1 });
+      const viewport = page.getViewport({ scale: THUMB_WIDTH / natural.width });
+      const ratio = window.devicePixelRatio || 1;
+      const thumb = button.querySelector("canvas");
+      thumb.width = Math.floor(viewport.width * ratio);
+      thumb.height = Math.floor(viewport.height * ratio);
+      thumb.style.width = `${Math.floor(viewport.width)}px`;
+      thumb.style.height = `${Math.floor(viewport.height)}px`;
+      await page.render({ canvas: thumb, canvasContext: thumb.getContext("2d"), viewport,
+        transform: ratio === 1 ? null : [ratio, 0, 0, ratio, 0, 0] }).promise;
+      button.dataset.drawn = "1";
+    } catch (error) {
+      button.dataset.drawn = "failed"; // the number stays; the page itself says what is wrong when opened
+    }
   }
 
   async function showPage(n) {

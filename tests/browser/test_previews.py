@@ -119,6 +119,14 @@ def test_paging_and_zoom_through_a_two_page_pdf(page, session, world):
     expect(page.get_by_role("button", name="Next page")).to_be_disabled()
     assert centre_colour(page) == [255, 0, 0]
 
+    # The page list shows each page's picture, drawn by pdf.js beside its number.
+    for n, colour in ((1, [0, 0, 255]), (2, [255, 0, 0])):
+        expect(page.get_by_role("button", name=f"Page {n}", exact=True)).to_have_attribute("data-drawn", "1")
+        assert page.evaluate("""(n) => {
+            const c = document.querySelector(`#preview-page-list button[data-page="${n}"] canvas`);
+            const [r, g, b] = c.getContext('2d').getImageData(c.width >> 1, c.height >> 1, 1, 1).data;
+            return [r, g, b];
+        }""", n) == colour
     page.get_by_role("button", name="Page 1", exact=True).click()  # the page list
     expect(viewer).to_have_attribute("data-page", "1")
     rendered(page)
