@@ -83,6 +83,24 @@ def _audit_seal(attempts=20):
         log.info("audit seal: sealed %d entries", total)
 
 
+def _auto_close():
+    """Close resolved items past their team's auto-close days, one commit each: an item someone
+    reopens meanwhile is a conflict for that item alone, left for the next run."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from queue_app.services.items import housekeeping
+
+    closed = 0
+    for item_id in housekeeping.due_for_closing(db.session):
+        try:
+            closed += housekeeping.close_if_due(db.session, item_id)
+            db.session.commit()
+        except StaleDataError:
+            db.session.rollback()
+    if closed:
+        log.info("auto-close: closed %d resolved items", closed)
+
+
 def _imap_poll():
     from workers.intake_poll import enqueue_polls
 
@@ -98,6 +116,7 @@ PERIODIC = [
     ("approval-sweep", "SLA_SWEEP_SECONDS", _approval_sweep),
     ("imap-poll", "INTAKE_POLL_SECONDS", _imap_poll),
     ("audit-seal", "AUDIT_SEAL_SECONDS", _audit_seal),
+    ("auto-close", "AUTO_CLOSE_SECONDS", _auto_close),
 ]
 
 

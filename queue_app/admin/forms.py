@@ -150,6 +150,9 @@ class TeamForm(Form):
     approval_due_minutes = IntegerField("Approval due within (business minutes)", validators=[Optional()],
                                         description="Checkers are warned near it and told when it is overdue. "
                                                     "Empty: no due time.")
+    auto_close_days = IntegerField("Close resolved items after (days)", validators=[Optional()],
+                                   description="A resolved item no one reopened is closed this many days later. "
+                                               "Empty: never.")
     calendar = SelectField("Business calendar", coerce=int, default=0,
                            description="Used when the item's SLA policy names no calendar.")
     submit = SubmitField("Save team")

@@ -34,6 +34,8 @@ class Team(db.Model):
     approval_threshold: Mapped[Optional[float]] = mapped_column(sa.Numeric(14, 2))
     # Business minutes a checker has to decide a pending approval (None: no due time).
     approval_due_minutes: Mapped[Optional[int]]
+    # Resolved items close by themselves this many days after they were resolved; NULL: never.
+    auto_close_days: Mapped[Optional[int]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     calendar: Mapped[Optional["Calendar"]] = relationship()

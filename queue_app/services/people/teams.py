@@ -47,12 +47,12 @@ def settings_of(session, team):
     """What the audit trail records of a team."""
     calendar = session.get(Calendar, team.calendar_id) if team.calendar_id is not None else None
     return audit.snapshot(team, ("name", "email", "work_types", "auto_assign", "approval_threshold",
-                                 "approval_due_minutes"),
+                                 "approval_due_minutes", "auto_close_days"),
                           calendar=calendar.name if calendar is not None else None)
 
 
 def save_team(session, team=None, *, name, email=None, work_types=(), auto_assign="manual",
-              approval_threshold=None, calendar_id=None, approval_due_minutes=None, actor=None):
+              approval_threshold=None, calendar_id=None, approval_due_minutes=None, auto_close_days=None, actor=None):
     """Create (team None) or update a team; returns it."""
     errors = {}
     name = (name or "").strip()
@@ -81,6 +81,8 @@ def save_team(session, team=None, *, name, email=None, work_types=(), auto_assig
     if approval_due_minutes is not None and not (isinstance(approval_due_minutes, int)
                                                  and 0 < approval_due_minutes <= MAX_APPROVAL_DUE_MINUTES):
         errors["approval_due_minutes"] = f"a whole number of minutes from 1 to {MAX_APPROVAL_DUE_MINUTES:,}"
+    if auto_close_days is not None and not (isinstance(auto_close_days, int) and 0 < auto_close_days <= 365):
+        errors["auto_close_days"] = "a whole number of days from 1 to 365"
     if errors:
         raise Invalid("the team was not saved", errors)
     before = settings_of(session, team) if team is not None else None
@@ -95,6 +97,7 @@ def save_team(session, team=None, *, name, email=None, work_types=(), auto_assig
     team.approval_threshold = threshold
     team.calendar_id = calendar_id
     team.approval_due_minutes = approval_due_minutes
+    team.auto_close_days = auto_close_days
     session.flush()
     audit.changed(session, actor, "team", team, before, settings_of(session, team), label=team.name)
     if calendar_changed:
