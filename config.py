@@ -133,6 +133,7 @@ class Config:
     # The audit chain's periodic seal (entries are also sealed with each commit that wrote them).
     AUDIT_SEAL_SECONDS = 60
     AUTO_CLOSE_SECONDS = 900  # how often resolved items past their team's auto-close days are closed
+    NOTIFICATION_DIGEST_SECONDS = 3600  # how often the scheduler looks for digests a day old
     # Hand jobs to RQ right after each commit (the relay catches up on anything missed).
     OUTBOX_DELIVER_ON_COMMIT = True
     # Where people reach Backdesk: the links in mail (items, password reset, invitations) start with it.
@@ -165,7 +166,7 @@ class Config:
         "IMAP_TLS": env_str, "IMAP_FOLDER": env_str,
         "OUTBOX_RELAY_SECONDS": env_int, "OUTBOX_RECONCILE_SECONDS": env_int,
         "OUTBOX_LEASE_SECONDS": env_int, "SLA_SWEEP_SECONDS": env_int, "OUTBOX_DELIVER_ON_COMMIT": env_bool,
-        "AUDIT_SEAL_SECONDS": env_int, "AUTO_CLOSE_SECONDS": env_int,
+        "AUDIT_SEAL_SECONDS": env_int, "AUTO_CLOSE_SECONDS": env_int, "NOTIFICATION_DIGEST_SECONDS": env_int,
         "BASE_URL": env_str, "API_TOKEN_DAYS": env_int,
         "SESSION_IDLE_MINUTES": env_int, "SESSION_MAX_HOURS": env_int,
         "SIGN_IN_FAILURES_PER_ACCOUNT": env_int, "SIGN_IN_FAILURES_PER_ADDRESS": env_int,

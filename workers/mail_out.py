@@ -204,6 +204,41 @@ def send_notification(notification_id):
 
 
 @job_context
+def send_digest(user_id):
+    """One email listing a person's notifications that waited for their daily digest; each row once."""
+    from queue_app.services.people import notifications
+
+    notes = notifications.claim_digest(db.session, user_id)
+    db.session.commit()  # claimed in a commit of its own: another run finds nothing to send
+    if not notes:
+        return "skipped"
+    cfg = current_app.config
+    base = cfg["BASE_URL"].rstrip("/")
+    lines = [f"- {note.subject}\n  {base}/items/{note.work_item.ref}" for note in notes]
+    email = EmailMessage()
+    email["From"] = header_value(cfg["MAIL_FROM"])
+    email["To"] = header_value(notes[0].to_address)
+    email["Subject"] = f"Your Backdesk digest: {len(notes)} notification{'s' if len(notes) != 1 else ''}"
+    email["Date"] = formatdate(localtime=False)
+    email["Auto-Submitted"] = "auto-generated"
+    email.set_content("Since your last digest:\n\n" + "\n".join(lines) + f"\n\nAll of them: {base}/notifications\n")
+    try:
+        if cfg.get("SMTP_HOST"):
+            _deliver_smtp(email, cfg)
+        else:
+            _write_outbox_file(email, f"digest-{user_id}-{notes[0].id}.eml", cfg)
+        status = "sent"
+    except DeliveryUnknown as exc:
+        log.error("digest for user %s: %s; marked unconfirmed, not sent again", user_id, exc)
+        status = "unconfirmed"
+    except DeliveryFailed:
+        status = "digest"  # back in the queue for the next digest
+    db.session.execute(sa.update(Notification).where(Notification.id.in_([n.id for n in notes]))
+                       .values(send_status=status, sent_at=utcnow() if status == "sent" else None))
+    return status
+
+
+@job_context
 def send_account_link(link_id):
     """A password reset or invitation link; sent at most once, and not at all once the link is dead."""
     link = db.session.get(AccountLink, link_id)

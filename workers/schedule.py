@@ -101,6 +101,15 @@ def _auto_close():
         log.info("auto-close: closed %d resolved items", closed)
 
 
+def _notification_digests():
+    from queue_app.services.people import notifications
+
+    queued = notifications.enqueue_digests(db.session)
+    db.session.commit()
+    if queued:
+        log.info("notification digests: %d to send", queued)
+
+
 def _imap_poll():
     from workers.intake_poll import enqueue_polls
 
@@ -117,6 +126,7 @@ PERIODIC = [
     ("imap-poll", "INTAKE_POLL_SECONDS", _imap_poll),
     ("audit-seal", "AUDIT_SEAL_SECONDS", _audit_seal),
     ("auto-close", "AUTO_CLOSE_SECONDS", _auto_close),
+    ("notification-digests", "NOTIFICATION_DIGEST_SECONDS", _notification_digests),
 ]
 
 

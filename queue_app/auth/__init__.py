@@ -60,4 +60,4 @@ def _configure_login(state):
     login_manager.login_message_category = "info"
 
 
-from queue_app.auth import password_links, two_step, views  # noqa: E402,F401
+from queue_app.auth import notifications, password_links, two_step, views  # noqa: E402,F401

@@ -15,6 +15,7 @@ from flask import session as browser
 from flask_login import current_user, login_required, login_user, logout_user
 
 from queue_app.auth import bp
+from queue_app.auth.notifications import settings_block as notification_settings_block
 from queue_app.auth.forms import CodeForm, LoginForm, PasswordForm, TimezoneForm
 from queue_app.extensions import db
 from queue_app.services.errors import DomainError, Invalid
@@ -260,7 +261,7 @@ def settings():
                            mfa_required=mfa.is_required(db.session, current_user),
                            browser_sessions=users.active_sessions(db.session, current_user),
                            this_session_id=this_session.id if this_session else None,
-                           **api_token_block()), status
+                           **api_token_block(), **notification_settings_block()), status
 
 
 # --- API tokens: the settings page's block (templates/auth/_api_tokens.html) ---------------------

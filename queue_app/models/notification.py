@@ -1,4 +1,5 @@
-"""Internal notifications (SLA warnings, breaches, escalations) mailed to staff by the mail job."""
+"""Internal notifications to staff (assignments, SLA warnings and breaches, approvals, replies): each is
+in the person's in-app list, and mailed now, in a daily digest, or not at all, as they chose per kind."""
 from datetime import datetime
 from typing import TYPE_CHECKING, Optional
 
@@ -22,6 +23,13 @@ class Notification(db.Model):
     body: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[Optional[datetime]]
+    # queued/sending/sent/failed/unconfirmed: mailed now; digest: waits for the daily digest; in_app: never mailed.
     send_status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    kind: Mapped[str] = mapped_column(sa.String(32), default="other", server_default="other")
+    read_at: Mapped[Optional[datetime]]
 
     work_item: Mapped["WorkItem"] = relationship()
+
+    __table_args__ = (
+        sa.Index("ix_notifications_user_id_read_at", "user_id", "read_at", "id"),
+    )

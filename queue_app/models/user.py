@@ -54,6 +54,8 @@ class User(UserMixin, db.Model):
     mfa_secret: Mapped[Optional[str]] = mapped_column(sa.String(64))
     mfa_enabled_at: Mapped[Optional[datetime]]
     mfa_last_step: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
+    # {notification kind: "email" | "digest" | "in_app" | "off"}; kinds left out keep their default.
+    notification_prefs: Mapped[Optional[dict]] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     teams: Mapped[list["Team"]] = relationship(secondary=team_members, back_populates="members", order_by="Team.name")

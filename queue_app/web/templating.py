@@ -14,7 +14,9 @@ from markupsafe import Markup, escape
 from queue_app.models.base import utcnow
 from queue_app.models.verification import VERDICTS
 from queue_app.models.work_item import PRIORITIES, SLA_STATES, SOURCES, STATUSES, TYPES
+from queue_app.extensions import db
 from queue_app.services.checks.rules import CHECKS
+from queue_app.services.people import notifications
 from queue_app.services.sla import policies
 
 LABELS = {
@@ -256,7 +258,14 @@ def capitalize_first(text):
 
 
 def page_context():
-    return {"now": utcnow(), "viewer_zone_name": str(viewer_zone())}
+    return {"now": utcnow(), "viewer_zone_name": str(viewer_zone()), "unread_notifications": unread_notifications()}
+
+
+def unread_notifications():
+    """The bell's count for the signed-in person (one indexed count per page), 0 for anyone else."""
+    if not has_request_context() or not getattr(current_user, "is_authenticated", False):
+        return 0
+    return notifications.unread_count(db.session, current_user)
 
 
 def init_app(app):

@@ -57,7 +57,7 @@ def remind(session, approval_id, now=None):
     for name, at, column, event, subject, body in notices:
         if now >= at and getattr(approval, column) is None and _claim(session, approval, column, now):
             told = notifications.notify(session, item, checkers(session, item, approval), f"[{item.ref}] {subject}",
-                                        body, now)
+                                        body, now, kind="approval")
             record_event(session, item, event, "approvals",
                          {"approval_id": approval.id, "due": approval.due_at.isoformat(), "notified": told}, now=now)
             sent.append(name)

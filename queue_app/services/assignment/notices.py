@@ -33,4 +33,4 @@ def notify_assigned(session, pairs, actor, now):
         due = first.sla_next_due
         if due is not None:
             body += f"\nNext due: {due:%Y-%m-%d %H:%M} UTC."
-        notifications.notify(session, first, [users[user_id]], subject, body, now)
+        notifications.notify(session, first, [users[user_id]], subject, body, now, kind="assigned")

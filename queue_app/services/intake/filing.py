@@ -54,6 +54,7 @@ from queue_app.services.intake.mail.parser import MailParseError, parse_email
 from queue_app.services.intake.writers import OneAtATime
 from queue_app.services.items import lifecycle, state, verification
 from queue_app.services.items.events import record_event
+from queue_app.services.people import notifications
 
 QUARANTINE_REASONS = {
     "unparseable": "The message could not be parsed",
@@ -338,6 +339,9 @@ def _add_follow_up(session, writer, inbound, parsed, item, now):
     if flagged:
         record_event(session, item, "flagged_for_review", "intake",
                      {"message_id": message.id, "reason": f"{parsed.from_address} is not a participant"}, now=now)
+    if item.assignee_id is not None and not flagged and not _is_automatic(parsed):
+        notifications.notify(session, item, [item.assignee], f"[{item.ref}] {parsed.from_address} replied",
+                             (parsed.body_text or "")[:500], now, kind="reply")
     # A stranger's mail changes no status, nor does an automatic one (an out-of-office reply).
     if item.status == "resolved" and not flagged and not _is_automatic(parsed):
         state.change_status(session, item, "open", actor="intake", now=now, check_access=False,

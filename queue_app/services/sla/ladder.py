@@ -46,7 +46,7 @@ def _notify(session, item, who, subject, body, now, skip=()):
             recipients.update({u.email: u for u in _supervisors(item)})
     for email in skip:
         recipients.pop(email, None)
-    return notifications.notify(session, item, recipients.values(), subject, body, now)
+    return notifications.notify(session, item, recipients.values(), subject, body, now, kind="sla")
 
 
 def _raise_priority(item):
