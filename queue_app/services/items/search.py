@@ -126,7 +126,7 @@ def tagged_query(user, tag, before=None, limit=PAGE_SIZE + 1):
     return query.order_by(ItemTag.work_item_id.desc()).limit(limit)
 
 
-def search(session, user, text, before=None, size=PAGE_SIZE, options=(), tag=None):
+def search(session, user, text, before=None, size=PAGE_SIZE, options=(), *, tag=None):
     """One page of the items `user` may see that match `text` (and carry `tag`, if given; a tag
     alone lists its items), newest first (keyset: pass the page's next_before to get the next one)."""
     tag = items_tags.parse_filter(tag)
