@@ -5,6 +5,7 @@ services.items.work_types.FIELDS, so the document cannot drift from what the API
 """
 from queue_app.api.schemas import DEFAULT_LIMIT, MAX_LIMIT, RECLASSIFY_CHANGES
 from queue_app.models.base import MAX_ID
+from queue_app.models.tag import MAX_TAG
 from queue_app.models.approval import APPROVAL_STATUSES
 from queue_app.models.check_result import CHECK_STATUSES
 from queue_app.models.verification import VERDICTS
@@ -13,6 +14,7 @@ from queue_app.services.approvals.decisions import MAX_COMMENT
 from queue_app.services.checks.settings import MAX_REASON
 from queue_app.services.items.lifecycle import MAX_BODY, MAX_NAME, MAX_SUBJECT
 from queue_app.services.items.requesters import MAX_EMAIL
+from queue_app.services.items.tags import MAX_TAGS
 from queue_app.services.items.verification import MAX_NOTE, MAX_OVERRIDE_REASON
 from queue_app.services.items.work_types import FIELDS
 from queue_app.web.security import CONTROL_CHARACTERS, CONTROL_CHARACTERS_SINGLE_LINE
@@ -181,6 +183,7 @@ def _list_parameters():
         query("assignee", "An email address, `me` for the caller, or `none` for unassigned items.",
               _text(required=True)),
         query("priority", "Only items with this priority.", {"type": "string", "enum": list(PRIORITIES)}),
+        query("tag", "Only items carrying this tag (normalised as PUT /items/{ref}/tags does).", _text()),
         query("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
                                       "default": DEFAULT_LIMIT}),
         query("cursor", "The `next_cursor` of the previous page (opaque).", _text()),
@@ -228,7 +231,7 @@ def _component_schemas():
             "type": "object",
             "required": ["ref", "type", "status", "priority", "team", "assignee", "requester", "subject",
                          "description", "fields", "created_at", "updated_at", "version", "needs_attention",
-                         "escalation_level", "sla"],
+                         "escalation_level", "sla", "tags"],
             "properties": {
                 "ref": {"type": "string", "examples": ["BO-000123"]},
                 "type": {"type": "string", "enum": list(TYPES)},
@@ -249,6 +252,7 @@ def _component_schemas():
                 "needs_attention": {"type": "boolean"},
                 "escalation_level": {"type": "integer"},
                 "sla": _ref("Sla"),
+                "tags": {"type": "array", "items": {"type": "string"}, "description": "In alphabetical order."},
             },
             "allOf": _fields_by_type("Fields"),
         },
@@ -608,6 +612,29 @@ def build_spec():
                 "parameters": [REF_PARAM], "requestBody": _body("Decision"),
                 "responses": {"200": _json("Item", "The decided item"), **ERRORS, **BODY_ERRORS,
                               "403": {"$ref": "#/components/responses/Forbidden"}},
+            }},
+            "/items/{ref}/tags": {"put": {
+                "operationId": "changeTags", "summary": "Add and remove the item's tags",
+                "description": f"Tags are stored normalised: lower case, white space inside as `-`, at most {MAX_TAG} "
+                               f"characters of letters (any alphabet), digits, `-` and `_`; anything else is a 422. "
+                               f"An item carries at most {MAX_TAGS} tags. Adding a tag it has or removing one it "
+                               "lacks changes nothing. Only the assignee, a supervisor of the item's team or an "
+                               "admin (403).",
+                "parameters": [REF_PARAM],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {key: _optional({"type": "array", "items": _text(required=True)})
+                                   for key in ("add", "remove")},
+                    "anyOf": [{"required": [key], "properties": {key: {"type": "array", "minItems": 1}}}
+                              for key in ("add", "remove")],
+                    "examples": [{"add": ["vip", "Fraud check"]}, {"remove": ["chargeback"]}],
+                }}}},
+                "responses": {"200": {"description": "The item's tags", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["ref", "tags"],
+                    "properties": {"ref": {"type": "string"},
+                                   "tags": {"type": "array", "items": {"type": "string"},
+                                            "description": "In alphabetical order."}}}}}},
+                              **ERRORS, **BODY_ERRORS, "403": {"$ref": "#/components/responses/Forbidden"}},
             }},
             "/requesters/{email}/items": {"get": {
                 "operationId": "listRequesterItems",

@@ -16,6 +16,7 @@ from queue_app.models.work_item import PRIORITIES, STATUSES, TYPES
 from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid
 from queue_app.services.items import state as items_state
+from queue_app.services.items import tags
 from queue_app.services.items.work_types import fields_of
 from queue_app.services.people.users import normalise_email
 from queue_app.services.sla import policies
@@ -39,12 +40,14 @@ OVERRIDE = {"reason": "string"}
 DECISIONS = ("approve", "reject")
 PAGE_ARGS = ("limit", "cursor")
 RECLASSIFY_CHANGES = ("type", "priority", "team")
-LIST_FILTERS = ("status", "type", "team", "assignee", "priority", "limit", "cursor")
+LIST_FILTERS = ("status", "type", "team", "assignee", "priority", "tag", "limit", "cursor")
+TAGS = {"add": "array", "remove": "array"}
 
 # Keys whose text may run over several lines (tab, CR and LF allowed); any other text is one line.
 MULTILINE_KEYS = {"description", "body", "comment", "fields", "note", "reason"}
 
-_JSON_TYPES = {"string": (str, "a string"), "integer": (int, "an integer"), "object": (dict, "an object")}
+_JSON_TYPES = {"string": (str, "a string"), "integer": (int, "an integer"), "object": (dict, "an object"),
+               "array": (list, "an array")}
 
 
 def _reject_constant(name):
@@ -147,6 +150,10 @@ def read_list_filters(args):
         value = args.get(key)
         if value is not None:
             filters[key] = value.strip()
+    try:
+        filters["tag"] = tags.parse_filter(args.get("tag"))
+    except Invalid as exc:
+        errors["tag"] = exc.fields["tag"]
     raw_limit = args.get("limit", str(DEFAULT_LIMIT))
     try:
         filters["limit"] = int(raw_limit)
@@ -165,6 +172,22 @@ def read_list_filters(args):
         listed = "; ".join(f"{key} {problem}" for key, problem in errors.items())
         raise Invalid(f"invalid query: {listed}", errors)
     return filters
+
+
+def read_tags_body():
+    """The PUT .../tags body: `add` and `remove`, each a list of tags as typed (at least one given)."""
+    body = read_body(TAGS)
+    errors = {}
+    for key in TAGS:
+        values = body.get(key) or []
+        if not all(isinstance(value, str) for value in values):
+            errors[key] = "must be an array of strings"
+    if not errors and not (body.get("add") or body.get("remove")):
+        errors = {key: "give at least one tag to add or remove" for key in TAGS}
+    if errors:
+        listed = "; ".join(f"{key} {problem}" for key, problem in errors.items())
+        raise Invalid(f"invalid request body: {listed}", errors)
+    return body.get("add") or [], body.get("remove") or []
 
 
 def read_decision(body):
@@ -291,6 +314,7 @@ def item_json(item, now):
         "needs_attention": item.needs_attention,
         "escalation_level": item.escalation_level,
         "sla": sla_json(item, now),
+        "tags": [row.tag for row in item.tags],
     }
 
 

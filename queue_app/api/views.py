@@ -14,7 +14,7 @@ from queue_app.services.approvals import decisions
 from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid
 from queue_app.services.items import attachments as items_attachments
-from queue_app.services.items import checklists, lifecycle, requesters, state, verification
+from queue_app.services.items import checklists, lifecycle, requesters, state, tags, verification
 from queue_app.web.security import has_control_characters
 
 # Everything item_json touches, loaded in a few queries instead of a few per item.
@@ -22,6 +22,7 @@ ITEM_LOAD = (
     selectinload(WorkItem.team).selectinload(Team.calendar),
     selectinload(WorkItem.assignee),
     selectinload(WorkItem.sla_policy).selectinload(SlaPolicy.calendar),
+    selectinload(WorkItem.tags),
 )
 
 
@@ -83,7 +84,7 @@ def list_items():
     rows = lifecycle.list_items(
         db.session, user, status=filters.get("status"), type=filters.get("type"),
         priority=filters.get("priority"), team=team, assignee=assignee, before_id=filters["after_id"],
-        limit=limit + 1, options=ITEM_LOAD,
+        limit=limit + 1, options=ITEM_LOAD, tag=filters.get("tag"),
     )
     page = rows[:limit]
     next_cursor = schemas.encode_cursor(page[-1].id) if len(rows) > limit else None
@@ -284,6 +285,18 @@ def decide_approval(ref):
     decisions.decide(db.session, item, actor=user, approve=decision == "approve", comment=body.get("comment"))
     db.session.commit()
     return _item_response(item)
+
+
+@bp.put("/items/<ref>/tags")
+@needs("write")
+def change_tags(ref):
+    """Add and remove tags (as typed: they are normalised); answers with the item's tags."""
+    add, remove = schemas.read_tags_body()
+    user = current_user()
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    now_tagged = tags.change(db.session, item, actor=user, add=add, remove=remove)
+    db.session.commit()
+    return jsonify({"ref": item.ref, "tags": now_tagged})
 
 
 @bp.get("/requesters/<path:email>/items")

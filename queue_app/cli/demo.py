@@ -29,7 +29,7 @@ from queue_app.models.base import utcnow
 from queue_app.models.calendar import round_the_clock_hours
 from queue_app.services.approvals import reminders
 from queue_app.services.checks import exchange_rates
-from queue_app.services.items import checklists, lifecycle
+from queue_app.services.items import checklists, lifecycle, tags
 from queue_app.services.people import notifications
 from queue_app.services.people import users as user_service
 from queue_app.services.sla import clock as sla_clock
@@ -98,6 +98,12 @@ CANNED = [
 ]
 
 # Checklists: team -> work type -> steps (text, mandatory), in order.
+# A few tags people put on items, by work type (any type may be "vip"), and how often.
+DEMO_TAGS = {"return": ["chargeback", "repeat-customer"], "discrepancy_fix": ["fraud-check", "month-end"],
+             "document_verification": ["fraud-check", "kyc-refresh"], "escalation": ["press", "complaint"],
+             "general": ["follow-up"]}
+TAGGED_SHARE = 0.3
+
 CHECKLISTS = {
     "Returns": {"return": [("Check the order in the shop system", True),
                            ("Confirm the refund amount with the receipt", True),
@@ -210,6 +216,7 @@ def seed_demo(items, if_empty, seed):
         stage = rng.choices(["done", "arrived", "working", "waiting", "late"], [45, 22, 20, 10, 3])[0]
         created = _created_at(rng, stage, team.calendar, work_type, priority, now)
         arrivals.append((created, i, work_type, team, fields, subject, priority, stage))
+    tag_rng = random.Random(seed + 1)  # its own stream: tagging leaves the rest of the data as it was
     # In the order they arrived, so finished work has freed its assignee's capacity for the next.
     for created, i, work_type, team, fields, subject, priority, stage in sorted(arrivals, key=lambda a: a[:2]):
         item = lifecycle.create_item(
@@ -217,6 +224,7 @@ def seed_demo(items, if_empty, seed):
             description=f"Demo item {i + 1}: {subject}.", fields=fields, priority=priority, team=team,
             requester_email=rng.choice(REQUESTERS), now=created,
         )  # the team's policy assigns it, up to each person's capacity
+        _tag(tag_rng, item, admin, created)
         if item.assignee is not None and stage != "arrived":
             _advance(rng, item, stage, created, now)
     _settle(now)
@@ -227,6 +235,18 @@ def seed_demo(items, if_empty, seed):
     click.echo(f"Demo logins (also in {path}):")
     for email, password, role in logins:
         click.echo(f"  {email:34} {password}  ({role})")
+
+
+def _tag(rng, item, actor, now):
+    """Tag about TAGGED_SHARE of the items: one or two of their type's tags, sometimes "vip"."""
+    if rng.random() >= TAGGED_SHARE:
+        return
+    choices = DEMO_TAGS.get(item.type, [])
+    picked = rng.sample(choices, k=min(len(choices), rng.choice([1, 1, 2])))
+    if rng.random() < 0.3:
+        picked.append("vip")
+    if picked:
+        tags.change(db.session, item, actor=actor, add=picked, now=now)
 
 
 def _targets(work_type, priority):

@@ -12,7 +12,7 @@ from queue_app.models import WorkItem
 from queue_app.services.approvals import decisions
 from queue_app.services.assignment import worklists
 from queue_app.services.errors import Invalid
-from queue_app.services.items import lifecycle, requesters, state
+from queue_app.services.items import lifecycle, requesters, state, tags
 from queue_app.services.items import search as items_search
 from queue_app.web import paging
 from queue_app.web.actions import attempt, flash_form_errors, me
@@ -28,12 +28,13 @@ def _queues(args, flt, stamp=None):
     mine = worklists.listed(worklists.my_queue_query(current_user, flt, zone=zone))
     items, next_cursor = paging.page(db.session, mine, args.get("after"), attention_first=True)
     team_items, team_next = [], None
-    unassigned = worklists.team_queue_query(current_user)
+    unassigned = worklists.team_queue_query(current_user, flt.tag)
     if unassigned is not None:
         team_items, team_next = paging.page(db.session, worklists.listed(unassigned), args.get("team_after"),
                                             size=TEAM_PAGE_SIZE)
     worklists.with_row_relations(db.session, current_user, items, team_items)
     return dict(items=items, next_cursor=next_cursor, team_items=team_items, team_next=team_next, flt=flt,
+                tags=tags.tags_of(db.session, [*items, *team_items]),
                 saved_views=worklists.SAVED_VIEWS, filter_choices=worklists.FILTERS,
                 stamp=stamp or worklists.change_stamp(db.session, current_user))
 
@@ -93,19 +94,22 @@ def take_next():
 @login_required
 def search_page():
     text = request.args.get("q", "")
-    results, error = None, None
-    if text.strip():
-        item = items_search.find_ref(db.session, me(), text)
+    tag = request.args.get("tag", "")
+    results, error, item_tags = None, None, {}
+    if text.strip() or tag.strip():
+        item = items_search.find_ref(db.session, me(), text) if not tag.strip() else None
         if item is not None:
             return redirect(url_for("inbox.item", ref=item.ref))
         try:
-            results = items_search.search(db.session, me(), text, request.args.get("before"),
+            results = items_search.search(db.session, me(), text, request.args.get("before"), tag=tag,
                                     options=(selectinload(WorkItem.team), selectinload(WorkItem.assignee)))
+            item_tags = tags.tags_of(db.session, results.items)
         except Invalid as exc:
             error = exc.message[:1].upper() + exc.message[1:]
     elif "q" in request.args:
         error = "Type one or more words to search for."
-    return render_template("inbox/search.html", q=text, results=results, error=error), 400 if error else 200
+    return render_template("inbox/search.html", q=text, tag=tag.strip(), results=results, error=error,
+                           tags=item_tags), 400 if error else 200
 
 
 def _before_id(value):

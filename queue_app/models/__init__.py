@@ -26,6 +26,7 @@ from queue_app.models.outbox import OutboxJob
 from queue_app.models.routing_rule import RoutingRule
 from queue_app.models.sla_escalation import SlaEscalation
 from queue_app.models.sla_policy import SlaPolicy
+from queue_app.models.tag import ItemTag
 from queue_app.models.team import Team, team_members
 from queue_app.models.user import ApiToken, User
 from queue_app.models.user_session import UserSession
@@ -53,6 +54,7 @@ __all__ = [
     "Event",
     "ExchangeRate",
     "InboundEmail",
+    "ItemTag",
     "MailFieldPattern",
     "Mailbox",
     "Message",

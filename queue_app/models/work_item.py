@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from queue_app.models.base import db, one_of, utcnow
 
 if TYPE_CHECKING:
-    from queue_app.models import Message, SlaPolicy, Team, User
+    from queue_app.models import ItemTag, Message, SlaPolicy, Team, User
 
 TYPES = ("escalation", "return", "document_verification", "discrepancy_fix", "general")
 STATUSES = ("new", "open", "pending_customer", "pending_third_party", "awaiting_approval", "resolved", "closed")
@@ -91,6 +91,8 @@ class WorkItem(db.Model):
     created_by: Mapped[Optional["User"]] = relationship(foreign_keys=[created_by_id])
     sla_policy: Mapped[Optional["SlaPolicy"]] = relationship()
     messages: Mapped[list["Message"]] = relationship(back_populates="work_item", order_by="Message.id")
+    # Read-only: tags change through services.items.tags, which keeps this in step.
+    tags: Mapped[list["ItemTag"]] = relationship(order_by="ItemTag.tag", viewonly=True)
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (

@@ -47,6 +47,10 @@ STATE_REFUSALS = [
     ("checks", r"none failed"),
     (r"fields\.\w+", r"is not a field of an? \w+ item"),
     ("cursor", r"is not a cursor returned by this API"),
+    # A tag's characters (letters of any alphabet) have no regular expression JSON Schema and Python
+    # read alike, its length is counted after normalising, and the 20-tag limit counts the item's tags.
+    ("add|remove|tag", r"only letters, digits, - and _|at most 40 characters a tag|a tag cannot be empty"),
+    ("add", r"at most 20 tags an item"),
     ("file", r"the content is \S+; the team accepts .+|the file is empty|executable programs are not accepted|"
              r"the file is .+, over the team's limit of .+"),
 ]

@@ -4,6 +4,7 @@ and the change stamp the pages poll to refresh themselves.
 - My queue: open items assigned to the user, those needing attention first, then by the next
   due instant (state.urgency_order), keyset-paged. Saved views and filters narrow it.
 - Team queue: the open unassigned items of the user's teams, most urgent first.
+- A tag (services.items.tags) narrows both queues, so a tag's chip shows every open item with it.
 - take_next: gives the user the most urgent unassigned open item of their teams whose type is
   among their skills (any type when they have none). Two people pressing at once never get the
   same item: on PostgreSQL the candidate row is locked with FOR UPDATE SKIP LOCKED (a row
@@ -26,7 +27,7 @@ from queue_app.models.base import utcnow
 from queue_app.models.work_item import OPEN_STATUSES, PRIORITIES, TYPES
 from queue_app.services import access
 from queue_app.services.errors import Invalid
-from queue_app.services.items import lifecycle, state
+from queue_app.services.items import lifecycle, state, tags
 
 SAVED_VIEWS = {
     "due_today": "Due today",
@@ -46,12 +47,13 @@ class QueueFilter:
     type: str = None
     status: str = None
     priority: str = None
+    tag: str = None
     errors: dict = field(default_factory=dict)
 
     @property
     def args(self):
         """The query-string arguments that reproduce this filter (for links and cursors)."""
-        return {name: value for name in ("view", "type", "status", "priority")
+        return {name: value for name in ("view", "type", "status", "priority", "tag")
                 if (value := getattr(self, name))}
 
     @property
@@ -78,6 +80,10 @@ def parse_filter(args):
             errors[name] = f"unknown {name} {value[:40]!r}; choose one of {', '.join(allowed)}{extra}"
         else:
             setattr(result, name, value)
+    try:
+        result.tag = tags.parse_filter(args.get("tag"))
+    except Invalid as exc:
+        errors["tag"] = exc.message
     if errors:
         raise Invalid("; ".join(message[:1].upper() + message[1:] for message in errors.values()), errors)
     return result
@@ -110,16 +116,18 @@ def my_queue_query(user, flt=None, zone=timezone.utc, now=None):
         value = getattr(flt, name)
         if value:
             query = query.where(getattr(WorkItem, name) == value)
+    if flt.tag:
+        query = query.where(tags.tagged(flt.tag))
     return query
 
 
-def team_queue_query(user):
-    """The open unassigned items of the user's teams (nothing for someone in no team)."""
+def team_queue_query(user, tag=None):
+    """The open unassigned items of the user's teams (nothing for someone in no team), with `tag` if given."""
     team_ids = sorted(user.team_ids)
     if not team_ids:
         return None
-    return lifecycle.open_items_query(user).where(WorkItem.assignee_id.is_(None),
-                                                   WorkItem.team_id.in_(team_ids))
+    query = lifecycle.open_items_query(user).where(WorkItem.assignee_id.is_(None), WorkItem.team_id.in_(team_ids))
+    return query.where(tags.tagged(tag)) if tag else query
 
 
 def listed(query):

@@ -32,7 +32,7 @@ from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid, NotFound
 from queue_app.services.intake import mailboxes
 from queue_app.services.intake.routing import route
-from queue_app.services.items import drafts, state
+from queue_app.services.items import drafts, state, tags as item_tags
 from queue_app.services.items.events import record_event
 from queue_app.services.items.work_types import (
     REF_PATTERN,
@@ -324,10 +324,10 @@ def add_reply(session, item, *, actor, body, now=None, expected_version=None):
 
 
 def list_items(session, user, *, status=None, type=None, priority=None, team=None, assignee=None,
-               before_id=None, limit=50, options=()):
+               before_id=None, limit=50, options=(), tag=None):
     """Items the user may see, newest first, keyset-paginated on id (pass the last id seen as before_id).
 
-    `assignee` is a User, "me" or "none" (unassigned).
+    `assignee` is a User, "me" or "none" (unassigned); `tag` a normalised tag (services.items.tags).
     """
     query = sa.select(WorkItem).where(access.visible_items(user)).options(*options)
     for column, value in ((WorkItem.status, status), (WorkItem.type, type), (WorkItem.priority, priority)):
@@ -341,6 +341,8 @@ def list_items(session, user, *, status=None, type=None, priority=None, team=Non
         query = query.where(WorkItem.assignee_id == user.id)
     elif assignee is not None:
         query = query.where(WorkItem.assignee_id == assignee.id)
+    if tag is not None:
+        query = query.where(item_tags.tagged(tag))
     if before_id is not None:
         query = query.where(WorkItem.id < before_id)
     return session.scalars(query.order_by(WorkItem.id.desc()).limit(limit)).all()

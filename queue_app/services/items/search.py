@@ -8,6 +8,9 @@ An item matches when all the words typed are in its own fields, or all of them a
 its messages. Results: the items the user may see, newest first, in pages of PAGE_SIZE with a
 keyset (`before`, an item id), so a page costs the same however many items match: a common
 word makes the planner walk the id order and stop after a page, a rare one reads the index.
+
+A tag (services.items.tags) narrows the matches to the items carrying it; a tag alone, without
+words, lists its items newest first, walking the (tag, work_item_id) index.
 """
 import re
 from dataclasses import dataclass
@@ -15,9 +18,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from queue_app.db.search_index import PG_ITEM_DOCUMENT, PG_MESSAGE_DOCUMENT
-from queue_app.models import Message, WorkItem
+from queue_app.models import ItemTag, Message, WorkItem
 from queue_app.services import access
 from queue_app.services.errors import Invalid
+from queue_app.services.items import tags as items_tags
 from queue_app.services.items.work_types import REF_PATTERN
 
 PAGE_SIZE = 25
@@ -34,6 +38,7 @@ class Results:
     query: str
     items: list
     next_before: int = None  # the `before` of the next page, None on the last page
+    tag: str = None  # the tag the results carry, if the search named one
 
 
 def clean_query(text):
@@ -74,7 +79,7 @@ def _fts(table):
     return sa.table(table, sa.column("rowid", sa.Integer))
 
 
-def search_queries(session, user, text, before=None, limit=PAGE_SIZE + 1):
+def search_queries(session, user, text, before=None, limit=PAGE_SIZE + 1, tag=None):
     """Two SELECTs of item ids, newest first, at most `limit` each: items matched on their own
     fields, and items with a matching message; both limited to what `user` may see and to ids
     below `before`. The first `limit` ids of their union are the page. Each is one index walk:
@@ -101,6 +106,9 @@ def search_queries(session, user, text, before=None, limit=PAGE_SIZE + 1):
         item_key = WorkItem.id
     else:  # pragma: no cover - only the two supported databases
         raise Invalid(f"full-text search is not available on {dialect}")
+    if tag is not None:
+        on_item = on_item.where(items_tags.tagged(tag))
+        on_message = on_message.where(items_tags.tagged(tag))
     if before is not None:
         on_item = on_item.where(item_key < before)
         on_message = on_message.where(Message.work_item_id < before)
@@ -108,10 +116,21 @@ def search_queries(session, user, text, before=None, limit=PAGE_SIZE + 1):
              on_message.order_by(Message.work_item_id.desc()).limit(limit)], params)
 
 
-def search(session, user, text, before=None, size=PAGE_SIZE, options=()):
-    """One page of the items `user` may see that match `text`, newest first (keyset: pass the
-    page's next_before to get the next one)."""
-    text = clean_query(text)
+def tagged_query(user, tag, before=None, limit=PAGE_SIZE + 1):
+    """The ids of the items `user` may see that carry `tag`, newest first, below `before`: one walk
+    of the (tag, work_item_id) index."""
+    query = (sa.select(ItemTag.work_item_id).join(WorkItem, WorkItem.id == ItemTag.work_item_id)
+             .where(ItemTag.tag == tag, access.visible_items(user)))
+    if before is not None:
+        query = query.where(ItemTag.work_item_id < before)
+    return query.order_by(ItemTag.work_item_id.desc()).limit(limit)
+
+
+def search(session, user, text, before=None, size=PAGE_SIZE, options=(), *, tag=None):
+    """One page of the items `user` may see that match `text` (and carry `tag`, if given; a tag
+    alone lists its items), newest first (keyset: pass the page's next_before to get the next one)."""
+    tag = items_tags.parse_filter(tag)
+    text = clean_query(text) if tag is None or (text or "").strip() else ""
     if before not in (None, ""):
         try:
             before = int(before)
@@ -121,7 +140,10 @@ def search(session, user, text, before=None, size=PAGE_SIZE, options=()):
             raise Invalid("the page link is not valid; search again", {"before": "not a number"}) from None
     else:
         before = None
-    queries, params = search_queries(session, user, text, before, size + 1)
+    if text:
+        queries, params = search_queries(session, user, text, before, size + 1, tag=tag)
+    else:
+        queries, params = [tagged_query(user, tag, before, size + 1)], {}
     ids = set()
     for query in queries:
         ids.update(session.scalars(query, params))
@@ -129,7 +151,8 @@ def search(session, user, text, before=None, size=PAGE_SIZE, options=()):
     by_id = {item.id: item for item in session.scalars(
         sa.select(WorkItem).where(WorkItem.id.in_(ids[:size])).options(*options))} if ids else {}
     items = [by_id[i] for i in ids[:size] if i in by_id]
-    return Results(query=text, items=items, next_before=items[-1].id if len(ids) > size and items else None)
+    return Results(query=text, items=items, next_before=items[-1].id if len(ids) > size and items else None,
+                   tag=tag)
 
 
 def find_ref(session, user, text):
