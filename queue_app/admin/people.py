@@ -286,7 +286,7 @@ def save_team(form, team=None):
             db.session, team, name=form.name.data, email=form.email.data, work_types=form.work_types.data,
             auto_assign=form.auto_assign.data, approval_threshold=form.approval_threshold.data,
             calendar_id=form.calendar.data or None, approval_due_minutes=form.approval_due_minutes.data,
-            actor=me())
+            executives_may_pass=form.executives_may_pass.data, actor=me())
 
     return saved["team"] if save(form, action) else None
 

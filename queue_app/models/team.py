@@ -34,6 +34,8 @@ class Team(db.Model):
     approval_threshold: Mapped[Optional[float]] = mapped_column(sa.Numeric(14, 2))
     # Business minutes a checker has to decide a pending approval (None: no due time).
     approval_due_minutes: Mapped[Optional[int]]
+    # Executives may pass their own items to a colleague of the team (services.assignment.handing).
+    executives_may_pass: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     calendar: Mapped[Optional["Calendar"]] = relationship()
