@@ -1,14 +1,16 @@
 """The item page's people actions: hand the item back to the team's queue, pass it to a colleague,
 watch or unwatch it. Each post makes one service call, commits and goes back to the item page
-(or, after handing it on, to the inbox: the item is not theirs any more)."""
-from flask import flash, redirect, url_for
+(or, after handing it on, to the inbox: the item is not theirs any more). /watching lists what
+the person watches."""
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import login_required
+from sqlalchemy.orm import selectinload
 
 from queue_app.extensions import db
 from queue_app.inbox import bp
 from queue_app.inbox.forms import HandBackForm, PassForm, WatchForm
 from queue_app.inbox.item_views import back_to
-from queue_app.models import User
+from queue_app.models import User, WorkItem
 from queue_app.services import access
 from queue_app.services.assignment import handing
 from queue_app.services.errors import PermissionDenied
@@ -87,3 +89,21 @@ def unwatch(ref):
     else:
         flash("The form expired; please try again.", "error")
     return back_to(item)
+
+
+WATCHING_PAGE = 50
+
+
+@bp.route("/watching")
+@login_required
+def watching():
+    """The items the signed-in person watches, the most recently watched first."""
+    before = request.args.get("before", "")
+    if before and not (before.isdigit() and 0 < int(before) < 2 ** 31):
+        abort(400, "The page link is not valid.")
+    rows = watchers.watched_items(db.session, me(), before=int(before) if before else None,
+                                  limit=WATCHING_PAGE + 1,
+                                  options=(selectinload(WorkItem.team), selectinload(WorkItem.assignee)))
+    next_before = rows[WATCHING_PAGE - 1][0] if len(rows) > WATCHING_PAGE else None
+    return render_template("inbox/watching.html", items=[item for _, item in rows[:WATCHING_PAGE]],
+                           next_before=next_before)

@@ -262,6 +262,22 @@ def test_another_teams_user_gets_a_404_for_the_watch_button(client, auth, sessio
     assert client.post(f"/items/{item.ref}/watch", data={"csrf_token": token}).status_code == 404
 
 
+def test_the_watching_page_lists_what_i_watch_and_can_see(client, auth, session, world, make_item):
+    mine = world.item(session, make_item, subject="Watched return")
+    world.item(session, make_item, subject="Not watched")
+    moved = world.item(session, make_item, subject="Moved away")
+    for item in (mine, moved):
+        watchers.watch(session, item, actor=world.omar)
+    lifecycle.reclassify(session, moved, actor=world.sup, team=world.docs)  # Omar cannot see it any more
+    session.commit()
+    auth.login("omar@example.com")
+
+    page = client.get("/watching").get_data(as_text=True)
+
+    assert "Watched return" in page and "Not watched" not in page and "Moved away" not in page
+    assert client.get("/watching?before=x").status_code == 400
+
+
 # --- the API ----------------------------------------------------------------------------------
 
 def test_the_api_hands_back_passes_and_watches(client, session, world, make_item):

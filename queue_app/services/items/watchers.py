@@ -6,7 +6,7 @@ an item they may no longer see (they left its team, or it moved to another). Flu
 """
 import sqlalchemy as sa
 
-from queue_app.models import User, Watcher
+from queue_app.models import User, Watcher, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services import access
 from queue_app.services.people import notifications
@@ -41,6 +41,17 @@ def unwatch(session, item, *, actor):
     access.require_view(actor, item)
     session.execute(sa.delete(Watcher).where(Watcher.work_item_id == item.id, Watcher.user_id == actor.id))
     return False
+
+
+def watched_items(session, user, *, before=None, limit=50, options=()):
+    """The items `user` watches and may see, the most recently watched first: [(watcher id, item)],
+    keyset-paged on the watcher row's id (`before`)."""
+    query = (sa.select(Watcher.id, WorkItem).join(WorkItem, WorkItem.id == Watcher.work_item_id)
+             .where(Watcher.user_id == user.id, access.visible_items(user)).options(*options)
+             .order_by(Watcher.id.desc()).limit(limit))
+    if before is not None:
+        query = query.where(Watcher.id < before)
+    return [(row[0], row[1]) for row in session.execute(query)]
 
 
 def notify_watchers(session, item, what, actor, now, detail=""):
