@@ -2,6 +2,7 @@
 the team allows it, watchers told of status changes, the requester's replies and notes (not of what
 they did themselves); through the services, the item page and the API."""
 from datetime import timedelta
+from decimal import Decimal
 from email.message import EmailMessage
 
 import pytest
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 
 from queue_app.models import Event, Notification, Watcher
 from queue_app.models.base import utcnow
+from queue_app.services.approvals import decisions
 from queue_app.services.assignment import handing
 from queue_app.services.errors import Invalid, NotFound, PermissionDenied
 from queue_app.services.intake import filing, mailboxes
@@ -150,10 +152,23 @@ def test_passing_is_refused_to_a_non_member_someone_away_or_full_and_by_anyone_b
     assert item.assignee_id == world.priya.id and not events(session, item, "passed")
 
 
-def test_the_team_setting_is_saved_and_audited(session, world):
-    people_teams.save_team(session, world.docs, name="Documents", work_types=["document_verification"],
-                           executives_may_pass=True, actor=world.sup)
+def test_an_admin_lets_a_teams_executives_pass_items_on_its_page(client, auth, session, world, make_user):
+    make_user(email="admin@example.com", role="admin")
+    session.commit()
+    auth.login("admin@example.com")
+    page = client.get(f"/admin/teams/{world.docs.id}").get_data(as_text=True)
+    assert "Executives may pass items to a colleague" in page
+
+    saved = client.post(f"/admin/teams/{world.docs.id}", data={
+        "csrf_token": csrf_token_from(page), "name": "Documents", "work_types": ["document_verification"],
+        "auto_assign": "manual", "calendar": "0", "executives_may_pass": "y"})
+
+    assert saved.status_code == 302
+    session.expire_all()
     assert world.docs.executives_may_pass is True
+    people_teams.save_team(session, world.docs, name="Documents", work_types=["document_verification"],
+                           actor=world.sup)
+    assert world.docs.executives_may_pass is False  # not given: off, the default
 
 
 # --- watching ---------------------------------------------------------------------------------
@@ -175,6 +190,20 @@ def test_watchers_hear_of_status_changes_and_notes_but_not_of_their_own(session,
     assert sam == [f"[{item.ref}] its status changed", f"[{item.ref}] a note was added"]
     assert omar == [f"[{item.ref}] its status changed"]  # not told of his own note
     assert "Now open, was new." in notes_to(session, "sam@example.com")[0].body
+
+
+def test_watchers_hear_when_an_approval_decides_the_status(session, world, make_item):
+    world.returns.approval_threshold = Decimal("10.00")
+    item = world.item(session, make_item)
+    lifecycle.change_status(session, item, "resolved", actor=world.priya)  # above the threshold: approval
+    assert item.status == "awaiting_approval"
+    watchers.watch(session, item, actor=world.omar)
+
+    decisions.decide(session, item, actor=world.sup, approve=True)
+    session.commit()
+
+    [note] = notes_to(session, "omar@example.com")
+    assert note.subject == f"[{item.ref}] its status changed" and "Now resolved: the approval was approved." in note.body
 
 
 def test_watchers_hear_when_the_requester_writes_again(session, world, make_item, app, tmp_path, monkeypatch):
