@@ -155,6 +155,8 @@ class TeamForm(Form):
                                                "Empty: never.")
     calendar = SelectField("Business calendar", coerce=int, default=0,
                            description="Used when the item's SLA policy names no calendar.")
+    executives_may_pass = BooleanField("Executives may pass items to a colleague",
+                                       description="The assignee may pass an item to another member with room.")
     submit = SubmitField("Save team")
 
 

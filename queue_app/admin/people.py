@@ -286,7 +286,8 @@ def save_team(form, team=None):
             db.session, team, name=form.name.data, email=form.email.data, work_types=form.work_types.data,
             auto_assign=form.auto_assign.data, approval_threshold=form.approval_threshold.data,
             calendar_id=form.calendar.data or None, approval_due_minutes=form.approval_due_minutes.data,
-            auto_close_days=form.auto_close_days.data, actor=me())
+            auto_close_days=form.auto_close_days.data, executives_may_pass=form.executives_may_pass.data,
+            actor=me())
 
     return saved["team"] if save(form, action) else None
 

@@ -11,6 +11,7 @@ from queue_app.models.check_result import CHECK_STATUSES
 from queue_app.models.verification import VERDICTS
 from queue_app.models.work_item import PRIORITIES, SLA_STATES, STATUSES, TYPES
 from queue_app.services.approvals.decisions import MAX_COMMENT
+from queue_app.services.assignment.handing import MAX_REASON as MAX_HAND_ON_TEXT
 from queue_app.services.checks.settings import MAX_REASON
 from queue_app.services.items.lifecycle import MAX_BODY, MAX_NAME, MAX_SUBJECT
 from queue_app.services.items.requesters import MAX_EMAIL
@@ -451,6 +452,24 @@ def _component_schemas():
                                "description": "The caller may decide it (false for their own request)."},
             },
         },
+        "HandBack": {
+            "type": "object", "additionalProperties": False, "required": ["reason"],
+            "properties": {"reason": _text(MAX_HAND_ON_TEXT, multiline=True, required=True),
+                           "version": _optional(VERSION)},
+            "examples": [{"reason": "Needs someone who speaks German."}],
+        },
+        "Pass": {
+            "type": "object", "additionalProperties": False, "required": ["to"],
+            "properties": {"to": {**email, "description": "An active member of the item's team with room"},
+                           "note": _optional(_text(MAX_HAND_ON_TEXT, multiline=True)),
+                           "version": _optional(VERSION)},
+            "examples": [{"to": "priya@example.com", "note": "You handled their last return."}],
+        },
+        "Watching": {
+            "type": "object", "required": ["ref", "watching", "watchers"],
+            "properties": {"ref": {"type": "string"}, "watching": {"type": "boolean"},
+                           "watchers": {"type": "integer", "minimum": 0}},
+        },
         "ApprovalList": {
             "type": "object", "required": ["approvals", "next_cursor"],
             "properties": {"approvals": {"type": "array", "items": _ref("Approval")},
@@ -636,6 +655,36 @@ def build_spec():
                                             "description": "In alphabetical order."}}}}}},
                               **ERRORS, **BODY_ERRORS, "403": {"$ref": "#/components/responses/Forbidden"}},
             }},
+            # Handing on and watching (services.assignment.handing, services.items.watchers).
+            "/items/{ref}/hand-back": {"post": {
+                "operationId": "handBackItem", "summary": "Hand the item back to the team's unassigned queue",
+                "description": "The assignee or a supervisor of the item's team (403); the item must be open "
+                               "and assigned (422). The reason is kept in the `handed_back` event.",
+                "parameters": [REF_PARAM], "requestBody": _body("HandBack"),
+                "responses": {"200": _json("Item", "The updated item"), **ERRORS, **BODY_ERRORS,
+                              "403": {"$ref": "#/components/responses/Forbidden"},
+                              "409": {"$ref": "#/components/responses/Conflict"}},
+            }},
+            "/items/{ref}/pass": {"post": {
+                "operationId": "passItem", "summary": "Pass the item to a colleague of its team",
+                "description": "The assignee only (403), where the team lets executives pass items; the colleague "
+                               "must be an active member, in the office, with room (422). They are notified.",
+                "parameters": [REF_PARAM], "requestBody": _body("Pass"),
+                "responses": {"200": _json("Item", "The updated item"), **ERRORS, **BODY_ERRORS,
+                              "403": {"$ref": "#/components/responses/Forbidden"},
+                              "409": {"$ref": "#/components/responses/Conflict"}},
+            }},
+            "/items/{ref}/watch": {
+                "post": {"operationId": "watchItem", "summary": "Watch the item: be told of its status changes, "
+                                                                "the requester's replies and notes",
+                         "parameters": [REF_PARAM],
+                         "responses": {"200": _json("Watching", "Now watching"), **ERRORS,
+                                       "403": {"$ref": "#/components/responses/Forbidden"}}},
+                "delete": {"operationId": "unwatchItem", "summary": "Stop watching the item",
+                           "parameters": [REF_PARAM],
+                           "responses": {"200": _json("Watching", "Not watching"), **ERRORS,
+                                         "403": {"$ref": "#/components/responses/Forbidden"}}},
+            },
             "/requesters/{email}/items": {"get": {
                 "operationId": "listRequesterItems",
                 "summary": "A requester's visible items, open and closed, newest first",

@@ -37,6 +37,8 @@ UPDATE_FIELDS = {"fields": "object", "version": "integer"}
 DECIDE = {"decision": "string", "comment": "string"}
 VERDICT = {"verdict": "string", "reason": "string", "note": "string"}
 OVERRIDE = {"reason": "string"}
+HAND_BACK = {"reason": "string", "version": "integer"}
+PASS = {"to": "string", "note": "string", "version": "integer"}
 DECISIONS = ("approve", "reject")
 PAGE_ARGS = ("limit", "cursor")
 RECLASSIFY_CHANGES = ("type", "priority", "team")
@@ -379,3 +381,7 @@ def approval_json(approval, may_decide):
 def note_json(message):
     return {"id": message.id, "kind": message.kind, "body": message.body_text,
             "author": message.author.email if message.author else None, "created_at": iso(message.created_at)}
+
+
+def watch_json(item, watching, watchers):
+    return {"ref": item.ref, "watching": watching, "watchers": watchers}

@@ -11,10 +11,11 @@ from queue_app.models import Event, SlaPolicy, Team, WorkItem
 from queue_app.models.base import utcnow
 from queue_app.services import access
 from queue_app.services.approvals import decisions
+from queue_app.services.assignment import handing
 from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid
 from queue_app.services.items import attachments as items_attachments
-from queue_app.services.items import checklists, lifecycle, requesters, state, tags, verification
+from queue_app.services.items import checklists, lifecycle, requesters, state, tags, verification, watchers
 from queue_app.web.security import has_control_characters
 
 # Everything item_json touches, loaded in a few queries instead of a few per item.
@@ -330,3 +331,45 @@ def list_approvals():
                       for a in page],
         "next_cursor": schemas.encode_cursor(page[-1].id) if len(rows) > limit else None,
     })
+
+
+# --- handing on and watching --------------------------------------------------------------------
+
+@bp.post("/items/<ref>/hand-back")
+@needs("write")
+def hand_back_item(ref):
+    """Back to the team's unassigned queue, with the reason (the assignee or a supervisor of the team)."""
+    body = schemas.read_body(schemas.HAND_BACK, required=("reason",))
+    user = current_user()
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    handing.hand_back(db.session, item, actor=user, reason=body["reason"], expected_version=body.get("version"))
+    db.session.commit()
+    return _item_response(item)
+
+
+@bp.post("/items/<ref>/pass")
+@needs("write")
+def pass_item(ref):
+    """The assignee passes the item to a colleague of the team, where the team allows it."""
+    body = schemas.read_body(schemas.PASS, required=("to",))
+    user = current_user()
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    colleague = _user_with_email(body["to"] or "", field="to")
+    handing.pass_to(db.session, item, colleague, actor=user, note=body.get("note"),
+                    expected_version=body.get("version"))
+    db.session.commit()
+    return _item_response(item)
+
+
+@bp.route("/items/<ref>/watch", methods=["POST", "DELETE"])
+@needs("write")
+def watch_item(ref):
+    """POST: watch the item (its status changes, the requester's replies and notes are mailed); DELETE: stop."""
+    user = current_user()
+    item = lifecycle.get_visible_item(db.session, user, ref)
+    if request.method == "POST":
+        watchers.watch(db.session, item, actor=user)
+    else:
+        watchers.unwatch(db.session, item, actor=user)
+    db.session.commit()
+    return jsonify(schemas.watch_json(item, request.method == "POST", watchers.count(db.session, item)))

@@ -128,3 +128,22 @@ class OverrideForm(Form):
                            validators=[DataRequired(message="Give the reason for the override."),
                                        Length(max=2000)])
     submit = SubmitField("Override failed checks")
+
+
+# --- handing on and watching (inbox.people_views) -----------------------------------------
+
+class HandBackForm(VersionedForm):
+    reason = TextAreaField("Reason", validators=[DataRequired(message="Say why you hand it back."),
+                                                 Length(max=2000)], id="hand-back-reason",
+                           description="Kept in the history, for whoever takes it next.")
+    submit = SubmitField("Hand back to the queue")
+
+
+class PassForm(VersionedForm):
+    to = SelectField("Pass to", coerce=int, validators=[InputRequired(message="Choose a colleague.")], id="pass-to")
+    note = TextAreaField("Note (optional)", validators=[Optional(), Length(max=2000)], id="pass-note")
+    submit = SubmitField("Pass")
+
+
+class WatchForm(Form):
+    """No fields but the CSRF token: watch or unwatch the item."""

@@ -31,6 +31,7 @@ from queue_app.models.team import Team, team_members
 from queue_app.models.user import ApiToken, User
 from queue_app.models.user_session import UserSession
 from queue_app.models.verification import CheckOverride, DocumentVerdict
+from queue_app.models.watcher import Watcher
 from queue_app.models.work_item import WorkItem
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "TeamCheckSettings",
     "User",
     "UserSession",
+    "Watcher",
     "WorkItem",
     "team_checkers",
     "team_members",

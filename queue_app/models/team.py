@@ -36,6 +36,8 @@ class Team(db.Model):
     approval_due_minutes: Mapped[Optional[int]]
     # Resolved items close by themselves this many days after they were resolved; NULL: never.
     auto_close_days: Mapped[Optional[int]]
+    # Executives may pass their own items to a colleague of the team (services.assignment.handing).
+    executives_may_pass: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     calendar: Mapped[Optional["Calendar"]] = relationship()

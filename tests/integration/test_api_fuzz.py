@@ -38,7 +38,8 @@ PEOPLE = ["exec@example.com", "sup@example.com", "other@example.com"]  # the las
 CLOSED_OR_WAITING = [status for status in STATUSES if status not in OPEN_STATUSES] + ["awaiting_approval"]
 STATE_REFUSALS = [
     ("team", r"no such team"),
-    ("assignee", r"no such user|not a member of the item's team"),
+    ("assignee", r"no such user|not a member of the item's team|nobody to hand it back"),
+    ("to", r"no such user|not a member of the item's team|already the assignee|out of office|over capacity"),
     ("approval", r"none pending"),
     ("status", r"unchanged|not allowed from \w+|needs approval|checklist incomplete|checks failed|"
                + "|".join(CLOSED_OR_WAITING)),
@@ -86,6 +87,7 @@ def seeded(session, make_team, make_user, make_item):
     """A supervisor of two teams with a token, and items of theirs in a few states; one item they cannot see."""
     returns = make_team(name="Returns", work_types=["return", "document_verification"],
                         approval_threshold=Decimal("100.00"))
+    returns.executives_may_pass = True  # the caller passes the items assigned to them
     payments = make_team(name="Payments", work_types=["discrepancy_fix"])
     hidden = make_team(name="Hidden", work_types=["escalation"])
     sup = make_user(email="sup@example.com", role="supervisor", teams=[returns, payments])
@@ -99,11 +101,13 @@ def seeded(session, make_team, make_user, make_item):
         make_item(team=payments, type="discrepancy_fix", actor=sup),
         make_item(team=returns, type="general", actor=sup),
         make_item(team=returns, type="document_verification", actor=sup, assignee=executive),
+        make_item(team=returns, type="general", actor=sup, assignee=sup),
+        make_item(team=returns, type="general", actor=sup, assignee=sup),
     ]
-    scan = attach(session, items[-1], "passport.pdf", pdf())
-    session.add(CheckResult(work_item_id=items[-1].id, name="document_expiry", status="failed", message="expired"))
+    scan = attach(session, items[4], "passport.pdf", pdf())
+    session.add(CheckResult(work_item_id=items[4].id, name="document_expiry", status="failed", message="expired"))
     session.flush()
-    runner.refresh_needs_attention(session, items[-1])
+    runner.refresh_needs_attention(session, items[4])
     steps = [checklists.save_step(session, actor=make_user(role="admin"), team_id=returns.id, work_type="return",
                                   text=text, mandatory=mandatory)
              for text, mandatory in (("Check the order", True), ("Note the reason", False))]
@@ -130,7 +134,7 @@ def well_formed(key, value):
         return False
     if key == "ref":
         return re.fullmatch(r"[Bb][Oo]-[0-9]{6,}", value) is not None
-    if key == "assignee":
+    if key in ("assignee", "to"):
         return EMAIL.fullmatch(value) is not None
     return True
 
@@ -173,7 +177,7 @@ def answered(seeded):
 
 @schema.parametrize()
 def test_every_operation_answers_as_documented(case, seeded, answered):
-    known = {"ref": seeded["refs"], "team": TEAMS, "assignee": PEOPLE, "step_id": seeded["steps"],
+    known = {"ref": seeded["refs"], "team": TEAMS, "assignee": PEOPLE, "to": PEOPLE, "step_id": seeded["steps"],
              "attachment_id": seeded["documents"]}
     for values in (case.path_parameters, case.query, case.body):
         swap_for_seeded(values, known)

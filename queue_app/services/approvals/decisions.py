@@ -22,7 +22,7 @@ from queue_app.services import access
 from queue_app.services.approvals import reminders, stake
 from queue_app.services.audit import record as audit
 from queue_app.services.errors import Conflict, Invalid, PermissionDenied
-from queue_app.services.items import state
+from queue_app.services.items import state, watchers
 from queue_app.services.items.events import record_event
 
 MAX_COMMENT = 2000
@@ -92,6 +92,7 @@ def decide(session, item, *, actor, approve, comment=None, now=None):
     if void:
         # Approving what is no longer there would approve something nobody looked at.
         state.void_approval(session, item, approval, actor=actor, now=now, changed=changed)
+        watchers.notify_watchers(session, item, "status", actor, now, "Open again: the approval is void.")
         return item
     approval.status = "approved" if approve else "rejected"
     approval.decided_by_id = actor.id
@@ -103,6 +104,8 @@ def decide(session, item, *, actor, approve, comment=None, now=None):
     if approve:
         stake.approved(item)
     state.leave_approval(session, item, approval, actor=actor, now=now, comment=comment)
+    watchers.notify_watchers(session, item, "status", actor, now,
+                             f"Now {item.status}: the approval was {approval.status}.")
     return item
 
 

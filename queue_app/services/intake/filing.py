@@ -52,7 +52,7 @@ from queue_app.services.intake.mail.headers import (
 )
 from queue_app.services.intake.mail.parser import MailParseError, parse_email
 from queue_app.services.intake.writers import OneAtATime
-from queue_app.services.items import lifecycle, state, verification
+from queue_app.services.items import lifecycle, state, verification, watchers
 from queue_app.services.items.events import record_event
 from queue_app.services.people import notifications
 
@@ -346,6 +346,8 @@ def _add_follow_up(session, writer, inbound, parsed, item, now):
     if item.status == "resolved" and not flagged and not _is_automatic(parsed):
         state.change_status(session, item, "open", actor="intake", now=now, check_access=False,
                             comment=f"reopened by an email from {parsed.from_address}")
+    if not flagged and not _is_automatic(parsed):
+        watchers.notify_watchers(session, item, "reply", parsed.from_address, now)
     if parsed.attachments:
         lifecycle.enqueue_checks(session, item)
         documents = [part.filename for part in parsed.attachments if not part.is_inline]

@@ -32,7 +32,8 @@ from queue_app.services.checks import runner
 from queue_app.services.errors import Invalid, NotFound
 from queue_app.services.intake import mailboxes
 from queue_app.services.intake.routing import route
-from queue_app.services.items import drafts, state, tags as item_tags
+from queue_app.services.items import drafts, state, watchers
+from queue_app.services.items import tags as item_tags
 from queue_app.services.items.events import record_event
 from queue_app.services.items.work_types import (
     REF_PATTERN,
@@ -188,14 +189,19 @@ def change_status(session, item, new_status, *, actor, now=None, expected_versio
                   check_access=True):
     """Change the status as a person asks; resolving what needs a checker asks for approval instead."""
     now = now or utcnow()
+    before = item.status
     if new_status == "resolved" and new_status in state.TRANSITIONS.get(item.status, ()) \
             and stake.needs_approval(session, item, now.date()):
         if check_access:
             access.require_work(actor, item)
         state.check_version(item, expected_version)
-        return decisions.request_approval(session, item, actor=actor, action="resolve", now=now, comment=comment)
-    return state.change_status(session, item, new_status, actor=actor, now=now, expected_version=expected_version,
-                               comment=comment, check_access=check_access)
+        result = decisions.request_approval(session, item, actor=actor, action="resolve", now=now, comment=comment)
+    else:
+        result = state.change_status(session, item, new_status, actor=actor, now=now,
+                                     expected_version=expected_version, comment=comment, check_access=check_access)
+    watchers.notify_watchers(session, item, "status", actor, now, f"Now {item.status.replace('_', ' ')}, "
+                                                                  f"was {before.replace('_', ' ')}.")
+    return result
 
 
 def reclassify(session, item, *, actor, type=None, priority=None, team=None, now=None, expected_version=None):
@@ -263,6 +269,7 @@ def add_note(session, item, *, actor, body, now=None):
     state.touch(item, now)
     session.flush()
     record_event(session, item, "note_added", actor, {"message_id": message.id}, now=now)
+    watchers.notify_watchers(session, item, "note", actor, now)
     return message
 
 

@@ -161,6 +161,23 @@ def _update_assignees(session, items, assignee_id, now):
         raise Conflict("some of the items were changed by someone else meanwhile; reload and try again")
 
 
+def hand_on(session, item, to, *, actor, kind, data, now=None, expected_version=None):
+    """The assignee hands the item back to the queue (to None, kind "handed_back") or passes it to a
+    colleague ("passed"); the event names from and to, with `data` (the reason, the note). Who may,
+    and to whom, is services.assignment.handing's to say; what any assignment needs is checked here."""
+    now = now or utcnow()
+    check_version(item, expected_version)
+    check_assignable(item, to)
+    previous = item.assignee
+    item.assignee = to
+    item.assignee_id = to.id if to else None
+    touch(item, now)
+    record_event(session, item, kind, actor, {"from": previous.email if previous else None,
+                                              "to": to.email if to else None, **data}, now=now)
+    session.flush()
+    return item
+
+
 # --- status -----------------------------------------------------------------------------------
 
 def change_status(session, item, new_status, *, actor, now=None, expected_version=None, comment=None,

@@ -1,5 +1,6 @@
 """Teams as admins configure them: name, address, work types, auto-assign policy, approval
-threshold and business calendar. Memberships are edited on the person (services.people.users).
+threshold, business calendar and whether executives may pass items to a colleague. Memberships
+are edited on the person (services.people.users).
 
 Invariants: everything is checked before anything changes (Invalid names the field); a new
 calendar changes due times of the team's open items, so their recalculation is queued after
@@ -47,12 +48,13 @@ def settings_of(session, team):
     """What the audit trail records of a team."""
     calendar = session.get(Calendar, team.calendar_id) if team.calendar_id is not None else None
     return audit.snapshot(team, ("name", "email", "work_types", "auto_assign", "approval_threshold",
-                                 "approval_due_minutes", "auto_close_days"),
+                                 "approval_due_minutes", "auto_close_days", "executives_may_pass"),
                           calendar=calendar.name if calendar is not None else None)
 
 
 def save_team(session, team=None, *, name, email=None, work_types=(), auto_assign="manual",
-              approval_threshold=None, calendar_id=None, approval_due_minutes=None, auto_close_days=None, actor=None):
+              approval_threshold=None, calendar_id=None, approval_due_minutes=None, auto_close_days=None,
+              executives_may_pass=False, actor=None):
     """Create (team None) or update a team; returns it."""
     errors = {}
     name = (name or "").strip()
@@ -98,6 +100,7 @@ def save_team(session, team=None, *, name, email=None, work_types=(), auto_assig
     team.calendar_id = calendar_id
     team.approval_due_minutes = approval_due_minutes
     team.auto_close_days = auto_close_days
+    team.executives_may_pass = bool(executives_may_pass)
     session.flush()
     audit.changed(session, actor, "team", team, before, settings_of(session, team), label=team.name)
     if calendar_changed:
