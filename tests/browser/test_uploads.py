@@ -57,10 +57,16 @@ def test_executive_uploads_a_pdf_and_an_image_with_a_progress_bar(page, shot, se
     expect(attachments.nth(1)).to_contain_text("photo.png")
     expect(page.locator("#history")).to_contain_text("passport.pdf")
     expect(page.locator("#upload-progress")).to_be_hidden()
-    thumb = page.get_by_role("img", name="Preview of photo.png")  # the image is previewed, the PDF is not
+    thumb = page.get_by_role("img", name="Preview of photo.png")  # in the thread: the image's thumbnail
     expect(thumb).to_be_visible()
     page.wait_for_function("img => img.complete && img.naturalWidth === 1", arg=thumb.element_handle())
     expect(page.locator("#thread img.attachment-thumb")).to_have_count(1)
+    # Beside the fields, the Documents panel draws the PDF's first page (the first document).
+    viewer = page.locator("#preview-viewer")
+    expect(viewer).to_have_attribute("data-state", "rendered")
+    expect(viewer).to_have_attribute("data-pages", "1")
+    expect(page.locator("#preview-stage canvas")).to_be_visible()
+    expect(page.locator("#preview-files")).to_contain_text("photo.png")
     page.screenshot(path=shot("upload-done.png"), full_page=True)
 
 

@@ -169,7 +169,7 @@ def test_after_redis_loses_everything_every_job_runs_once_and_the_timer_fires_on
     item = make_item(team=team, type="general", assignee=executive, now=utcnow() - timedelta(seconds=33))
     answered = make_item(team=team, type="return")
     reply = lifecycle.add_reply(session, answered, actor=supervisor, body="We are on it.")
-    notifications.notify(session, item, [executive], "Heads up", "Please look at this one.", utcnow())
+    notifications.notify(session, item, [executive], "Heads up", "Please look at this one.", utcnow(), kind="sla")
     inbound = filing.receive(session, make_email(subject="Kettle broken", message_id="<kettle@mail.example.com>"),
                              source="smtp", envelope_to=[MAILBOX], mailbox=box)
     enqueue_after_commit(session, "workers.intake_jobs.process_inbound", inbound.id)
