@@ -132,9 +132,10 @@ function setUp(viewer) {
       state.doc = doc;
       state.pages = doc.numPages;
       viewer.dataset.pages = String(doc.numPages);
-      buildPageList(doc.numPages);
+      const drawThumbs = buildPageList(doc.numPages);
       say("");
       await showPage(1);
+      if (drawThumbs && token === state.token) drawThumbs(); // after the page being read, never before it
     } catch (error) {
       if (token !== state.token) return;
       const advice = costly(error) ? "See the file checks." : "Download it to open it in another program.";
@@ -160,9 +161,9 @@ function setUp(viewer) {
   }
 
   // The page list: a button per page with a small picture of it, drawn when it scrolls into view,
-  // one page at a time so the page being read is never kept waiting.
+  // one page at a time so the page being read is never kept waiting. Returns what starts the drawing.
   function buildPageList(count) {
-    if (count < 2) return;
+    if (count < 2) return null;
     const shown = Math.min(count, MAX_PAGE_BUTTONS);
     const token = state.token;
     const waiting = [];
@@ -192,9 +193,9 @@ function setUp(viewer) {
       button.addEventListener("click", () => showPage(n));
       item.append(button);
       pageList.append(item);
-      if (observer) observer.observe(button);
     }
     el("preview-pages").hidden = false;
+    return () => pageList.querySelectorAll("button").forEach((button) => observer && observer.observe(button));
 
     async function drawNext() {
       if (drawing) return;

@@ -119,7 +119,8 @@ def test_paging_and_zoom_through_a_two_page_pdf(page, session, world):
     expect(page.get_by_role("button", name="Next page")).to_be_disabled()
     assert centre_colour(page) == [255, 0, 0]
 
-    # The page list shows each page's picture, drawn by pdf.js beside its number.
+    # The page list shows each page's picture, drawn by pdf.js beside its number once it is in view.
+    page.locator("#preview-pages").scroll_into_view_if_needed()
     for n, colour in ((1, [0, 0, 255]), (2, [255, 0, 0])):
         expect(page.get_by_role("button", name=f"Page {n}", exact=True)).to_have_attribute("data-drawn", "1")
         assert page.evaluate("""(n) => {
