@@ -8,7 +8,7 @@ import struct
 import zlib
 from functools import cache
 
-from pypdf import PdfWriter
+from tests.check_files import encrypted_pdf
 
 ONE_MB = 1024 * 1024
 PAGE = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>"
@@ -30,15 +30,6 @@ def raw_pdf(objects, *, header=b"%PDF-1.7\n", root=1):
 
 def stream(data, entries=b""):
     return b"<< /Length %d %s>>\nstream\n" % (len(data), entries) + data + b"\nendstream"
-
-
-def encrypted_pdf():
-    writer = PdfWriter()
-    writer.add_blank_page(width=595, height=842)
-    writer.encrypt(user_password="secret", owner_password="owner", algorithm="RC4-128")
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def malformed_xref_pdf():
