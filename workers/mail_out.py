@@ -83,6 +83,26 @@ def build_email(message, from_address):
     return email
 
 
+def _staff_email(cfg, to_address, subject, body):
+    """Mail to a member of staff, from MAIL_FROM: a notification, a digest, an account link."""
+    email = EmailMessage()
+    email["From"] = header_value(cfg["MAIL_FROM"])
+    email["To"] = header_value(to_address)
+    email["Subject"] = header_value(subject)
+    email["Date"] = formatdate(localtime=False)
+    email["Auto-Submitted"] = "auto-generated"
+    email.set_content(body)
+    return email
+
+
+def _deliver(email, cfg, file_name):
+    """By SMTP when SMTP_HOST is set, else as `file_name` in the outbox folder; "smtp" or the file's path."""
+    if cfg.get("SMTP_HOST"):
+        _deliver_smtp(email, cfg)
+        return "smtp"
+    return str(_write_outbox_file(email, file_name, cfg))
+
+
 class _DataGuard:
     """Tells a broken connection during DATA (the server may have the message) from every earlier failure."""
 
@@ -178,18 +198,10 @@ def send_notification(notification_id):
     if not _claim(Notification, notification_id):
         return _not_claimed(note, f"notification {notification_id}")
     cfg = current_app.config
-    email = EmailMessage()
-    email["From"] = header_value(cfg["MAIL_FROM"])
-    email["To"] = header_value(note.to_address)
-    email["Subject"] = header_value(note.subject)
-    email["Date"] = formatdate(localtime=False)
-    email["Auto-Submitted"] = "auto-generated"
-    email.set_content(f"{note.body}\n\n{cfg['BASE_URL'].rstrip('/')}/items/{note.work_item.ref}\n")
+    email = _staff_email(cfg, note.to_address, note.subject,
+                         f"{note.body}\n\n{cfg['BASE_URL'].rstrip('/')}/items/{note.work_item.ref}\n")
     try:
-        if cfg.get("SMTP_HOST"):
-            _deliver_smtp(email, cfg)
-        else:
-            _write_outbox_file(email, f"notification-{note.id}.eml", cfg)
+        _deliver(email, cfg, f"notification-{note.id}.eml")
     except DeliveryUnknown as exc:
         log.error("notification %s: %s; marked unconfirmed, not sent again", note.id, exc)
         note.send_status = "unconfirmed"
@@ -215,18 +227,11 @@ def send_digest(user_id):
     cfg = current_app.config
     base = cfg["BASE_URL"].rstrip("/")
     lines = [f"- {note.subject}\n  {base}/items/{note.work_item.ref}" for note in notes]
-    email = EmailMessage()
-    email["From"] = header_value(cfg["MAIL_FROM"])
-    email["To"] = header_value(notes[0].to_address)
-    email["Subject"] = f"Your Backdesk digest: {len(notes)} notification{'s' if len(notes) != 1 else ''}"
-    email["Date"] = formatdate(localtime=False)
-    email["Auto-Submitted"] = "auto-generated"
-    email.set_content("Since your last digest:\n\n" + "\n".join(lines) + f"\n\nAll of them: {base}/notifications\n")
+    email = _staff_email(cfg, notes[0].to_address,
+                         f"Your Backdesk digest: {len(notes)} notification{'s' if len(notes) != 1 else ''}",
+                         "Since your last digest:\n\n" + "\n".join(lines) + f"\n\nAll of them: {base}/notifications\n")
     try:
-        if cfg.get("SMTP_HOST"):
-            _deliver_smtp(email, cfg)
-        else:
-            _write_outbox_file(email, f"digest-{user_id}-{notes[0].id}.eml", cfg)
+        _deliver(email, cfg, f"digest-{user_id}-{notes[0].id}.eml")
         status = "sent"
     except DeliveryUnknown as exc:
         log.error("digest for user %s: %s; marked unconfirmed, not sent again", user_id, exc)
@@ -247,19 +252,9 @@ def send_account_link(link_id):
     if not _claim(AccountLink, link_id):
         return _not_claimed(link, f"{link.purpose} link {link_id}")
     cfg = current_app.config
-    to_address, subject, body = account_links.mail_for(link)
-    email = EmailMessage()
-    email["From"] = header_value(cfg["MAIL_FROM"])
-    email["To"] = header_value(to_address)
-    email["Subject"] = header_value(subject)
-    email["Date"] = formatdate(localtime=False)
-    email["Auto-Submitted"] = "auto-generated"
-    email.set_content(body)
+    email = _staff_email(cfg, *account_links.mail_for(link))
     try:
-        if cfg.get("SMTP_HOST"):
-            _deliver_smtp(email, cfg)
-        else:
-            _write_outbox_file(email, f"account-link-{link.id}.eml", cfg)
+        _deliver(email, cfg, f"account-link-{link.id}.eml")
     except DeliveryUnknown as exc:
         log.error("%s link %s: %s; marked unconfirmed, not sent again", link.purpose, link.id, exc)
         link.send_status = "unconfirmed"
@@ -288,11 +283,7 @@ def send_message(message_id):
     cfg = current_app.config
     email = build_email(message, sender_of(message, cfg["MAIL_FROM"]))
     try:
-        if cfg.get("SMTP_HOST"):
-            _deliver_smtp(email, cfg)
-            where = "smtp"
-        else:
-            where = str(_write_outbox_file(email, f"message-{message.id}.eml", cfg))
+        where = _deliver(email, cfg, f"message-{message.id}.eml")
     except DeliveryUnknown as exc:
         message.send_status = "unconfirmed"
         record_event(db.session, message.work_item, "mail_unconfirmed", "worker",
